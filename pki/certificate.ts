@@ -1,0 +1,251 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { MidcertError, asMidcertError } from '../common/errors.js';
+import { LIMITS, assertSize } from '../common/limits.js';
+import { fromDerBuffer } from './asn1.js';
+import { childrenOf, descend, readTlv, slice } from './der.js';
+import { describeKey, type KeyDescription } from './keys.js';
+import { decodeName, formatName, type DistinguishedName } from './name.js';
+import { looksLikePem, scanPem } from './pem.js';
+
+const asn1 = forge.asn1;
+
+export const OID = {
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+  serverAuth: '1.3.6.1.5.5.7.3.1',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  basicConstraints: '2.5.29.19',
+  subjectAltName: '2.5.29.17',
+  subjectKeyIdentifier: '2.5.29.14',
+  authorityKeyIdentifier: '2.5.29.35',
+  pkcs7SignedData: '1.2.840.113549.1.7.2',
+} as const;
+
+const EKU_NAMES: Record<string, string> = {
+  [OID.serverAuth]: 'serverAuth', [OID.clientAuth]: 'clientAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning',
+  '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+  '2.5.29.37.0': 'anyExtendedKeyUsage',
+};
+const KU_NAMES = ['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement',
+  'keyCertSign', 'cRLSign', 'encipherOnly', 'decipherOnly'];
+
+export interface Certificate {
+  der: Buffer;
+  subject: DistinguishedName;
+  issuer: DistinguishedName;
+  /** RFC 4514 text of subject and issuer. */
+  subjectText: string;
+  issuerText: string;
+  /** Lower-case hex, no leading zero byte. */
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** SHA-256 of the DER, lower-case hex without colons. */
+  sha256: string;
+  publicKey: KeyObject;
+  key: KeyDescription;
+  /** Named keyUsage bits; undefined when the extension is absent. */
+  keyUsage: string[] | undefined;
+  /** Extended key usages (names where known, else OIDs); undefined when absent. */
+  extKeyUsage: string[] | undefined;
+  basicConstraints: { ca: boolean; pathLen?: number } | undefined;
+  subjectAltNames: string[];
+  selfSigned: boolean;
+  x509: X509Certificate;
+}
+
+/** Reads every certificate in a PEM text, a DER certificate, or a PKCS#7 (PEM or DER). */
+export function readCertificates(bytes: Uint8Array): Certificate[] {
+  assertSize(bytes, LIMITS.pemBytes, 'certificate file');
+  const ders = looksLikePem(bytes) ? pemCertificateDers(Buffer.from(bytes).toString('latin1')) : derCertificateDers(Buffer.from(bytes));
+  if (ders.length > LIMITS.certsPerInput) {
+    throw new MidcertError('INPUT_TOO_LARGE', `${ders.length} certificates in one input; the limit is ${LIMITS.certsPerInput}`);
+  }
+  return ders.map(parseCertificate);
+}
+
+function pemCertificateDers(text: string): Buffer[] {
+  const out: Buffer[] = [];
+  for (const block of scanPem(text)) {
+    if (block.label === 'CERTIFICATE' || block.label === 'X509 CERTIFICATE' || block.label === 'TRUSTED CERTIFICATE') out.push(block.der);
+    else if (block.label === 'PKCS7' || block.label === 'CMS') out.push(...pkcs7CertificateDers(block.der));
+  }
+  return out;
+}
+
+function derCertificateDers(der: Buffer): Buffer[] {
+  try {
+    const top = readTlv(der);
+    const first = childrenOf(der, top)[0];
+    // ContentInfo starts with an OID (tag 6); a Certificate starts with the TBS SEQUENCE.
+    if (first && first.tag === 0x06) return pkcs7CertificateDers(der);
+    return [slice(der, top)];
+  } catch (err) {
+    throw asMidcertError(err, 'CERT_MALFORMED', 'not a DER certificate or PKCS#7');
+  }
+}
+
+/** Certificates from a PKCS#7 SignedData (certs-only, as ADCS and EST return). */
+export function pkcs7CertificateDers(der: Buffer): Buffer[] {
+  try {
+    const contentInfo = readTlv(der);
+    const [oid, explicit] = childrenOf(der, contentInfo);
+    if (!oid || !explicit || asn1.derToOid(der.subarray(oid.contentStart, oid.end).toString('latin1')) !== OID.pkcs7SignedData) {
+      throw new Error('not a PKCS#7 SignedData');
+    }
+    const signedData = descend(der, explicit, [0]);
+    const certSet = childrenOf(der, signedData).find((c) => c.tag === 0xa0);
+    return certSet ? childrenOf(der, certSet).filter((c) => c.tag === 0x30).map((c) => slice(der, c)) : [];
+  } catch (err) {
+    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot read the PKCS#7 certificates');
+  }
+}
+
+export function parseCertificate(der: Buffer): Certificate {
+  try {
+    const x509 = new X509Certificate(der);
+    const tbs = parseTbs(der);
+    const publicKey = x509.publicKey;
+    return {
+      der, x509, publicKey, ...tbs,
+      subjectText: formatName(tbs.subject),
+      issuerText: formatName(tbs.issuer),
+      sha256: x509.fingerprint256.replace(/:/g, '').toLowerCase(),
+      key: describeKey(publicKey),
+      selfSigned: x509.checkIssued(x509) && x509.verify(publicKey),
+    };
+  } catch (err) {
+    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the certificate');
+  }
+}
+
+type TbsFields = Pick<Certificate, 'subject' | 'issuer' | 'serial' | 'notBefore' | 'notAfter' | 'keyUsage' | 'extKeyUsage' | 'basicConstraints' | 'subjectAltNames'>;
+
+function parseTbs(der: Buffer): TbsFields {
+  const cert = fromDerBuffer(der);
+  const tbs = (cert.value as forge.asn1.Asn1[])[0] as forge.asn1.Asn1;
+  const fields = tbs.value as forge.asn1.Asn1[];
+  const offset = (fields[0] as forge.asn1.Asn1).tagClass === asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
+  const at = (i: number): forge.asn1.Asn1 => {
+    const node = fields[i + offset];
+    if (!node) throw new Error('truncated TBSCertificate');
+    return node;
+  };
+  const validity = at(3).value as forge.asn1.Asn1[];
+  const extensions = readExtensions(fields.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 3));
+  return {
+    serial: Buffer.from(at(0).value as string, 'latin1').toString('hex').replace(/^(00)+(?=.)/, ''),
+    issuer: decodeName(at(2)),
+    notBefore: decodeTime(validity[0]),
+    notAfter: decodeTime(validity[1]),
+    subject: decodeName(at(4)),
+    ...extensions,
+  };
+}
+
+function decodeTime(node: forge.asn1.Asn1 | undefined): Date {
+  if (!node) throw new Error('missing validity time');
+  const text = node.value as string;
+  return node.type === asn1.Type.UTCTIME ? asn1.utcTimeToDate(text) : asn1.generalizedTimeToDate(text);
+}
+
+function readExtensions(wrapper: forge.asn1.Asn1 | undefined): Pick<TbsFields, 'keyUsage' | 'extKeyUsage' | 'basicConstraints' | 'subjectAltNames'> {
+  const result: ReturnType<typeof readExtensions> = { keyUsage: undefined, extKeyUsage: undefined, basicConstraints: undefined, subjectAltNames: [] };
+  const list = wrapper ? ((wrapper.value as forge.asn1.Asn1[])[0]?.value as forge.asn1.Asn1[] | undefined) ?? [] : [];
+  for (const ext of list) {
+    const parts = ext.value as forge.asn1.Asn1[];
+    const oid = asn1.derToOid((parts[0] as forge.asn1.Asn1).value as string);
+    const inner = fromDerBuffer(Buffer.from((parts[parts.length - 1] as forge.asn1.Asn1).value as string, 'latin1'));
+    if (oid === OID.keyUsage) result.keyUsage = decodeKeyUsage(inner.value as string);
+    else if (oid === OID.extKeyUsage) result.extKeyUsage = (inner.value as forge.asn1.Asn1[]).map((n) => ekuName(asn1.derToOid(n.value as string)));
+    else if (oid === OID.basicConstraints) result.basicConstraints = decodeBasicConstraints(inner.value as forge.asn1.Asn1[]);
+    else if (oid === OID.subjectAltName) result.subjectAltNames = (inner.value as forge.asn1.Asn1[]).map(decodeGeneralName);
+  }
+  return result;
+}
+
+function decodeKeyUsage(bitString: string): string[] {
+  // First content byte = unused bits; the rest are the flags, most significant bit first.
+  const bytes = Buffer.from(bitString, 'latin1').subarray(1);
+  return KU_NAMES.filter((_, bit) => ((bytes[bit >> 3] ?? 0) & (0x80 >> (bit & 7))) !== 0);
+}
+
+function ekuName(oid: string): string {
+  return EKU_NAMES[oid] ?? oid;
+}
+
+function decodeBasicConstraints(values: forge.asn1.Asn1[]): { ca: boolean; pathLen?: number } {
+  let ca = false;
+  let pathLen: number | undefined;
+  for (const v of values) {
+    if (v.type === asn1.Type.BOOLEAN) ca = (v.value as string).charCodeAt(0) !== 0;
+    if (v.type === asn1.Type.INTEGER) pathLen = Buffer.from(v.value as string, 'latin1').readUIntBE(0, Math.min(6, (v.value as string).length) || 1);
+  }
+  return pathLen === undefined ? { ca } : { ca, pathLen };
+}
+
+function decodeGeneralName(node: forge.asn1.Asn1): string {
+  const raw = typeof node.value === 'string' ? node.value : '';
+  switch (node.type) {
+    case 1: return `email:${raw}`;
+    case 2: return `DNS:${raw}`;
+    case 6: return `URI:${raw}`;
+    case 7: return `IP:${formatIp(Buffer.from(raw, 'latin1'))}`;
+    default: return `othername:${node.type}`;
+  }
+}
+
+function formatIp(bytes: Buffer): string {
+  if (bytes.length === 4) return [...bytes].join('.');
+  return (bytes.toString('hex').match(/.{4}/g) ?? []).join(':');
+}
+
+/** Certificate as PEM text. */
+export function certificateToPem(cert: Certificate): string {
+  return cert.x509.toString().replace(/\r\n/g, '\n');
+}
+
+/** True when `issuer` issued `cert`: names match and the signature verifies with its key. */
+export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
+  return cert.x509.checkIssued(issuer.x509) && cert.x509.verify(issuer.publicKey);
+}
+
+export function daysLeft(cert: Certificate, now: Date): number {
+  return Math.floor((cert.notAfter.getTime() - now.getTime()) / 86_400_000);
+}
+
+/** The JSON summary shape used by `cert show --json` and keystore chains. */
+export interface CertificateSummary {
+  subject: string;
+  issuer: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  sha256: string;
+  keyType: string;
+  keyBits: number;
+  keyUsage: string[] | null;
+  extKeyUsage: string[] | null;
+  basicConstraints: { ca: boolean; pathLen?: number } | null;
+  subjectAltNames: string[];
+  selfSigned: boolean;
+}
+
+export function summarize(cert: Certificate): CertificateSummary {
+  return {
+    subject: cert.subjectText,
+    issuer: cert.issuerText,
+    serial: cert.serial,
+    notBefore: cert.notBefore.toISOString(),
+    notAfter: cert.notAfter.toISOString(),
+    sha256: cert.sha256,
+    keyType: cert.key.type,
+    keyBits: cert.key.bits,
+    keyUsage: cert.keyUsage ?? null,
+    extKeyUsage: cert.extKeyUsage ?? null,
+    basicConstraints: cert.basicConstraints ?? null,
+    subjectAltNames: cert.subjectAltNames,
+    selfSigned: cert.selfSigned,
+  };
+}

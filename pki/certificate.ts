@@ -5,7 +5,7 @@ import { LIMITS, assertSize } from '../common/limits.js';
 import { fromDerBuffer } from './asn1.js';
 import { childrenOf, descend, readTlv, slice } from './der.js';
 import { describeKey, type KeyDescription } from './keys.js';
-import { decodeName, formatName, type DistinguishedName } from './name.js';
+import { decodeName, formatName, sameName, type DistinguishedName } from './name.js';
 import { looksLikePem, scanPem } from './pem.js';
 
 const asn1 = forge.asn1;
@@ -26,6 +26,13 @@ const EKU_NAMES: Record<string, string> = {
   [OID.serverAuth]: 'serverAuth', [OID.clientAuth]: 'clientAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning',
   '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
   '2.5.29.37.0': 'anyExtendedKeyUsage',
+};
+const SIGNATURE_NAMES: Record<string, string> = {
+  '1.2.840.113549.1.1.4': 'md5WithRSAEncryption', '1.2.840.113549.1.1.5': 'sha1WithRSAEncryption',
+  '1.2.840.113549.1.1.11': 'sha256WithRSAEncryption', '1.2.840.113549.1.1.12': 'sha384WithRSAEncryption',
+  '1.2.840.113549.1.1.13': 'sha512WithRSAEncryption', '1.2.840.113549.1.1.10': 'rsassaPss',
+  '1.2.840.10045.4.1': 'ecdsa-with-SHA1', '1.2.840.10045.4.3.2': 'ecdsa-with-SHA256',
+  '1.2.840.10045.4.3.3': 'ecdsa-with-SHA384', '1.2.840.10045.4.3.4': 'ecdsa-with-SHA512',
 };
 const KU_NAMES = ['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement',
   'keyCertSign', 'cRLSign', 'encipherOnly', 'decipherOnly'];
@@ -52,6 +59,8 @@ export interface Certificate {
   basicConstraints: { ca: boolean; pathLen?: number } | undefined;
   subjectAltNames: string[];
   selfSigned: boolean;
+  /** e.g. sha256WithRSAEncryption; the dotted OID when unknown. */
+  signatureAlgorithm: string;
   x509: X509Certificate;
 }
 
@@ -113,18 +122,20 @@ export function parseCertificate(der: Buffer): Certificate {
       issuerText: formatName(tbs.issuer),
       sha256: x509.fingerprint256.replace(/:/g, '').toLowerCase(),
       key: describeKey(publicKey),
-      selfSigned: x509.checkIssued(x509) && x509.verify(publicKey),
+      selfSigned: sameName(tbs.subject, tbs.issuer) && verifiesWith(x509, publicKey),
     };
   } catch (err) {
     throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the certificate');
   }
 }
 
-type TbsFields = Pick<Certificate, 'subject' | 'issuer' | 'serial' | 'notBefore' | 'notAfter' | 'keyUsage' | 'extKeyUsage' | 'basicConstraints' | 'subjectAltNames'>;
+type TbsFields = Pick<Certificate, 'signatureAlgorithm' | 'subject' | 'issuer' | 'serial' | 'notBefore' | 'notAfter' | 'keyUsage' | 'extKeyUsage' | 'basicConstraints' | 'subjectAltNames'>;
 
 function parseTbs(der: Buffer): TbsFields {
   const cert = fromDerBuffer(der);
-  const tbs = (cert.value as forge.asn1.Asn1[])[0] as forge.asn1.Asn1;
+  const [tbs, algorithm] = cert.value as forge.asn1.Asn1[];
+  if (!tbs || !algorithm) throw new Error('truncated Certificate');
+  const sigOid = asn1.derToOid((algorithm.value as forge.asn1.Asn1[])[0]?.value as string);
   const fields = tbs.value as forge.asn1.Asn1[];
   const offset = (fields[0] as forge.asn1.Asn1).tagClass === asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
   const at = (i: number): forge.asn1.Asn1 => {
@@ -135,6 +146,7 @@ function parseTbs(der: Buffer): TbsFields {
   const validity = at(3).value as forge.asn1.Asn1[];
   const extensions = readExtensions(fields.find((f) => f.tagClass === asn1.Class.CONTEXT_SPECIFIC && f.type === 3));
   return {
+    signatureAlgorithm: SIGNATURE_NAMES[sigOid] ?? sigOid,
     serial: Buffer.from(at(0).value as string, 'latin1').toString('hex').replace(/^(00)+(?=.)/, ''),
     issuer: decodeName(at(2)),
     notBefore: decodeTime(validity[0]),
@@ -206,9 +218,21 @@ export function certificateToPem(cert: Certificate): string {
   return cert.x509.toString().replace(/\r\n/g, '\n');
 }
 
-/** True when `issuer` issued `cert`: names match and the signature verifies with its key. */
+/**
+ * True when `issuer` issued `cert`: issuer name matches and the signature verifies with its key.
+ * Deliberately not X509Certificate.checkIssued, which also rejects issuers whose keyUsage lacks
+ * keyCertSign; the linter reports such CA defects as their own findings instead.
+ */
 export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
-  return cert.x509.checkIssued(issuer.x509) && cert.x509.verify(issuer.publicKey);
+  return sameName(cert.issuer, issuer.subject) && verifiesWith(cert.x509, issuer.publicKey);
+}
+
+function verifiesWith(x509: X509Certificate, key: KeyObject): boolean {
+  try {
+    return x509.verify(key);
+  } catch {
+    return false; // e.g. an EC signature checked against an RSA key
+  }
 }
 
 export function daysLeft(cert: Certificate, now: Date): number {

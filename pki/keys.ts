@@ -1,4 +1,4 @@
-import { createPrivateKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { MidcertError } from '../common/errors.js';
 import { LIMITS, assertSize } from '../common/limits.js';
@@ -149,4 +149,10 @@ function decodeKey(read: () => KeyObject): KeyObject {
 function isPassphraseError(err: unknown): boolean {
   const code = (err as { code?: string }).code ?? '';
   return code === 'ERR_MISSING_PASSPHRASE' || /passphrase/i.test(String((err as Error).message));
+}
+
+/** True when two keys (private or public) share the same public key. */
+export function publicKeysEqual(a: KeyObject, b: KeyObject): boolean {
+  const spki = (k: KeyObject): Buffer => (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
+  return spki(a).equals(spki(b));
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { EXIT_CODES_HELP, runProgram } from '../../common/cli.js';
+import { VERSION } from '../../common/version.js';
+import { bundleCommand } from './bundle-command.js';
+import { certCommand } from './cert-command.js';
+import { csrCommand } from './csr-command.js';
+import { keystoreCommand } from './keystore-command.js';
+
+export function agentProgram(): Command {
+  return new Command('midcert-agent')
+    .description('midcert host agent: MID Server keys, CSRs, bundles and keystores (host-local tools)')
+    .version(VERSION)
+    .addCommand(csrCommand())
+    .addCommand(bundleCommand())
+    .addCommand(keystoreCommand())
+    .addCommand(certCommand())
+    .addHelpText('after', EXIT_CODES_HELP);
+}
+
+process.exitCode = await runProgram(agentProgram(), process.argv);

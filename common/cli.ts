@@ -1,0 +1,120 @@
+import { readFile, stat } from 'node:fs/promises';
+import { Command, CommanderError } from 'commander';
+import { MidcertError, isMidcertError, type ErrorCode } from './errors.js';
+import { LIMITS } from './limits.js';
+
+/** Exit codes shared by every midcert command; documented in each program's --help. */
+export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3, io: 4, internal: 70 } as const;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0   success
+  1   the checked bundle/keystore has error findings, or a bundle would not lint clean
+  2   bad command-line usage
+  3   bad input: unparsable file, wrong password, input over its size bound
+  4   a file cannot be read or written
+  70  internal error (a bug: please report it)
+
+Errors print one line on stderr: "<program>: error [CODE] message".`;
+
+export function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'USAGE': return EXIT.usage;
+    case 'INPUT_UNREADABLE':
+    case 'OUTPUT_FAILED': return EXIT.io;
+    case 'BUNDLE_INVALID': return EXIT.findings;
+    case 'INTERNAL': return EXIT.internal;
+    default: return EXIT.input;
+  }
+}
+
+/**
+ * Runs a commander program with our error contract: one stderr line with a stable code and a
+ * documented exit code; stack traces only with MIDCERT_DEBUG=1.
+ */
+export async function runProgram(program: Command, argv: string[]): Promise<number> {
+  program.exitOverride();
+  program.configureOutput({ outputError: () => undefined });
+  for (const sub of allCommands(program)) {
+    sub.exitOverride();
+    sub.configureOutput({ outputError: () => undefined });
+  }
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    return reportError(program.name(), err);
+  }
+}
+
+function allCommands(cmd: Command): Command[] {
+  return cmd.commands.flatMap((c) => [c, ...allCommands(c)]);
+}
+
+export function reportError(programName: string, err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+    if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
+    const message = err.message.replace(/^error:\s*/, '');
+    process.stderr.write(`${programName}: error [USAGE] ${message} (see ${programName} --help)\n`);
+    return EXIT.usage;
+  }
+  const error = isMidcertError(err) ? err : new MidcertError('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+  process.stderr.write(`${programName}: error [${error.code}] ${oneLine(error.message)}\n`);
+  if (process.env.MIDCERT_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return exitCodeFor(error.code);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
+
+/** Reads an input file with a size bound, turning OS errors into typed errors. */
+export async function readInput(path: string, limit: number = LIMITS.pemBytes, what = 'input file'): Promise<Buffer> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new MidcertError('INPUT_UNREADABLE', `${what} ${path} is not a regular file`);
+    size = info.size;
+  } catch (err) {
+    if (isMidcertError(err)) throw err;
+    throw new MidcertError('INPUT_UNREADABLE', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (size > limit) throw new MidcertError('INPUT_TOO_LARGE', `${what} ${path} is ${size} bytes; the limit is ${limit} bytes`);
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new MidcertError('INPUT_UNREADABLE', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export interface PasswordSources {
+  value?: string;
+  file?: string;
+  env?: string[];
+}
+
+/**
+ * Resolves a password from (in order) a file, the command line, then environment variables. Files
+ * and the environment keep secrets out of `ps` output. One trailing newline of a file is dropped.
+ */
+export async function resolvePassword(sources: PasswordSources): Promise<string | undefined> {
+  if (sources.file !== undefined) {
+    const text = (await readInput(sources.file, 4096, 'password file')).toString('utf8');
+    return text.replace(/\r?\n$/, '');
+  }
+  if (sources.value !== undefined) return sources.value;
+  for (const name of sources.env ?? []) {
+    const value = process.env[name];
+    if (value !== undefined) return value;
+  }
+  return undefined;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function usageError(message: string): MidcertError {
+  return new MidcertError('USAGE', message);
+}

@@ -34,6 +34,12 @@ const SIGNATURE_NAMES: Record<string, string> = {
   '1.2.840.10045.4.1': 'ecdsa-with-SHA1', '1.2.840.10045.4.3.2': 'ecdsa-with-SHA256',
   '1.2.840.10045.4.3.3': 'ecdsa-with-SHA384', '1.2.840.10045.4.3.4': 'ecdsa-with-SHA512',
 };
+/** Hash used by each signature algorithm we can verify (RSA PKCS#1 v1.5 and ECDSA). */
+export const SIGNATURE_HASHES: Record<string, string> = {
+  '1.2.840.113549.1.1.5': 'sha1', '1.2.840.113549.1.1.11': 'sha256', '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512', '1.2.840.10045.4.1': 'sha1', '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384', '1.2.840.10045.4.3.4': 'sha512',
+};
 const KU_NAMES = ['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment', 'keyAgreement',
   'keyCertSign', 'cRLSign', 'encipherOnly', 'decipherOnly'];
 
@@ -77,18 +83,27 @@ export function readCertificates(bytes: Uint8Array): Certificate[] {
 function pemCertificateDers(text: string): Buffer[] {
   const out: Buffer[] = [];
   for (const block of scanPem(text)) {
-    if (block.label === 'CERTIFICATE' || block.label === 'X509 CERTIFICATE' || block.label === 'TRUSTED CERTIFICATE') out.push(block.der);
+    // Microsoft CAs label base64 PKCS#7 chains "CERTIFICATE" too (certnew.p7b?Enc=b64).
+    if (block.label === 'CERTIFICATE' && isPkcs7(block.der)) out.push(...pkcs7CertificateDers(block.der));
+    else if (block.label === 'CERTIFICATE' || block.label === 'X509 CERTIFICATE' || block.label === 'TRUSTED CERTIFICATE') out.push(block.der);
     else if (block.label === 'PKCS7' || block.label === 'CMS') out.push(...pkcs7CertificateDers(block.der));
   }
   return out;
 }
 
+/** ContentInfo starts with an OID (tag 6); a Certificate starts with the TBS SEQUENCE. */
+function isPkcs7(der: Buffer): boolean {
+  try {
+    return childrenOf(der, readTlv(der))[0]?.tag === 0x06;
+  } catch {
+    return false;
+  }
+}
+
 function derCertificateDers(der: Buffer): Buffer[] {
   try {
     const top = readTlv(der);
-    const first = childrenOf(der, top)[0];
-    // ContentInfo starts with an OID (tag 6); a Certificate starts with the TBS SEQUENCE.
-    if (first && first.tag === 0x06) return pkcs7CertificateDers(der);
+    if (isPkcs7(der)) return pkcs7CertificateDers(der);
     return [slice(der, top)];
   } catch (err) {
     throw asMidcertError(err, 'CERT_MALFORMED', 'not a DER certificate or PKCS#7');

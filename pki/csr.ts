@@ -3,7 +3,7 @@ import forge from 'node-forge';
 import { MidcertError, asMidcertError } from '../common/errors.js';
 import { LIMITS, assertSize } from '../common/limits.js';
 import { fromDerBuffer, implicitSet, oid, publicKeyInfo, seq, set, signStructure, smallInt } from './asn1.js';
-import { OID } from './certificate.js';
+import { OID, SIGNATURE_HASHES } from './certificate.js';
 import { extKeyUsageExtension, keyUsageExtension, subjectAltNameExtension, type KeyUsageName } from './extensions.js';
 import { decodeName, encodeName, formatName, parseSubject, type DistinguishedName } from './name.js';
 import { scanPem, toPem } from './pem.js';
@@ -63,11 +63,12 @@ export function parseCsr(bytes: Uint8Array): ParsedCsr {
     const publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
     const infoDer = Buffer.from(asn1.toDer(info).getBytes(), 'latin1');
     const sigBytes = Buffer.from(signature.value as string, 'latin1').subarray(1);
+    const hash = SIGNATURE_HASHES[asn1.derToOid((algorithm.value as forge.asn1.Asn1[])[0]?.value as string)];
     return {
       der, subject, publicKey,
       subjectText: formatName(subject),
       requestedExtensionOids: requestedExtensions(fields[3]),
-      signatureValid: verify('sha256', infoDer, publicKey, sigBytes),
+      signatureValid: hash !== undefined && verify(hash, infoDer, publicKey, sigBytes),
     };
   } catch (err) {
     throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the CSR');

@@ -1,0 +1,55 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { InstanceOptions } from './types.js';
+
+/**
+ * The JSON config file `main.ts` reads. Paths are relative to the config file. The admin password
+ * comes from `admin.passwordFile` (preferred: keep it 0600) or `admin.password`.
+ *
+ * {
+ *   "tls": { "certFile": "instance.pem", "keyFile": "instance.key" },
+ *   "host": "127.0.0.1", "port": 0,
+ *   "admin": { "username": "admin", "passwordFile": "admin.password" },
+ *   "publishDelayMs": 1000, "publishWord": "Exists", "downAfterMs": 15000,
+ *   "stateFile": "instance-state.json", "logFile": "instance.log"
+ * }
+ */
+export interface InstanceConfigFile {
+  tls: { certFile: string; keyFile: string };
+  host?: string;
+  port?: number;
+  admin: { username: string; password?: string; passwordFile?: string };
+  publishDelayMs?: number;
+  publishWord?: 'Exists' | 'Active';
+  downAfterMs?: number;
+  stateFile?: string;
+  logFile?: string;
+}
+
+const MAX_CONFIG_BYTES = 64 * 1024;
+
+export async function loadInstanceConfig(path: string): Promise<InstanceOptions> {
+  const text = await readFile(path, 'utf8');
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new Error(`${path} is larger than ${MAX_CONFIG_BYTES} bytes`);
+  const config = JSON.parse(text) as InstanceConfigFile;
+  const base = dirname(resolve(path));
+  const at = (file: string): string => resolve(base, file);
+  if (typeof config.tls?.certFile !== 'string' || typeof config.tls.keyFile !== 'string') throw new Error(`${path}: tls.certFile and tls.keyFile are required`);
+  if (typeof config.admin?.username !== 'string') throw new Error(`${path}: admin.username is required`);
+  const password = config.admin.passwordFile !== undefined
+    ? (await readFile(at(config.admin.passwordFile), 'utf8')).replace(/\r?\n$/, '')
+    : config.admin.password;
+  if (!password) throw new Error(`${path}: admin.password or admin.passwordFile is required`);
+  const options: InstanceOptions = {
+    tls: { certPem: await readFile(at(config.tls.certFile), 'utf8'), keyPem: await readFile(at(config.tls.keyFile), 'utf8') },
+    admin: { username: config.admin.username, password },
+  };
+  if (config.host !== undefined) options.host = config.host;
+  if (config.port !== undefined) options.port = config.port;
+  if (config.publishDelayMs !== undefined) options.publishDelayMs = config.publishDelayMs;
+  if (config.publishWord !== undefined) options.publishWord = config.publishWord;
+  if (config.downAfterMs !== undefined) options.downAfterMs = config.downAfterMs;
+  if (config.stateFile !== undefined) options.stateFile = at(config.stateFile);
+  if (config.logFile !== undefined) options.log = at(config.logFile);
+  return options;
+}

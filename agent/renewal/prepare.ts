@@ -1,0 +1,58 @@
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MidcertError } from '../../common/errors.js';
+import { writeFileAtomic } from '../../common/fs.js';
+import { buildCsr } from '../../pki/csr.js';
+import { generateKey, keySpecFrom, toPkcs8Pem } from '../../pki/keys.js';
+import type { Journal } from '../journal.js';
+
+export interface PrepareRequest {
+  renewalId: string;
+  subject: string;
+  sans: string[];
+  keyType: string;
+  keyBits?: number;
+}
+
+export interface PreparedRenewal {
+  renewalId: string;
+  csrPem: string;
+  publicKeySha256: string;
+}
+
+const RENEWAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function assertRenewalId(id: string): void {
+  if (!RENEWAL_ID.test(id) || id === '.' || id === '..') {
+    throw new MidcertError('USAGE', 'renewal_id must be 1-64 characters of letters, digits, ".", "_" or "-"');
+  }
+}
+
+/** New key (0600, in the renewal's own folder under the state dir) and CSR; only the CSR leaves. */
+export async function prepareKeyAndCsr(journal: Journal, request: PrepareRequest): Promise<PreparedRenewal> {
+  const spec = keySpecFrom(request.keyType || 'rsa', request.keyBits || undefined);
+  const key = await generateKey(spec);
+  const csrPem = buildCsr(key, { subject: request.subject, sans: request.sans });
+  const dir = await journal.renewalDir(request.renewalId);
+  await writeFileAtomic(join(dir, 'key.pem'), toPkcs8Pem(key), { mode: 0o600 });
+  await writeFileAtomic(join(dir, 'csr.pem'), csrPem, { mode: 0o644 });
+  return { renewalId: request.renewalId, csrPem, publicKeySha256: publicKeySha256(key) };
+}
+
+/** The same answer again for a repeated PrepareRenewal with the same id (idempotency). */
+export async function readPrepared(journal: Journal, renewalId: string): Promise<PreparedRenewal | undefined> {
+  const dir = join(journal.renewalsDir, renewalId);
+  try {
+    const csrPem = await readFile(join(dir, 'csr.pem'), 'utf8');
+    const keyPem = await readFile(join(dir, 'key.pem'), 'utf8');
+    return { renewalId, csrPem, publicKeySha256: publicKeySha256(createPrivateKey(keyPem)) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function publicKeySha256(key: KeyObject): string {
+  const pub = key.type === 'public' ? key : createPublicKey(key);
+  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex');
+}

@@ -36,7 +36,7 @@ export class RenewalEngine {
     };
   }
 
-  prepare(options: PrepareOptions): Promise<PreparedRenewal> {
+  async prepare(options: PrepareOptions): Promise<PreparedRenewal> {
     assertRenewalId(options.renewalId);
     return this.exclusive('prepared', async () => {
       const entry = await this.effects.journal.load();
@@ -53,7 +53,7 @@ export class RenewalEngine {
     });
   }
 
-  install(renewalId: string, input: InstallInput, progress: ProgressListener, mode: RenewalJournal['mode'] = 'install'): Promise<LastResult> {
+  async install(renewalId: string, input: InstallInput, progress: ProgressListener, mode: RenewalJournal['mode'] = 'install'): Promise<LastResult> {
     assertRenewalId(renewalId);
     return this.exclusive('installing', async () => {
       const entry = await this.effects.journal.load();
@@ -92,7 +92,7 @@ export class RenewalEngine {
   }
 
   /** Break-glass: `-b USER PASS`, then restart. The password is passed through, never stored. */
-  revertToBasicAuth(username: string, password: string): Promise<LastResult> {
+  async revertToBasicAuth(username: string, password: string): Promise<LastResult> {
     if (!username || !password) throw new MidcertError('USAGE', 'username and password are required');
     return this.exclusive('restarting', async () => {
       const previousSha256 = await this.currentSha();

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MidcertError } from '../../common/errors.js';
+import type { HostEffects, Progress } from '../../agent/renewal/effects.js';
+import { RenewalEngine } from '../../agent/renewal/engine.js';
+import { readKeystore, findEntry } from '../../pki/keystore.js';
+import { createLabCa } from '../../lab/lab-ca.js';
+import { startMidWorld, waitFor, type MidWorld } from '../helpers/mid-world.js';
+
+async function leafSha(world: MidWorld): Promise<string> {
+  const store = readKeystore(await readFile(world.host.keystorePath), 'changeit');
+  return findEntry(store, 'defaultsecuritykeypairhandle')?.chain[0]?.sha256 ?? '';
+}
+
+async function heartbeatsAfter(world: MidWorld, ok: number): Promise<void> {
+  await waitFor(() => world.midStatus().heartbeatsOk > ok + 1 && world.midStatus().instanceStatus === 'Up', 15_000, 'the MID is not heartbeating Up');
+}
+
+describe('agent renewal engine against a simulated MID and instance', function () {
+  this.timeout(120_000);
+  let world: MidWorld;
+
+  beforeEach(async () => { world = await startMidWorld(); });
+  afterEach(async () => { await world.close(); });
+
+  async function prepareAndSign(engine: RenewalEngine, id: string, publish = true): Promise<{ certificatePem: string; chainPem: string }> {
+    const prepared = await engine.prepare({ renewalId: id, subject: `CN=${world.name},O=midcert Lab`, sans: [], keyType: 'rsa' });
+    const certificatePem = world.ca.signCsr(prepared.csrPem, { days: 365 });
+    if (publish) await world.publishLeaf(certificatePem);
+    return { certificatePem, chainPem: world.ca.chainPem };
+  }
+
+  it('installs a renewed leaf: keystore holds it, the MID heartbeats Up with it, the key is gone from disk', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const before = await leafSha(world);
+    const input = await prepareAndSign(engine, 'r1');
+    const keyFile = join(world.dir, 'state', 'renewals', 'r1', 'key.pem');
+    assert.equal((await stat(keyFile)).mode & 0o777, 0o600);
+    const steps: Progress[] = [];
+    const result = await engine.install('r1', input, (p) => steps.push(p));
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(result.previousSha256, before);
+    assert.notEqual(result.currentSha256, before);
+    assert.equal(await leafSha(world), result.currentSha256);
+    assert.equal(world.midStatus().leaf?.sha256, result.currentSha256);
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+    assert.deepEqual(steps.filter((s) => s.state === 'done').map((s) => s.step), ['lint', 'backup', 'stop', 'import', 'verify-keystore', 'start', 'verify-health', 'done']);
+    await assert.rejects(stat(keyFile));
+    // Idempotent by renewal id: the same request answers the same result and changes nothing.
+    const again = await engine.install('r1', input, () => undefined);
+    assert.deepEqual(again, result);
+  });
+
+  it('refuses a bundle that does not lint (chain of another CA): nothing on the host changes', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const bytes = await readFile(world.host.keystorePath);
+    const input = await prepareAndSign(engine, 'r2');
+    const other = await createLabCa('Other');
+    const result = await engine.install('r2', { ...input, chainPem: other.chainPem }, () => undefined);
+    assert.equal(result.ok, false);
+    assert.equal(result.failedStep, 'lint');
+    assert.equal(result.error?.code, 'BUNDLE_INVALID');
+    assert.equal(result.rolledBack, false);
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+    assert.equal(world.midStatus().state, 'active');
+    // Still prepared: a corrected retry with the same id goes through.
+    const retry = await engine.install('r2', input, () => undefined);
+    assert.equal(retry.ok, true, JSON.stringify(retry));
+  });
+
+  it('rolls back when manage-certificates exits non-zero: keystore bytes equal the backup, MID Up', async () => {
+    const failing: HostEffects['script'] = {
+      importBundle: async () => { throw new MidcertError('SCRIPT_FAILED', 'manage-certificates -a exited 1', { detail: 'keytool error: java.io.IOException' }); },
+      enableMutualAuth: async () => ({ output: '' }),
+      revertToBasicAuth: async () => ({ output: '' }),
+    };
+    const engine = new RenewalEngine(world.effects({ script: failing }));
+    const bytes = await readFile(world.host.keystorePath);
+    const input = await prepareAndSign(engine, 'r3');
+    const result = await engine.install('r3', input, () => undefined);
+    assert.equal(result.ok, false);
+    assert.equal(result.failedStep, 'import');
+    assert.equal(result.error?.code, 'SCRIPT_FAILED');
+    assert.match(result.error?.detail ?? '', /keytool error/);
+    assert.equal(result.rolledBack, true);
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+  });
+
+  it('rolls back when the keystore does not verify after an import that claimed success', async () => {
+    const silent: HostEffects['script'] = {
+      importBundle: async () => ({ output: 'Certificate imported' }),
+      enableMutualAuth: async () => ({ output: '' }),
+      revertToBasicAuth: async () => ({ output: '' }),
+    };
+    const engine = new RenewalEngine(world.effects({ script: silent }));
+    const bytes = await readFile(world.host.keystorePath);
+    const result = await engine.install('r4', await prepareAndSign(engine, 'r4'), () => undefined);
+    assert.equal(result.failedStep, 'verify-keystore');
+    assert.equal(result.error?.code, 'KEYSTORE_VERIFY_FAILED');
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+    assert.equal(world.midStatus().state, 'active');
+  });
+
+  it('rolls back when the MID fails its handshake with the new certificate (CA the instance does not trust)', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const bytes = await readFile(world.host.keystorePath);
+    const prepared = await engine.prepare({ renewalId: 'r5', subject: 'CN=mid01', sans: [], keyType: 'rsa' });
+    const rogue = await createLabCa('Rogue');
+    const result = await engine.install('r5', { certificatePem: rogue.signCsr(prepared.csrPem), chainPem: rogue.chainPem }, () => undefined);
+    assert.equal(result.ok, false);
+    assert.equal(result.failedStep, 'verify-health');
+    assert.equal(result.error?.code, 'HEALTH_CHECK_FAILED');
+    assert.match(result.error?.message ?? '', /SSLHandshakeException/);
+    assert.equal(result.rolledBack, true);
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+  });
+
+  for (const crashAt of ['backup', 'stop', 'import', 'verify-keystore', 'start', 'verify-health'] as const) {
+    it(`resumes after the agent dies at "${crashAt}": the host ends on the old or the verified new certificate, MID Up`, async () => {
+      const base = world.effects();
+      const bytes = await readFile(world.host.keystorePath);
+      // The agent "dies" right after journaling the step: nothing after that write happens, which
+      // is exactly what a kill -9 leaves on disk (every journal write precedes its step).
+      const save = base.journal.save.bind(base.journal);
+      base.journal.save = async (entry) => {
+        await save(entry);
+        if (entry.step === crashAt) await new Promise(() => undefined);
+      };
+      const engine = new RenewalEngine(base);
+      void engine.install(`c-${crashAt}`, await prepareAndSign(engine, `c-${crashAt}`), () => undefined);
+      await waitFor(async () => (await world.effects().journal.load())?.step === crashAt, 20_000, `never reached ${crashAt}`);
+      const restarted = new RenewalEngine(world.effects());
+      const result = await restarted.resume(() => undefined);
+      assert.ok(result, 'resume found the interrupted install');
+      if (result.ok) {
+        assert.equal(await leafSha(world), result.currentSha256);
+        assert.notEqual(result.currentSha256, result.previousSha256);
+      } else {
+        assert.deepEqual(await readFile(world.host.keystorePath), bytes, 'keystore bytes equal the backup');
+      }
+      assert.equal(await restarted.resume(() => undefined), undefined, 'nothing left to resume');
+      await waitFor(() => world.midStatus().state === 'active', 10_000, 'MID not running');
+      await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+    });
+  }
+
+  it('is idempotent for PrepareRenewal and refuses install without prepare', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const a = await engine.prepare({ renewalId: 'p1', subject: 'CN=mid01', sans: [], keyType: 'rsa' });
+    const b = await engine.prepare({ renewalId: 'p1', subject: 'CN=mid01', sans: [], keyType: 'rsa' });
+    assert.deepEqual(a, b);
+    await assert.rejects(engine.install('nope', { certificatePem: '', chainPem: '' }, () => undefined), (e: unknown) => e instanceof MidcertError && e.code === 'RENEWAL_NOT_PREPARED');
+    await assert.rejects(engine.prepare({ renewalId: '../etc', subject: 'CN=x', sans: [], keyType: 'rsa' }), (e: unknown) => e instanceof MidcertError && e.code === 'USAGE');
+  });
+
+  it('rolls back to the previous keystore on demand', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const before = await leafSha(world);
+    const installed = await engine.install('r9', await prepareAndSign(engine, 'r9'), () => undefined);
+    assert.equal(installed.ok, true);
+    const result = await engine.rollback();
+    assert.equal(result.ok, true);
+    assert.equal(await leafSha(world), before);
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+  });
+});

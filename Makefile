@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all install build test typecheck demo bench clean
+.PHONY: all install build test typecheck demo bench clean proto
 
 all: build
 
@@ -31,3 +31,7 @@ bench: $(NODE_MODULES)
 
 clean:
 	rm -rf dist
+
+# Regenerates proto/gen from proto/midcert/v1/*.proto (buf + protoc-gen-es, both from npm).
+proto: $(NODE_MODULES)
+	cd proto && rm -rf gen && npx buf lint && npx buf generate

@@ -38,7 +38,7 @@ export interface LastResult {
 }
 
 export class Journal {
-  constructor(private readonly stateDir: string) {}
+  constructor(readonly stateDir: string) {}
 
   get renewalsDir(): string {
     return join(this.stateDir, 'renewals');

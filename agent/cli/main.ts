@@ -6,15 +6,21 @@ import { bundleCommand } from './bundle-command.js';
 import { certCommand } from './cert-command.js';
 import { csrCommand } from './csr-command.js';
 import { keystoreCommand } from './keystore-command.js';
+import { installCommand, preflightCommand, rollbackCommand, runCommand, statusCommand } from './host-commands.js';
 
 export function agentProgram(): Command {
   return new Command('midcert-agent')
-    .description('midcert host agent: MID Server keys, CSRs, bundles and keystores (host-local tools)')
+    .description('midcert host agent: the MID host daemon (run) and host-local tools for keys, CSRs, bundles, keystores, status and installs')
     .version(VERSION)
     .addCommand(csrCommand())
     .addCommand(bundleCommand())
     .addCommand(keystoreCommand())
     .addCommand(certCommand())
+    .addCommand(runCommand())
+    .addCommand(statusCommand())
+    .addCommand(installCommand())
+    .addCommand(rollbackCommand())
+    .addCommand(preflightCommand())
     .addHelpText('after', EXIT_CODES_HELP);
 }
 

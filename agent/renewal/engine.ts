@@ -2,10 +2,11 @@ import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { readFile } from 'node:fs/promises';
 import { logOffset, verifyMidHealthy } from '../health.js';
+import { acquireStateLock } from '../state-lock.js';
 import type { LastResult, RenewalJournal } from '../journal.js';
 import type { HostEffects, ProgressListener } from './effects.js';
 import { runInstall, resumeInstall, type InstallInput } from './install.js';
-import { assertRenewalId, prepareKeyAndCsr, readPrepared, type PreparedRenewal } from './prepare.js';
+import { assertRenewalId, prepareKeyAndCsr, readPrepared, stageBundleKey, type PreparedRenewal } from './prepare.js';
 import { currentLeafSha256 } from './verify-keystore.js';
 
 export type RenewalState = 'idle' | 'prepared' | 'installing' | 'rolling-back' | 'restarting';
@@ -64,6 +65,24 @@ export class RenewalEngine {
       }
       if (entry.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${renewalId} is already being installed`);
       return runInstall(this.effects, { ...entry, mode }, input, progress);
+    });
+  }
+
+  /**
+   * The host-local path (`midcert-agent install --bundle`): a bundle made elsewhere, key included,
+   * goes through the same steps as InstallCertificate.
+   */
+  async installBundle(bundlePem: string, progress: ProgressListener): Promise<LastResult> {
+    const renewalId = `manual-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+    return this.exclusive('installing', async () => {
+      const entry = await this.effects.journal.load();
+      if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
+      if (entry) await this.effects.journal.clear(entry.renewalId);
+      const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem);
+      const now = new Date().toISOString();
+      const prepared: RenewalJournal = { renewalId, phase: 'prepared', mode: 'install', preparedAt: now, updatedAt: now };
+      await this.effects.journal.save(prepared);
+      return runInstall(this.effects, prepared, { certificatePem, chainPem }, progress);
     });
   }
 
@@ -142,7 +161,12 @@ export class RenewalEngine {
     if (this.busy) throw new MidcertError('RENEWAL_BUSY', `the agent is busy (${this.busy})`);
     this.busy = state;
     try {
-      return await work();
+      const release = await acquireStateLock(this.effects.journal.stateDir, state);
+      try {
+        return await work();
+      } finally {
+        await release();
+      }
     } finally {
       this.busy = undefined;
     }

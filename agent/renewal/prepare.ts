@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { buildCsr } from '../../pki/csr.js';
-import { generateKey, keySpecFrom, toPkcs8Pem } from '../../pki/keys.js';
+import { BundleInvalidError } from '../../pki/bundle.js';
+import { generateKey, isKeyLabel, keySpecFrom, readKeyBlock, toPkcs8Pem } from '../../pki/keys.js';
+import { lintBundle } from '../../pki/lint.js';
+import { scanPem, toPem } from '../../pki/pem.js';
 import type { Journal } from '../journal.js';
 
 export interface PrepareRequest {
@@ -55,4 +58,22 @@ export async function readPrepared(journal: Journal, renewalId: string): Promise
 export function publicKeySha256(key: KeyObject): string {
   const pub = key.type === 'public' ? key : createPublicKey(key);
   return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
+/**
+ * Splits a complete bundle (certificates + one key) for the install path: the key goes to the
+ * renewal folder (0600) as if PrepareRenewal had made it; the certificates are handed back.
+ * A bundle with error findings is refused before anything is written.
+ */
+export async function stageBundleKey(journal: Journal, renewalId: string, bundlePem: string): Promise<{ certificatePem: string; chainPem: string }> {
+  const report = lintBundle(Buffer.from(bundlePem));
+  if (!report.ok) throw new BundleInvalidError(report.findings);
+  const blocks = scanPem(bundlePem.replace(/\r/g, ''));
+  const keyBlock = blocks.find((b) => isKeyLabel(b.label));
+  if (!keyBlock) throw new MidcertError('BUNDLE_INVALID', 'the bundle holds no private key');
+  const key = readKeyBlock(keyBlock).key;
+  const dir = await journal.renewalDir(renewalId);
+  await writeFileAtomic(join(dir, 'key.pem'), toPkcs8Pem(key), { mode: 0o600 });
+  const certs = blocks.filter((b) => b.label === 'CERTIFICATE').map((b) => toPem('CERTIFICATE', b.der));
+  return { certificatePem: certs[0] ?? '', chainPem: certs.slice(1).join('') };
 }

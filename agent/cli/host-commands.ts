@@ -1,0 +1,133 @@
+import { access } from 'node:fs/promises';
+import { Command } from 'commander';
+import { EXIT, printJson, readInput } from '../../common/cli.js';
+import { LIMITS } from '../../common/limits.js';
+import { connectAgent } from '../../controller/agent-client.js';
+import { loadAgentConfig, type AgentConfig } from '../config.js';
+import { createLogger, startAgentDaemon } from '../daemon.js';
+import { hostEffectsFrom } from '../host-effects.js';
+import type { LastResult } from '../journal.js';
+import { runPreflight } from '../preflight.js';
+import type { Progress } from '../renewal/effects.js';
+import { RenewalEngine } from '../renewal/engine.js';
+import { collectStatus, statusToJson } from '../status.js';
+
+export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG ?? '/etc/midcert/agent.yaml';
+const CONFIG_HELP = `agent config file (YAML; default $MIDCERT_AGENT_CONFIG or ${DEFAULT_CONFIG}; see docs/agent-config.md)`;
+
+async function localContext(configPath: string): Promise<{ cfg: AgentConfig; engine: RenewalEngine; sources: Parameters<typeof collectStatus>[0] }> {
+  const cfg = await loadAgentConfig(configPath);
+  const effects = await hostEffectsFrom(cfg);
+  const engine = new RenewalEngine(effects);
+  return { cfg, engine, sources: { cfg, paths: effects.paths, storepass: effects.storepass, service: effects.service, engine, startedAt: new Date() } };
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('run the agent daemon: watch the MID, serve the controller over mutual TLS, resume interrupted installs')
+    .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
+    .option('--insecure-dev', 'serve plain-text gRPC with no authentication (development only; logs a loud warning)')
+    .action(async (options: { config: string; insecureDev?: boolean }) => {
+      const cfg = await loadAgentConfig(options.config);
+      const log = createLogger(cfg.log.level);
+      const daemon = await startAgentDaemon(cfg, { insecureDev: options.insecureDev, logger: log });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          log.info({ signal }, 'shutting down');
+          daemon.close().finally(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('show certificate, keystore, config.xml, service, host and agent state (through the daemon when it runs, else from the files)')
+    .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
+    .option('--json', 'print the AgentStatus JSON (docs/agent-status.md)')
+    .action(async (options: { config: string; json?: boolean }) => {
+      const cfg = await loadAgentConfig(options.config);
+      const json = (await statusViaDaemon(cfg)) ?? statusToJson(await collectStatus((await localContext(options.config)).sources));
+      if (options.json) printJson(json);
+      else process.stdout.write(formatStatus(json as Record<string, any>));
+    });
+}
+
+async function statusViaDaemon(cfg: AgentConfig): Promise<unknown | undefined> {
+  if (!cfg.listen.socket || !(await access(cfg.listen.socket).then(() => true, () => false))) return undefined;
+  const client = connectAgent(`unix://${cfg.listen.socket}`);
+  try {
+    return statusToJson(await client.getStatus({}, { deadlineMs: 15_000 }));
+  } catch {
+    return undefined; // a stale socket: fall back to reading the files
+  } finally {
+    client.close();
+  }
+}
+
+function formatStatus(s: Record<string, any>): string {
+  const cert = s.certificate ?? {};
+  const lines = [
+    `MID          ${s.midName || '(unnamed)'}  ${s.config?.instanceUrl ?? ''}  auth: ${s.config?.authMode ?? '?'}`,
+    `certificate  ${cert.present ? `${cert.leaf?.subject} — expires ${cert.leaf?.notAfter} (${cert.daysLeft} days)` : 'none'}`,
+    `keystore     ${s.keystore?.path ?? ''} ${s.keystore?.type ?? ''} alias ${s.keystore?.alias ?? ''}: ${s.keystore?.aliasPresent ? s.keystore?.entryKind : 'missing'}${s.keystore?.error ? `  [${s.keystore.error.code}] ${s.keystore.error.message}` : ''}`,
+    `service      ${s.service?.manager ?? ''} ${s.service?.unit ?? ''}: ${s.service?.active ? 'active' : 'inactive'}`,
+    `agent        ${s.agent?.version ?? ''} renewal ${s.agent?.renewalState ?? 'idle'}${s.agent?.lastResult ? `; last ${s.agent.lastResult.ok ? 'ok' : `failed at ${s.agent.lastResult.failedStep} [${s.agent.lastResult.error?.code}]`} ${s.agent.lastResult.finishedAt}` : ''}`,
+  ];
+  for (const f of cert.findings ?? []) lines.push(`  ${f.severity} ${f.code}: ${f.message}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function installCommand(): Command {
+  return new Command('install')
+    .description('install a complete bundle (certificates + PKCS#8 key) into the MID keystore: the same steps as the controller\'s InstallCertificate (lint, backup, stop, import, verify, start, health check, roll back on failure)')
+    .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
+    .requiredOption('--bundle <file>', 'the PEM bundle (see: midcert-agent bundle build)')
+    .option('--json', 'print the result: {"ok","renewalId","failedStep","error","rolledBack","previousSha256","currentSha256","finishedAt"}')
+    .addHelpText('after', '\nExit status: 0 installed and verified; 1 failed (the MID was left on its previous certificate; see "rolledBack").')
+    .action(async (options: { config: string; bundle: string; json?: boolean }) => {
+      const bundle = (await readInput(options.bundle, LIMITS.pemBytes, 'bundle')).toString('latin1');
+      const { engine } = await localContext(options.config);
+      const result = await engine.installBundle(bundle, (p) => progressLine(p, options.json));
+      report(result, options.json);
+    });
+}
+
+export function rollbackCommand(): Command {
+  return new Command('rollback')
+    .description('put the newest keystore backup back and restart the MID')
+    .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
+    .option('--json', 'print the result JSON')
+    .action(async (options: { config: string; json?: boolean }) => {
+      const { engine } = await localContext(options.config);
+      report(await engine.rollback(), options.json);
+    });
+}
+
+export function preflightCommand(): Command {
+  return new Command('preflight')
+    .description('check this host before a renewal: config.xml, keystore, state dir, service, clock, instance reachability (through the proxy), ADCv2, TLS interception')
+    .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
+    .option('--json', 'print {"ok","checks":[{"name","ok","severity","code","message"}]}')
+    .addHelpText('after', '\nExit status: 0 when no error-severity check failed, 1 otherwise.')
+    .action(async (options: { config: string; json?: boolean }) => {
+      const report = await runPreflight((await localContext(options.config)).sources);
+      if (options.json) printJson(report);
+      else for (const c of report.checks ?? []) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${String(c.severity).padEnd(7)} ${c.name}: ${c.message}${c.code ? ` [${c.code}]` : ''}\n`);
+      if (!report.ok) process.exitCode = EXIT.findings;
+    });
+}
+
+function progressLine(p: Progress, json?: boolean): void {
+  if (!json) process.stderr.write(`  ${p.step.padEnd(15)} ${p.state}${p.message ? `: ${p.message}` : ''}\n`);
+}
+
+function report(result: LastResult, json?: boolean): void {
+  if (json) printJson(result);
+  else if (result.ok) process.stdout.write(`ok: installed and verified ${result.currentSha256}\n`);
+  else process.stdout.write(`failed at ${result.failedStep}: [${result.error?.code}] ${result.error?.message}${result.rolledBack ? ' — rolled back to the previous keystore' : ''}\n${result.error?.detail ? `${result.error.detail}\n` : ''}`);
+  if (!result.ok) process.exitCode = EXIT.findings;
+}
+

@@ -34,6 +34,23 @@ export const ERROR_CODES = {
   RENEWAL_BUSY: 'another renewal is in progress',
   BACKUP_MISSING: 'no keystore backup to roll back to',
   ROLLBACK_FAILED: 'restoring the keystore backup failed',
+  // The lab command (lab/cli.ts): starting and stopping the simulated world.
+  LAB_RUNNING: 'a lab is already running in this directory (or another lab command holds it)',
+  LAB_NOT_FOUND: 'no lab has been set up in this directory',
+  LAB_START_FAILED: 'a part of the lab did not start, or a MID did not come Up',
+  LAB_STOP_FAILED: 'a lab process could not be stopped',
+  // Agent status and preflight (agent/status.ts, agent/preflight.ts): host-side readiness findings.
+  MID_CONFIG_INCOMPLETE: 'config.xml lacks a required value or still holds a vendor placeholder',
+  KEYSTORE_ALIAS_MISSING: 'the keystore holds no private key entry under the client alias',
+  SERVICE_INACTIVE: 'the MID service is not running',
+  STATE_DIR_UNUSABLE: 'the agent state directory cannot be created or written, or others can read it',
+  INSTANCE_UNREACHABLE: 'the instance URL cannot be reached over HTTPS in time',
+  PROXY_REFUSED: 'the configured proxy refused to open a tunnel to the instance',
+  INSTANCE_TLS_UNTRUSTED: 'the certificate the instance presents is not trusted or does not match its host name',
+  TLS_INTERCEPTED: 'a TLS-intercepting proxy sits between this host and the instance (it strips the client certificate)',
+  INSTANCE_NOT_ADCV2: 'the instance does not answer with Server: snow_adc (ADCv2)',
+  CLOCK_SKEW: "this host's clock differs from the instance's by more than the allowed skew",
+  CHECK_SKIPPED: 'a check could not run because what it needs is missing or failed',
   INTERNAL: 'an unexpected internal error',
   // RPC transport and access (proto/grpc-adapter.ts, agent/rpc/): what a gRPC status means to us.
   PERMISSION_DENIED: 'the caller is not allowed to make this call',

@@ -1,0 +1,126 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { MidcertError } from '../common/errors.js';
+
+/**
+ * `<data-dir>/controller.yaml`. Keys under `ca` and `instance` are a contract (see
+ * docs/controller-config.md); add keys, never rename them.
+ */
+const caSchema = z.object({
+  type: z.enum(['local', 'adcs', 'cfssl', 'exec', 'est']),
+  url: z.string().url().optional(),
+  profile: z.string().min(1).optional(),
+  template: z.string().min(1).optional(),
+  command: z.array(z.string().min(1)).min(1).optional(),
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  /** The issuing chain (intermediates + root, PEM) for CAs that return only the leaf. */
+  chainFile: z.string().min(1).optional(),
+  /** Trust anchors for the CA's HTTPS endpoint (default: system roots). */
+  caFile: z.string().min(1).optional(),
+  /** Client certificate authentication to the CA (ADCS, EST). */
+  clientCertFile: z.string().min(1).optional(),
+  clientKeyFile: z.string().min(1).optional(),
+  timeoutSeconds: z.number().int().positive().max(600).default(30),
+  validityDays: z.number().int().positive().max(3650).default(365),
+}).strict();
+
+const instanceSchema = z.object({
+  url: z.string().url(),
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  oauthTokenFile: z.string().min(1).optional(),
+  caFile: z.string().min(1).optional(),
+  timeoutSeconds: z.number().int().positive().max(600).default(30),
+  publishTimeoutSeconds: z.number().int().positive().max(3600).default(300),
+  retries: z.number().int().min(0).max(10).default(4),
+}).strict();
+
+const rotationSchema = z.object({
+  canary: z.number().int().min(0).default(1),
+  batch: z.number().int().positive().default(10),
+  maxFailures: z.number().int().min(0).default(1),
+  concurrency: z.number().int().positive().max(200).default(10),
+  renewWithinDays: z.number().int().positive().default(30),
+  upTimeoutSeconds: z.number().int().positive().default(180),
+}).strict();
+
+const serveSchema = z.object({
+  intervalSeconds: z.number().int().positive().default(300),
+  jitterSeconds: z.number().int().min(0).default(60),
+  metricsAddress: z.string().regex(/^[^\s]+:\d{1,5}$/).optional(),
+  /** Renewals start only inside these windows (UTC), e.g. "Sat 01:00-05:00" or "daily 02:00-04:00". */
+  maintenanceWindows: z.array(z.string().min(1)).default([]),
+}).strict();
+
+const schema = z.object({
+  ca: caSchema,
+  instance: instanceSchema.optional(),
+  rotation: rotationSchema.default(rotationSchema.parse({})),
+  serve: serveSchema.default(serveSchema.parse({})),
+  log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).strict().default({ level: 'info' }),
+}).strict();
+
+export type ControllerConfig = z.infer<typeof schema>;
+export type CaConfig = z.infer<typeof caSchema>;
+export type InstanceConfig = z.infer<typeof instanceSchema>;
+
+/** --data-dir, else $MIDCERT_DATA_DIR, else ~/.midcert. */
+export function resolveDataDir(flag?: string): string {
+  return resolve(flag ?? process.env.MIDCERT_DATA_DIR ?? join(homedir(), '.midcert'));
+}
+
+export function controllerConfigPath(dataDir: string): string {
+  return join(dataDir, 'controller.yaml');
+}
+
+export async function loadControllerConfig(dataDir: string): Promise<ControllerConfig> {
+  const path = controllerConfigPath(dataDir);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new MidcertError('CONFIG_UNREADABLE', code === 'ENOENT' ? `${path} does not exist; run: midcert init --data-dir ${dataDir}` : `cannot read ${path}: ${code}`);
+  }
+  if (text.length > 256 * 1024) throw new MidcertError('CONFIG_INVALID', `${path} is larger than 256 KiB`);
+  return parseControllerConfig(text, path);
+}
+
+export function parseControllerConfig(text: string, source: string): ControllerConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { maxAliasCount: 50 });
+  } catch (err) {
+    throw new MidcertError('CONFIG_INVALID', `${source}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const result = schema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new MidcertError('CONFIG_INVALID', `${source}: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const base = dirname(resolve(source));
+  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p));
+  const cfg = result.data;
+  return {
+    ...cfg,
+    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile) },
+    instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile) },
+  };
+}
+
+/** Reads a one-line secret file (password, token); the value is never logged. */
+export async function readSecretFile(path: string | undefined, what: string): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    const text = await readFile(path, 'utf8');
+    if (text.length > 8192) throw new MidcertError('CONFIG_INVALID', `${what} file is larger than 8 KiB`);
+    return text.replace(/\r?\n$/, '');
+  } catch (err) {
+    if (err instanceof MidcertError) throw err;
+    throw new MidcertError('CONFIG_UNREADABLE', `cannot read the ${what} file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * What the rotation needs from the world, as narrow ports. The real implementations wrap the
+ * agent gRPC client, the CA adapter, the instance client and the store (see wiring.ts); tests and
+ * benchmarks can substitute any of them.
+ */
+import type { CaOutcome } from '../ca/adapter.js';
+
+export interface AgentSnapshot {
+  midName: string;
+  leafSha256: string;
+  notAfter: string | undefined;
+  serviceActive: boolean;
+  instanceUrl: string;
+}
+
+export interface InstallOutcome {
+  ok: boolean;
+  failedStep: string;
+  errorCode: string;
+  errorMessage: string;
+  rolledBack: boolean;
+  currentSha256: string;
+}
+
+export interface InstallProgressEvent {
+  step: string;
+  state: string;
+}
+
+export interface AgentPort {
+  status(): Promise<AgentSnapshot>;
+  prepare(renewalId: string): Promise<{ csrPem: string }>;
+  install(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
+  /** Converts a basic-auth MID: import + `manage-certificates -m`. */
+  enableMutualAuth(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
+  rollback(): Promise<InstallOutcome>;
+  close(): void;
+}
+
+export interface CaPort {
+  submit(csrPem: string, request: { subject: string; midName?: string }): Promise<CaOutcome>;
+  poll(cookie: string): Promise<CaOutcome>;
+}
+
+export interface InstancePort {
+  /** Publishes the chain unless the same chain is already the active published one. */
+  ensureCaChain(chainPem: string): Promise<void>;
+  publishLeaf(midName: string, certificatePem: string): Promise<void>;
+  /** Resolves when ecc_agent reads Up with a heartbeat after `since`. */
+  waitForMidUp(midName: string, since: Date, timeoutMs: number): Promise<void>;
+  retireOldLeaves(midName: string, keepSha256: string): Promise<void>;
+}

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -51,7 +52,15 @@ export interface MidHost {
   backupDir: string;
 }
 
-const SCRIPT_TEMPLATE = fileURLToPath(new URL('./manage-certificates.sh', import.meta.url));
+const SCRIPT_TEMPLATE = scriptTemplatePath();
+
+/** Beside this module; when running compiled (dist/lab/mid/host.js), tsc has not copied the script, so the source copy. */
+function scriptTemplatePath(): string {
+  const beside = fileURLToPath(new URL('./manage-certificates.sh', import.meta.url));
+  if (existsSync(beside)) return beside;
+  const source = fileURLToPath(new URL('../../../lab/mid/manage-certificates.sh', import.meta.url));
+  return existsSync(source) ? source : beside;
+}
 
 /** The paths of a MID host rooted at `home` (whether or not it exists yet). */
 export function midHostPaths(home: string, keystoreFileName: KeystoreFileName = 'agent_keystore'): MidHost {

@@ -37,7 +37,7 @@ export interface RotateOneContext {
   load(): RotationRecord | undefined;
   save(record: RotationRecord): void;
   emit(event: RotationEvent): void;
-  options: { renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published' };
+  options: { renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string };
 }
 
 /**
@@ -95,7 +95,8 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
       return settle(save, await pollUntilSettled(ctx, record.caCookie as string));
     case 'issued': {
       if (ctx.instance) {
-        if (record.chainPem) await ctx.instance.ensureCaChain(record.chainPem);
+        // A CA-chain rotation stages leaves first and swaps the chain once, for every MID at once.
+        if (record.chainPem && ctx.options.publishChain !== false) await ctx.instance.ensureCaChain(record.chainPem);
         await ctx.instance.publishLeaf(ctx.agentName, record.certificatePem as string);
       }
       return save({ state: 'published' });
@@ -146,7 +147,7 @@ async function pollUntilSettled(ctx: RotateOneContext, cookie: string): Promise<
 
 async function install(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
   const started = new Date().toISOString();
-  save({ outageStartedAt: record.outageStartedAt ?? started });
+  save({ outageStartedAt: ctx.options.outageStartedAt ?? record.outageStartedAt ?? started });
   const run = ctx.options.mode === 'enable-mutual' ? ctx.agent.enableMutualAuth.bind(ctx.agent) : ctx.agent.install.bind(ctx.agent);
   const outcome: InstallOutcome = await run(record.renewalId, record.certificatePem as string, record.chainPem ?? '', (e) => {
     ctx.emit({ agent: ctx.agentName, step: `install:${e.step}`, state: 'info', message: e.state });

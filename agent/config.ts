@@ -54,6 +54,12 @@ const schema = z.object({
     readers: z.array(z.string().min(1)).default([]),
   }).strict().default({ operators: [], readers: [] }),
   backups: z.object({ keep: z.number().int().min(1).max(100).default(5) }).strict().default({ keep: 5 }),
+  preflight: z.object({
+    /** Extra CA certificates (PEM) trusted for the instance connection, besides the system roots. */
+    instanceCaFile: z.string().min(1).optional(),
+    clockSkewSeconds: z.number().int().min(0).max(86_400).default(300),
+    timeoutSeconds: z.number().positive().max(300).default(10),
+  }).strict().default({ clockSkewSeconds: 300, timeoutSeconds: 10 }),
   stateDir: z.string().min(1).default('/var/lib/midcert-agent'),
   log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).strict().default({ level: 'info' }),
 }).strict().superRefine((cfg, ctx) => {
@@ -105,6 +111,7 @@ function resolvePaths(cfg: AgentConfig, base: string): AgentConfig {
     mid: { ...cfg.mid, home: abs(cfg.mid.home), storepassFile: cfg.mid.storepassFile && abs(cfg.mid.storepassFile) },
     tls: cfg.tls && { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key), clientCa: abs(cfg.tls.clientCa) },
     listen: { ...cfg.listen, socket: cfg.listen.socket && abs(cfg.listen.socket) },
+    preflight: { ...cfg.preflight, instanceCaFile: cfg.preflight.instanceCaFile && abs(cfg.preflight.instanceCaFile) },
     stateDir: abs(cfg.stateDir),
   };
 }

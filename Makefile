@@ -14,6 +14,7 @@ install: $(NODE_MODULES)
 
 build: $(NODE_MODULES)
 	npx tsc -p tsconfig.json
+	@touch dist/.build-stamp
 
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit

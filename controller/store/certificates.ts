@@ -1,0 +1,121 @@
+import { MidcertError } from '../../common/errors.js';
+import { readCertificates } from '../../pki/certificate.js';
+import { toPem } from '../../pki/pem.js';
+import type { AuditRepo } from './audit.js';
+import type { StoreContext } from './db.js';
+import { CERTIFICATE_TRANSITIONS, assertTransition, type CertificateStatus } from './states.js';
+import { checkAgentName } from './validate.js';
+
+/**
+ * Leaf certificates issued for MIDs, newest last. The descriptive columns are read from the PEM
+ * itself on the way in, so they can never disagree with the certificate.
+ */
+export interface CertificateRecord {
+  id: number;
+  agentName: string;
+  /** SHA-256 of the DER, lower-case hex. */
+  sha256: string;
+  subject: string;
+  issuer: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  pem: string;
+  status: CertificateStatus;
+  issuedAt: string;
+  installedAt: string | null;
+  retiredAt: string | null;
+  jobId: number | null;
+}
+
+export interface CertificateRepo {
+  /**
+   * Records a newly issued leaf (the first certificate of `pem`). Recording the same certificate
+   * for the same agent again returns the existing record (a resumed job may repeat the call);
+   * for another agent it is RECORD_CONFLICT.
+   */
+  recordIssued(input: { agentName: string; pem: string; jobId?: number | null }): CertificateRecord;
+  /** issued → installed → retired (or issued → retired); see CERTIFICATE_TRANSITIONS. */
+  setStatus(sha256: string, to: CertificateStatus): CertificateRecord;
+  get(sha256: string): CertificateRecord | undefined;
+  /** The agent's newest certificate in any status (by issue time), or the newest with `status`. */
+  latest(agentName: string, status?: CertificateStatus): CertificateRecord | undefined;
+  /** Newest certificate of every agent that has one (one query, for fleet tables), by agent name. */
+  latestPerAgent(status?: CertificateStatus): CertificateRecord[];
+  /** The agent's certificates, newest first (default 50). */
+  history(agentName: string, options?: { limit?: number }): CertificateRecord[];
+}
+
+interface CertificateRow {
+  id: number; agent_name: string; sha256: string; subject: string; issuer: string; serial: string; not_before: string;
+  not_after: string; pem: string; status: CertificateStatus; issued_at: string; installed_at: string | null;
+  retired_at: string | null; job_id: number | null;
+}
+
+export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): CertificateRepo {
+  const { db } = ctx;
+  const insert = db.prepare(`INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, job_id)
+    VALUES (@agent_name, @sha256, @subject, @issuer, @serial, @not_before, @not_after, @pem, 'issued', @issued_at, @job_id) RETURNING *`);
+  const selectOne = db.prepare('SELECT * FROM certificates WHERE sha256 = ?');
+  const updateStatus = db.prepare(`UPDATE certificates SET status = @to,
+      installed_at = CASE WHEN @to = 'installed' THEN @now ELSE installed_at END,
+      retired_at = CASE WHEN @to = 'retired' THEN @now ELSE retired_at END
+    WHERE sha256 = @sha256 AND status = @from RETURNING *`);
+  const selectLatest = db.prepare(`SELECT * FROM certificates WHERE agent_name = @agent AND (@status IS NULL OR status = @status)
+    ORDER BY issued_at DESC, id DESC LIMIT 1`);
+  const selectLatestPerAgent = db.prepare(`SELECT * FROM (
+      SELECT *, row_number() OVER (PARTITION BY agent_name ORDER BY issued_at DESC, id DESC) AS rank
+      FROM certificates WHERE (@status IS NULL OR status = @status)) WHERE rank = 1 ORDER BY agent_name`);
+  const selectHistory = db.prepare('SELECT * FROM certificates WHERE agent_name = ? ORDER BY issued_at DESC, id DESC LIMIT ?');
+
+  const get = (sha256: string): CertificateRecord | undefined => {
+    const row = selectOne.get(sha256.toLowerCase()) as CertificateRow | undefined;
+    return row && toRecord(row);
+  };
+
+  return {
+    recordIssued(input) {
+      const cert = readCertificates(Buffer.from(input.pem))[0];
+      if (!cert) throw new MidcertError('CERT_MALFORMED', 'no certificate in the PEM to record');
+      const target = `agent:${input.agentName.slice(0, 80)}`;
+      return audit.audited({ action: 'certificate.issue', target, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } }, () => {
+        checkAgentName(input.agentName);
+        const existing = get(cert.sha256);
+        if (existing) {
+          if (existing.agentName === input.agentName) return existing;
+          throw new MidcertError('RECORD_CONFLICT', `certificate ${cert.sha256.slice(0, 16)}… is already recorded for agent "${existing.agentName}"`);
+        }
+        return toRecord(insert.get({
+          agent_name: input.agentName, sha256: cert.sha256, subject: cert.subjectText, issuer: cert.issuerText, serial: cert.serial,
+          not_before: cert.notBefore.toISOString(), not_after: cert.notAfter.toISOString(),
+          pem: toPem('CERTIFICATE', cert.der), issued_at: ctx.now(), job_id: input.jobId ?? null,
+        }) as CertificateRow);
+      });
+    },
+    setStatus(sha256, to) {
+      return audit.audited({ action: 'certificate.status', target: `certificate:${sha256.slice(0, 64)}`, params: { to } }, () => {
+        const current = get(sha256);
+        if (!current) throw new MidcertError('CERTIFICATE_NOT_FOUND', `no certificate ${sha256.slice(0, 16)}… is recorded`);
+        assertTransition(CERTIFICATE_TRANSITIONS, `certificate ${current.sha256.slice(0, 16)}…`, current.status, to);
+        const row = updateStatus.get({ sha256: current.sha256, from: current.status, to, now: ctx.now() }) as CertificateRow | undefined;
+        if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `certificate ${current.sha256.slice(0, 16)}… changed status while being updated`);
+        return toRecord(row);
+      });
+    },
+    get,
+    latest(agentName, status) {
+      const row = selectLatest.get({ agent: agentName, status: status ?? null }) as CertificateRow | undefined;
+      return row && toRecord(row);
+    },
+    latestPerAgent: (status) => (selectLatestPerAgent.all({ status: status ?? null }) as CertificateRow[]).map(toRecord),
+    history: (agentName, options = {}) => (selectHistory.all(agentName, Math.min(Math.max(1, options.limit ?? 50), 10_000)) as CertificateRow[]).map(toRecord),
+  };
+}
+
+function toRecord(r: CertificateRow): CertificateRecord {
+  return {
+    id: r.id, agentName: r.agent_name, sha256: r.sha256, subject: r.subject, issuer: r.issuer, serial: r.serial,
+    notBefore: r.not_before, notAfter: r.not_after, pem: r.pem, status: r.status, issuedAt: r.issued_at,
+    installedAt: r.installed_at, retiredAt: r.retired_at, jobId: r.job_id,
+  };
+}

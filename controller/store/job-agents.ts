@@ -1,0 +1,205 @@
+import type Database from 'better-sqlite3';
+import { MidcertError } from '../../common/errors.js';
+import { LIMITS, assertSize } from '../../common/limits.js';
+import { writeTx, type StoreContext } from './db.js';
+import { JOB_AGENT_ACTIVE, JOB_AGENT_TRANSITIONS, assertTransition, type JobAgentState, type JobKind, type JobState } from './states.js';
+import { bounded } from './validate.js';
+
+/** One agent's progress inside one job (see JOB_AGENT_STATES for what each state means). */
+export interface JobAgent {
+  jobId: number;
+  agentName: string;
+  state: JobAgentState;
+  wave: number;
+  /** The agent's id for the prepared key + CSR (PrepareRenewal). */
+  renewalId: string | null;
+  csrPem: string | null;
+  /** The CA's handle on a pending request (ADCS request id, certmonger cookie, EST location). */
+  caCookie: string | null;
+  certificatePem: string | null;
+  /** Intermediates + root that go with certificatePem. */
+  chainPem: string | null;
+  outageStartedAt: string | null;
+  outageEndedAt: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  updatedAt: string;
+}
+
+/** What a transition stores; fields left undefined keep their value. */
+export interface JobAgentPatch {
+  renewalId?: string;
+  csrPem?: string;
+  caCookie?: string;
+  certificatePem?: string;
+  chainPem?: string;
+  /** ISO-8601; `installing` defaults it to now. */
+  outageStartedAt?: string;
+  /** ISO-8601; `succeeded` defaults it to now when an outage was started. */
+  outageEndedAt?: string;
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+/** One line of an agent's history: its part in one job. */
+export interface AgentHistoryEntry {
+  jobId: number;
+  kind: JobKind;
+  jobState: JobState;
+  agentState: JobAgentState;
+  wave: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  outageStartedAt: string | null;
+  outageEndedAt: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+}
+
+export interface JobAgentRepo {
+  /** In wave order, then by name. */
+  list(jobId: number, options?: { states?: JobAgentState[] }): JobAgent[];
+  get(jobId: number, agentName: string): JobAgent | undefined;
+  require(jobId: number, agentName: string): JobAgent;
+  /**
+   * Moves one agent along JOB_AGENT_TRANSITIONS (compare-and-set) and stores what the new state
+   * promises: csr_ready needs renewalId + csrPem, ca_pending a caCookie, issued a
+   * certificatePem, failed an errorCode. Refused unless the job is running.
+   */
+  advance(jobId: number, agentName: string, to: JobAgentState, patch?: JobAgentPatch): JobAgent;
+  /** The agent's jobs, newest first (default 50). */
+  agentHistory(agentName: string, options?: { limit?: number }): AgentHistoryEntry[];
+}
+
+interface JobAgentRow {
+  job_id: number; agent_name: string; state: JobAgentState; wave: number; renewal_id: string | null; csr_pem: string | null;
+  ca_cookie: string | null; certificate_pem: string | null; chain_pem: string | null; outage_started_at: string | null;
+  outage_ended_at: string | null; error_code: string | null; error_message: string | null; updated_at: string;
+}
+
+const REQUIRED: Partial<Record<JobAgentState, Array<keyof JobAgent>>> = {
+  csr_ready: ['renewalId', 'csrPem'],
+  ca_pending: ['caCookie'],
+  issued: ['certificatePem'],
+  failed: ['errorCode'],
+};
+
+const holdingStatements = new WeakMap<Database.Database, Database.Statement>();
+
+/** Ids of unfinished jobs in which the agent is not yet settled (it must not join another). */
+export function jobsHoldingAgent(db: Database.Database, agentName: string): number[] {
+  let statement = holdingStatements.get(db);
+  if (!statement) {
+    statement = db.prepare(`SELECT ja.job_id FROM job_agents ja JOIN jobs j ON j.id = ja.job_id
+        WHERE ja.agent_name = ? AND j.state IN ('planned', 'running')
+          AND ja.state IN ('pending', ${[...JOB_AGENT_ACTIVE].map((s) => `'${s}'`).join(', ')})
+        ORDER BY ja.job_id`).pluck();
+    holdingStatements.set(db, statement);
+  }
+  return statement.all(agentName) as number[];
+}
+
+export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
+  const { db } = ctx;
+  const selectOne = db.prepare('SELECT * FROM job_agents WHERE job_id = ? AND agent_name = ?');
+  const selectJob = db.prepare('SELECT state FROM jobs WHERE id = ?').pluck();
+  const selectMany = db.prepare(`SELECT * FROM job_agents WHERE job_id = @job
+      AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states))) ORDER BY wave, agent_name`);
+  const update = db.prepare(`UPDATE job_agents SET state = @to, renewal_id = @renewal_id, csr_pem = @csr_pem, ca_cookie = @ca_cookie,
+      certificate_pem = @certificate_pem, chain_pem = @chain_pem, outage_started_at = @outage_started_at,
+      outage_ended_at = @outage_ended_at, error_code = @error_code, error_message = @error_message, updated_at = @now
+    WHERE job_id = @job_id AND agent_name = @agent_name AND state = @from RETURNING *`);
+  const history = db.prepare(`SELECT ja.*, j.kind, j.state AS job_state, j.created_at, j.started_at, j.finished_at
+      FROM job_agents ja JOIN jobs j ON j.id = ja.job_id WHERE ja.agent_name = ? ORDER BY ja.job_id DESC LIMIT ?`);
+
+  const get = (jobId: number, agentName: string): JobAgent | undefined => {
+    const row = selectOne.get(jobId, agentName) as JobAgentRow | undefined;
+    return row && toJobAgent(row);
+  };
+  const require = (jobId: number, agentName: string): JobAgent => {
+    const row = get(jobId, agentName);
+    if (!row) throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);
+    return row;
+  };
+
+  return {
+    list: (jobId, options = {}) => (selectMany.all({
+      job: jobId, states: options.states ? JSON.stringify(options.states) : null,
+    }) as JobAgentRow[]).map(toJobAgent),
+    get,
+    require,
+    advance(jobId, agentName, to, patch = {}) {
+      return writeTx(db, () => {
+        const jobState = selectJob.get(jobId) as JobState | undefined;
+        if (jobState === undefined) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+        if (jobState !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${jobState}; its agents move only while it is running`);
+        const current = require(jobId, agentName);
+        assertTransition(JOB_AGENT_TRANSITIONS, `agent ${agentName} in job ${jobId}`, current.state, to);
+        const now = ctx.now();
+        const next = merge(current, patch);
+        if (to === 'installing' && next.outageStartedAt === null) next.outageStartedAt = now;
+        if (to === 'succeeded' && next.outageStartedAt !== null && next.outageEndedAt === null) next.outageEndedAt = now;
+        const lacking = (REQUIRED[to] ?? []).filter((field) => next[field] === null);
+        if (lacking.length > 0) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} cannot become ${to} without ${lacking.join(', ')}`);
+        const row = update.get({ ...toRowFields(next), to, now, job_id: jobId, agent_name: agentName, from: current.state }) as JobAgentRow | undefined;
+        if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
+        return toJobAgent(row);
+      });
+    },
+    agentHistory(agentName, options = {}) {
+      const limit = Math.min(Math.max(1, options.limit ?? 50), 10_000);
+      return (history.all(agentName, limit) as Array<JobAgentRow & { kind: JobKind; job_state: JobState; created_at: string; started_at: string | null; finished_at: string | null }>)
+        .map((r) => ({
+          jobId: r.job_id, kind: r.kind, jobState: r.job_state, agentState: r.state, wave: r.wave,
+          createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
+          outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
+        }));
+    },
+  };
+}
+
+function merge(current: JobAgent, patch: JobAgentPatch): JobAgent {
+  const pem = (value: string | undefined, what: string): string | undefined => {
+    if (value !== undefined) assertSize(value, LIMITS.pemBytes, what);
+    return value;
+  };
+  const short = (value: string | undefined, what: string, max: number): string | undefined => {
+    if (value !== undefined && value.length > max) throw new MidcertError('INPUT_TOO_LARGE', `${what} is longer than ${max} characters`);
+    return value;
+  };
+  return {
+    ...current,
+    renewalId: short(patch.renewalId, 'renewal id', 128) ?? current.renewalId,
+    csrPem: pem(patch.csrPem, 'CSR') ?? current.csrPem,
+    caCookie: short(patch.caCookie, 'CA cookie', 8192) ?? current.caCookie,
+    certificatePem: pem(patch.certificatePem, 'certificate') ?? current.certificatePem,
+    chainPem: pem(patch.chainPem, 'chain') ?? current.chainPem,
+    outageStartedAt: isoOrUndefined(patch.outageStartedAt) ?? current.outageStartedAt,
+    outageEndedAt: isoOrUndefined(patch.outageEndedAt) ?? current.outageEndedAt,
+    errorCode: short(patch.errorCode, 'error code', 64) ?? current.errorCode,
+    errorMessage: bounded(patch.errorMessage, 2000) ?? current.errorMessage,
+  };
+}
+
+function isoOrUndefined(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new MidcertError('INTERNAL', `"${value.slice(0, 40)}" is not an ISO-8601 time`);
+  return new Date(ms).toISOString();
+}
+
+function toRowFields(a: JobAgent): Omit<JobAgentRow, 'job_id' | 'agent_name' | 'state' | 'wave' | 'updated_at'> {
+  return {
+    renewal_id: a.renewalId, csr_pem: a.csrPem, ca_cookie: a.caCookie, certificate_pem: a.certificatePem, chain_pem: a.chainPem,
+    outage_started_at: a.outageStartedAt, outage_ended_at: a.outageEndedAt, error_code: a.errorCode, error_message: a.errorMessage,
+  };
+}
+
+function toJobAgent(r: JobAgentRow): JobAgent {
+  return {
+    jobId: r.job_id, agentName: r.agent_name, state: r.state, wave: r.wave, renewalId: r.renewal_id, csrPem: r.csr_pem,
+    caCookie: r.ca_cookie, certificatePem: r.certificate_pem, chainPem: r.chain_pem, outageStartedAt: r.outage_started_at,
+    outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message, updatedAt: r.updated_at,
+  };
+}

@@ -24,6 +24,8 @@ const caSchema = z.object({
   /** Client certificate authentication to the CA (ADCS, EST). */
   clientCertFile: z.string().min(1).optional(),
   clientKeyFile: z.string().min(1).optional(),
+  /** `local` only: the file CA directory (saveLabCa layout); default `<data-dir>/ca`. */
+  dir: z.string().min(1).optional(),
   timeoutSeconds: z.number().int().positive().max(600).default(30),
   validityDays: z.number().int().positive().max(3650).default(365),
 }).strict();
@@ -37,6 +39,10 @@ const instanceSchema = z.object({
   timeoutSeconds: z.number().int().positive().max(600).default(30),
   publishTimeoutSeconds: z.number().int().positive().max(3600).default(300),
   retries: z.number().int().min(0).max(10).default(4),
+  /** MID name → sys_user.user_name of its service user; wins over every other lookup (docs/instance-client.md). */
+  midUsers: z.record(z.string().min(1), z.string().min(1)).optional(),
+  /** user_name of a MID's service user when nothing names it; `{name}` is the MID name. Default `mid.{name}`. */
+  midUserPattern: z.string().min(1).includes('{name}').optional(),
 }).strict();
 
 const rotationSchema = z.object({
@@ -107,7 +113,7 @@ export function parseControllerConfig(text: string, source: string): ControllerC
   const cfg = result.data;
   return {
     ...cfg,
-    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile) },
+    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), dir: abs(cfg.ca.dir) },
     instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile) },
   };
 }

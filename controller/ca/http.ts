@@ -1,0 +1,126 @@
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { excerpt, rejected, unreachable } from './adapter.js';
+import type { TlsMaterial } from './files.js';
+
+/**
+ * The one HTTP client the CA adapters share (node:http/https: client certificates and custom
+ * trust need no extra dependency). Bounded in time and size. Transport trouble is thrown as a
+ * CaAnswer: refused, reset, TLS failure or timeout → unreachable; an oversized answer → rejected.
+ */
+export interface HttpOptions {
+  method: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  tls?: TlsMaterial;
+  timeoutMs: number;
+  /** Bytes of body read at most; a longer answer is refused. */
+  maxBytes: number;
+}
+
+export interface HttpReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** For messages: scheme, host and port only (never user-info, never query strings). */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> {
+  const target = new URL(url);
+  const isHttps = target.protocol === 'https:';
+  const send = isHttps ? httpsRequest : httpRequest;
+  const headers: Record<string, string | number> = { ...options.headers };
+  if (options.body !== undefined) headers['Content-Length'] = Buffer.byteLength(options.body);
+  const where = originOf(url);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn();
+    };
+    const req = send(target, {
+      method: options.method,
+      headers,
+      agent: false,
+      ...(isHttps ? { ca: options.tls?.ca, cert: options.tls?.cert, key: options.tls?.key, minVersion: 'TLSv1.2' as const } : {}),
+    }, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > options.maxBytes) {
+          finish(() => reject(rejected(`the CA at ${where} sent an answer larger than ${options.maxBytes} bytes`)));
+          req.destroy();
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => finish(() => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) })));
+      res.on('error', (err) => finish(() => reject(unreachable(transportReason(where, err)))));
+    });
+    const timer = setTimeout(() => {
+      finish(() => reject(unreachable(`the CA at ${where} did not answer within ${Math.round(options.timeoutMs / 1000)} s`)));
+      req.destroy();
+    }, options.timeoutMs);
+    req.on('error', (err) => finish(() => reject(unreachable(transportReason(where, err)))));
+    req.end(options.body);
+  });
+}
+
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED', 'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function transportReason(where: string, err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (TLS_TRUST_CODES.has(code)) return `cannot reach the CA at ${where}: its TLS certificate is not trusted (${code}); check ca.caFile and the URL's host name`;
+  return `cannot reach the CA at ${where}: ${code || err.message.split('\n')[0]}`;
+}
+
+/** Seconds from a Retry-After header (delta-seconds or HTTP-date), if usable. */
+export function retryAfterSeconds(headers: IncomingHttpHeaders, now = Date.now()): number | undefined {
+  const value = headers['retry-after'];
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  if (/^\d+$/.test(value.trim())) return Math.min(Number(value.trim()), 86_400);
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(0, Math.ceil((at - now) / 1000)), 86_400);
+}
+
+/** The media type of a reply, lower-case, without parameters. */
+export function mediaType(headers: IncomingHttpHeaders): string {
+  return (headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+/**
+ * Throws the outcome a non-2xx status means. 401 is `rejected`, not retried: the credentials
+ * are wrong until someone fixes them, and retrying a bad password can lock a directory account.
+ */
+export function assertSuccess(reply: HttpReply, where: string, authHint: string): void {
+  const { status } = reply;
+  if (status >= 200 && status < 300) return;
+  const detail = bodyDetail(reply);
+  if (status === 401) throw rejected(`authentication to the CA at ${where} failed (HTTP 401); check ${authHint}`);
+  if (status === 403) throw rejected(`the CA at ${where} refused access (HTTP 403)${detail}`);
+  if (status === 408 || status === 429 || status >= 500) throw unreachable(`the CA at ${where} answered HTTP ${status}${detail}`, retryAfterSeconds(reply.headers));
+  throw rejected(`the CA at ${where} answered HTTP ${status}${detail}`);
+}
+
+function bodyDetail(reply: HttpReply): string {
+  const type = mediaType(reply.headers);
+  if (!type.startsWith('text/') && type !== 'application/json' && type !== '') return '';
+  const text = excerpt(reply.body.subarray(0, 4096).toString('utf8').replace(/<[^>]*>/g, ' '), 200);
+  return text ? `: ${text}` : '';
+}

@@ -1,0 +1,97 @@
+import type { InstanceConfig } from '../config.js';
+import { activeCaChain, type PublishedChain } from './ca-chain.js';
+import { addCapabilities, invalidateMid, midStatus, waitForMidUp, type MidStatus, type WaitForUpOptions } from './agents.js';
+import { listLeaves, retireLeaf, retireOldLeaves } from './leaves.js';
+import { findMidUser, type MidUser, type MidUserLookup } from './mid-users.js';
+import { preflightInstance, type InstanceCheck } from './preflight.js';
+import { publishCaChain, publishLeaf, type PublishSettings } from './publish.js';
+import type { CertificateRecord } from './records.js';
+import { InstanceClient, type InstanceClientSettings } from './rest.js';
+
+/**
+ * The instance operations a rotation uses, over one InstanceClient. Each is a thin call into the
+ * module that owns it (publish, leaves, ca-chain, mid-users, agents, preflight); this class only
+ * carries the shared settings. Contract and choices: docs/instance-client.md.
+ */
+export interface InstanceOperationsOptions {
+  /** How long to wait for publish_status to read Exists/Active; default 300 s. */
+  publishTimeoutMs?: number;
+  /** Poll interval for publishing and waitForMidUp; default 1 s. */
+  pollIntervalMs?: number;
+  midUsers?: MidUserLookup;
+}
+
+export class InstanceOperations {
+  private readonly publishing: PublishSettings;
+  private readonly midUsers: MidUserLookup;
+  private readonly pollIntervalMs: number;
+
+  constructor(readonly client: InstanceClient, options: InstanceOperationsOptions = {}) {
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.publishing = { client, publishTimeoutMs: options.publishTimeoutMs ?? 300_000, pollIntervalMs: this.pollIntervalMs };
+    this.midUsers = options.midUsers ?? {};
+  }
+
+  /** From the controller config (`instance` section); `options` override what the config says. */
+  static async fromConfig(config: InstanceConfig, options: InstanceOperationsOptions & { client?: Partial<InstanceClientSettings> } = {}): Promise<InstanceOperations> {
+    const client = await InstanceClient.fromConfig(config, options.client);
+    const midUsers: MidUserLookup = {
+      ...(config.midUsers ? { users: config.midUsers } : {}),
+      ...(config.midUserPattern ? { userNamePattern: config.midUserPattern } : {}),
+      ...options.midUsers,
+    };
+    return new InstanceOperations(client, { publishTimeoutMs: config.publishTimeoutSeconds * 1000, ...options, midUsers });
+  }
+
+  findMidUser(midName: string): Promise<MidUser> {
+    return findMidUser(this.client, midName, this.midUsers);
+  }
+
+  publishCaChain(chainPem: string, name: string): Promise<CertificateRecord> {
+    return publishCaChain(this.publishing, chainPem, name);
+  }
+
+  publishLeaf(certPem: string, userSysId: string, name: string): Promise<CertificateRecord> {
+    return publishLeaf(this.publishing, certPem, userSysId, name);
+  }
+
+  listLeaves(userSysId: string): Promise<CertificateRecord[]> {
+    return listLeaves(this.client, userSysId);
+  }
+
+  retireLeaf(sysId: string): Promise<CertificateRecord> {
+    return retireLeaf(this.client, sysId);
+  }
+
+  retireOldLeaves(userSysId: string, keepSha256: string): Promise<CertificateRecord[]> {
+    return retireOldLeaves(this.client, userSysId, keepSha256);
+  }
+
+  activeCaChain(): Promise<PublishedChain[]> {
+    return activeCaChain(this.client);
+  }
+
+  midStatus(midName: string): Promise<MidStatus | undefined> {
+    return midStatus(this.client, midName);
+  }
+
+  waitForMidUp(midName: string, options: WaitForUpOptions): Promise<MidStatus> {
+    return waitForMidUp(this.client, midName, { pollIntervalMs: this.pollIntervalMs, ...options });
+  }
+
+  addCapabilities(midName: string, capabilityNames: readonly string[]): Promise<{ added: string[]; present: string[] }> {
+    return addCapabilities(this.client, midName, capabilityNames);
+  }
+
+  invalidateMid(midName: string, value?: string): Promise<MidStatus> {
+    return invalidateMid(this.client, midName, value);
+  }
+
+  preflightInstance(midNames?: readonly string[]): Promise<InstanceCheck[]> {
+    return preflightInstance(this.client, { ...(midNames ? { midNames } : {}), midUsers: this.midUsers });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -102,11 +102,14 @@ export function readKeyBlock(block: PemBlock, password?: string): ParsedKey {
   if (encoding === 'encrypted-legacy') {
     // Node reads legacy "Proc-Type: 4,ENCRYPTED" PEM only from the text form.
     const text = rebuildLegacyPem(block);
-    return { key: decodeKey(() => createPrivateKey({ key: text, format: 'pem', passphrase: requirePassword(password) })), encoding };
+    return { key: decodeEncrypted(() => createPrivateKey({ key: text, format: 'pem', passphrase: requirePassword(password) })), encoding };
   }
   const type = encoding === 'pkcs1' ? 'pkcs1' : encoding === 'sec1' ? 'sec1' : 'pkcs8';
-  const passphrase = encoding === 'encrypted-pkcs8' ? requirePassword(password) : undefined;
-  return { key: decodeKey(() => createPrivateKey({ key: block.der, format: 'der', type, passphrase })), encoding };
+  if (encoding === 'encrypted-pkcs8') {
+    const passphrase = requirePassword(password);
+    return { key: decodeEncrypted(() => createPrivateKey({ key: block.der, format: 'der', type, passphrase })), encoding };
+  }
+  return { key: decodeKey(() => createPrivateKey({ key: block.der, format: 'der', type })), encoding };
 }
 
 function rebuildLegacyPem(block: PemBlock): string {
@@ -122,7 +125,7 @@ function readDerKey(der: Buffer, password?: string): ParsedKey {
       return { key, encoding: type };
     } catch (err) {
       if (isPassphraseError(err)) {
-        return { key: decodeKey(() => createPrivateKey({ key: der, format: 'der', type: 'pkcs8', passphrase: requirePassword(password) })), encoding: 'encrypted-pkcs8' };
+        return { key: decodeEncrypted(() => createPrivateKey({ key: der, format: 'der', type: 'pkcs8', passphrase: requirePassword(password) })), encoding: 'encrypted-pkcs8' };
       }
     }
   }
@@ -143,6 +146,19 @@ function decodeKey(read: () => KeyObject): KeyObject {
       throw new MidcertError('KEY_PASSWORD', 'cannot decrypt the private key: wrong password?');
     }
     throw new MidcertError('KEY_MALFORMED', `cannot read the private key: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/**
+ * A wrong password decrypts to garbage: sometimes the padding check says "bad decrypt", sometimes
+ * the garbage fails to parse as ASN.1. Both mean the same thing to the user.
+ */
+function decodeEncrypted(read: () => KeyObject): KeyObject {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof MidcertError) throw err;
+    throw new MidcertError('KEY_PASSWORD', 'cannot decrypt the private key: wrong password?');
   }
 }
 

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all install build test typecheck demo bench clean proto
+.PHONY: all install build test typecheck demo bench clean proto package release
 
 all: build
 
@@ -36,3 +36,15 @@ clean:
 # Regenerates proto/gen from proto/midcert/v1/*.proto (buf + protoc-gen-es, both from npm).
 proto: $(NODE_MODULES)
 	cd proto && rm -rf gen && npx buf lint && npx buf generate
+
+# Single executables (Node SEA, built offline): dist/midcert-agent and dist/midcert, then size,
+# start time and idle RSS. See docs/packaging.md.
+package: $(NODE_MODULES)
+	npx tsc -p tsconfig.json --noEmit
+	node packaging/build-sea.mjs --out-dir dist
+	node packaging/measure-sea.mjs --dir dist
+
+# Release tarball dist/midcert-<version>-linux-x64.tar.gz (binaries, unit, example config, docs,
+# Ansible collection).
+release: package
+	bash packaging/release.sh --no-build --bin-dir dist --out-dir dist

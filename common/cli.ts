@@ -4,7 +4,7 @@ import { MidcertError, isMidcertError, type ErrorCode } from './errors.js';
 import { LIMITS } from './limits.js';
 
 /** Exit codes shared by every midcert command; documented in each program's --help. */
-export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3, io: 4, internal: 70 } as const;
+export const EXIT = { ok: 0, findings: 1, usage: 2, input: 3, io: 4, unreachable: 5, internal: 70 } as const;
 
 export const EXIT_CODES_HELP = `
 Exit codes:
@@ -13,6 +13,7 @@ Exit codes:
   2   bad command-line usage
   3   bad input: unparsable file, wrong password, input over its size bound
   4   a file cannot be read or written
+  5   a peer (instance, CA, agent) is unreachable or timed out
   70  internal error (a bug: please report it)
 
 Errors print one line on stderr: "<program>: error [CODE] message".`;
@@ -24,6 +25,12 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'OUTPUT_FAILED': return EXIT.io;
     case 'BUNDLE_INVALID': return EXIT.findings;
     case 'INTERNAL': return EXIT.internal;
+    case 'UNAVAILABLE':
+    case 'DEADLINE_EXCEEDED':
+    case 'INSTANCE_UNAVAILABLE':
+    case 'INSTANCE_TIMEOUT':
+    case 'INSTANCE_UNREACHABLE':
+    case 'INSTANCE_RATE_LIMITED': return EXIT.unreachable;
     default: return EXIT.input;
   }
 }
@@ -43,7 +50,13 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
-    return reportError(program.name(), err);
+    const code = reportError(program.name(), err);
+    // Machines reading --json get the error as JSON too (the stderr line stays for people).
+    if (argv.includes('--json') && code !== EXIT.ok && !jsonPrinted) {
+      const e = isMidcertError(err) ? err : err instanceof CommanderError ? { code: 'USAGE', message: err.message } : { code: 'INTERNAL', message: String((err as Error)?.message ?? err) };
+      process.stdout.write(`${JSON.stringify({ ok: false, error: { code: e.code, message: e.message } })}\n`);
+    }
+    return code;
   }
 }
 
@@ -111,7 +124,10 @@ export async function resolvePassword(sources: PasswordSources): Promise<string 
   return undefined;
 }
 
+let jsonPrinted = false;
+
 export function printJson(value: unknown): void {
+  jsonPrinted = true;
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 

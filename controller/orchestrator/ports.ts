@@ -8,6 +8,9 @@ import type { CaOutcome } from '../ca/adapter.js';
 export interface AgentSnapshot {
   midName: string;
   leafSha256: string;
+  leafSubject: string;
+  leafIssuer: string;
+  notBefore: string | undefined;
   notAfter: string | undefined;
   serviceActive: boolean;
   instanceUrl: string;

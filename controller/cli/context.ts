@@ -1,0 +1,66 @@
+import { createCaAdapter } from '../ca/index.js';
+import { loadControllerConfig, resolveDataDir, type ControllerConfig } from '../config.js';
+import { InstanceOperations } from '../instance/operations.js';
+import { fleetDialer } from '../orchestrator/wiring.js';
+import { instancePort } from '../orchestrator/wiring.js';
+import type { RotationDeps, RotationOptions } from '../orchestrator/run-rotation.js';
+import type { RotationEvent } from '../orchestrator/rotate-one.js';
+import { openStore, type Store } from '../store/index.js';
+
+/** Global options every controller command shares. */
+export interface GlobalOptions {
+  dataDir?: string;
+  insecureDev?: boolean;
+}
+
+/** What a command opened; close() releases it all. */
+export interface Context {
+  dataDir: string;
+  cfg: ControllerConfig;
+  store: Store;
+  instance: InstanceOperations | undefined;
+  close(): void;
+}
+
+export async function openContext(globals: GlobalOptions, options: { instance?: boolean } = {}): Promise<Context> {
+  const dataDir = resolveDataDir(globals.dataDir);
+  const cfg = await loadControllerConfig(dataDir);
+  const store = openStore(dataDir);
+  let instance: InstanceOperations | undefined;
+  try {
+    if (options.instance !== false && cfg.instance) instance = await InstanceOperations.fromConfig(cfg.instance, { publishTimeoutMs: cfg.instance.publishTimeoutSeconds * 1000 });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  return { dataDir, cfg, store, instance, close: () => { instance?.close(); store.close(); } };
+}
+
+export async function rotationDeps(ctx: Context, globals: GlobalOptions, onEvent: (e: RotationEvent) => void, onWave?: (i: number, names: string[]) => void): Promise<RotationDeps> {
+  const dialer = await fleetDialer(ctx.dataDir, { insecureDev: globals.insecureDev });
+  return {
+    store: ctx.store,
+    dial: (agent) => dialer.dial(agent),
+    ca: await createCaAdapter(ctx.cfg.ca, { dataDir: ctx.dataDir }),
+    instance: ctx.instance && instancePort(ctx.instance),
+    onEvent,
+    onWave,
+  };
+}
+
+export function rotationOptions(ctx: Context, overrides: Partial<RotationOptions>): RotationOptions {
+  const r = ctx.cfg.rotation;
+  return {
+    force: false,
+    expiringWithinDays: r.renewWithinDays,
+    canary: r.canary,
+    batch: r.batch,
+    maxFailures: r.maxFailures,
+    concurrency: r.concurrency,
+    dryRun: false,
+    caTimeoutMs: ctx.cfg.ca.timeoutSeconds * 1000 * 20,
+    caPollMs: 2000,
+    upTimeoutMs: r.upTimeoutSeconds * 1000,
+    ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+  };
+}

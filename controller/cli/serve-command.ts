@@ -1,0 +1,58 @@
+import { Command } from 'commander';
+import pino from 'pino';
+import { printJson } from '../../common/cli.js';
+import { VERSION } from '../../common/version.js';
+import { rotateAgent, settleJob } from '../orchestrator/run-rotation.js';
+import { serve } from '../serve.js';
+import { openContext, rotationDeps, rotationOptions, type GlobalOptions } from './context.js';
+import { EXIT } from '../../common/cli.js';
+
+export function serveCommand(globals: () => GlobalOptions): Command {
+  return new Command('serve')
+    .description('the controller daemon: resume interrupted jobs, watch every agent, renew inside the window (max(30 days, a third of the lifetime) before expiry) during maintenance windows, expose Prometheus metrics')
+    .option('--once', 'one reconcile pass, then exit')
+    .action(async (o: { once?: boolean }) => {
+      const ctx = await openContext(globals());
+      const log = pino({ level: ctx.cfg.log.level, base: { service: 'midcert', version: VERSION }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['password', '*.password', 'token', '*.token'] });
+      const abort = new AbortController();
+      const stop = (signal: string): void => { log.info({ signal }, 'shutting down'); abort.abort(); };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      try {
+        const deps = await rotationDeps(ctx, globals(), (e) => log.info({ agent: e.agent, step: e.step, state: e.state, message: e.message }, 'rotation'));
+        const s = ctx.cfg.serve;
+        await serve(ctx.store, deps, rotationOptions(ctx, {}), {
+          intervalMs: s.intervalSeconds * 1000, jitterMs: s.jitterSeconds * 1000, windows: s.maintenanceWindows,
+          renewWithinDays: ctx.cfg.rotation.renewWithinDays, metricsAddress: s.metricsAddress, once: o.once,
+        }, log, abort.signal);
+      } finally {
+        ctx.close();
+      }
+    });
+}
+
+export function convertCommand(globals: () => GlobalOptions): Command {
+  return new Command('convert')
+    .description('convert a basic-auth MID to mutual TLS: key and CSR on the MID, CA, publish the leaf, import + manage-certificates -m, restart, verify Up')
+    .requiredOption('--agent <name>', 'the agent of the MID to convert')
+    .option('--json', 'print {"ok","jobId","results"}')
+    .action(async (o: { agent: string; json?: boolean }) => {
+      const ctx = await openContext(globals());
+      try {
+        const agent = ctx.store.agents.require(o.agent);
+        const options = rotationOptions(ctx, {});
+        const deps = await rotationDeps(ctx, globals(), (e) => { if (!o.json) process.stderr.write(`  ${e.agent}: ${e.step} ${e.state}${e.message ? ` ${e.message}` : ''}\n`); });
+        const job = ctx.store.jobs.create({ kind: 'convert', agents: [agent.name] });
+        ctx.store.jobs.transition(job.id, 'running');
+        const record = await rotateAgent(deps, job.id, agent, options, { mode: 'enable-mutual' });
+        const ok = record.state === 'verified';
+        const result = { name: agent.name, state: ok ? 'succeeded' as const : 'failed' as const, previousSha256: record.previousSha256 ?? '', newSha256: record.newSha256 ?? '', notAfter: '', failedStep: ok ? '' : record.failedStep ?? '', error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' } };
+        settleJob(ctx.store, job.id, [result]);
+        if (o.json) printJson({ ok, jobId: job.id, results: [result] });
+        else process.stdout.write(ok ? `${agent.name}: converted to mutual TLS and Up\n` : `${agent.name}: failed at ${result.failedStep}: [${result.error?.code}] ${result.error?.message}\n`);
+        if (!ok) process.exitCode = EXIT.findings;
+      } finally {
+        ctx.close();
+      }
+    });
+}

@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import { readCertificates } from '../../pki/certificate.js';
+import type { JobAgent, JobAgentState, Store } from '../store/index.js';
+import type { RotationRecord, RotationState } from './rotate-one.js';
+
+/**
+ * Persists a MID's RotationRecord as its job_agents row, walking the store's stricter state
+ * machine (pending → preparing → csr_ready → ca_pending|issued → published → installing →
+ * succeeded|failed) so every transition is a compare-and-set the store checks.
+ */
+export function jobRecord(store: Store, jobId: number, agentName: string): { load(): RotationRecord | undefined; save(record: RotationRecord): void } {
+  return {
+    load: () => fromRow(store.jobAgents.require(jobId, agentName)),
+    save: (record) => {
+      const row = store.jobAgents.require(jobId, agentName);
+      for (const to of pathTo(row.state, record)) {
+        store.jobAgents.advance(jobId, agentName, to, patchFor(to, record));
+      }
+    },
+  };
+}
+
+function fromRow(row: JobAgent): RotationRecord | undefined {
+  if (row.state === 'pending' || row.state === 'preparing') return undefined;
+  const state: RotationState = ({
+    csr_ready: 'prepared', ca_pending: 'submitted', issued: 'issued', published: 'published',
+    // An install in flight when the controller died: ask the agent again; it answers by renewal id.
+    installing: 'published', succeeded: 'verified', failed: 'failed', skipped: 'failed', cancelled: 'failed',
+  } as Record<JobAgentState, RotationState>)[row.state];
+  return {
+    state,
+    renewalId: row.renewalId ?? '',
+    csrPem: row.csrPem ?? undefined,
+    caCookie: row.caCookie ?? undefined,
+    certificatePem: row.certificatePem ?? undefined,
+    chainPem: row.chainPem ?? undefined,
+    newSha256: row.certificatePem ? sha256Of(row.certificatePem) : undefined,
+    outageStartedAt: row.outageStartedAt ?? undefined,
+    outageEndedAt: row.outageEndedAt ?? undefined,
+    errorCode: row.errorCode ?? undefined,
+    errorMessage: row.errorMessage ?? undefined,
+  };
+}
+
+/** The store states to pass through to reflect `record`, from the row's current state. */
+function pathTo(current: JobAgentState, record: RotationRecord): JobAgentState[] {
+  const target = targetOf(record);
+  if (target === current) return current === 'ca_pending' ? ['ca_pending'] : [];
+  if (target === 'failed') return ['failed'];
+  const order: JobAgentState[] = ['pending', 'preparing', 'csr_ready', 'ca_pending', 'issued', 'published', 'installing', 'succeeded'];
+  const from = order.indexOf(current);
+  const to = order.indexOf(target);
+  if (from < 0 || to <= from) return [];
+  // ca_pending is a detour taken only by CAs that answered "pending".
+  return order.slice(from + 1, to + 1).filter((s) => s !== 'ca_pending' || target === 'ca_pending');
+}
+
+function targetOf(record: RotationRecord): JobAgentState {
+  switch (record.state) {
+    case 'pending': return 'pending';
+    case 'prepared': return 'csr_ready';
+    case 'submitted': return 'ca_pending';
+    case 'issued': return 'issued';
+    case 'published': return record.outageStartedAt ? 'installing' : 'published';
+    case 'installed': return 'installing';
+    case 'verified': return 'succeeded';
+    case 'failed': return 'failed';
+  }
+}
+
+function patchFor(to: JobAgentState, r: RotationRecord): Parameters<Store['jobAgents']['advance']>[3] {
+  switch (to) {
+    case 'csr_ready': return { renewalId: r.renewalId, csrPem: r.csrPem };
+    case 'ca_pending': return { caCookie: r.caCookie };
+    case 'issued': return { certificatePem: r.certificatePem, chainPem: r.chainPem };
+    case 'installing': return { outageStartedAt: r.outageStartedAt };
+    case 'succeeded': return { outageEndedAt: r.outageEndedAt };
+    case 'failed': return { errorCode: r.errorCode ?? 'FAILED', errorMessage: r.errorMessage ?? '' };
+    default: return {};
+  }
+}
+
+export function sha256Of(pem: string): string {
+  const cert = readCertificates(Buffer.from(pem))[0];
+  return cert ? cert.sha256 : createHash('sha256').update(pem).digest('hex');
+}

@@ -1,0 +1,86 @@
+import { connectAgent, type AgentClient } from '../agent-client.js';
+import { controllerIdentity } from '../fleet-ca.js';
+import type { InstanceOperations } from '../instance/operations.js';
+import type { Agent } from '../store/index.js';
+import type { AgentPort, InstallOutcome, InstancePort } from './ports.js';
+import type { OperationResult } from '../../proto/gen/midcert/v1/agent_pb.js';
+
+/** The controller's mTLS client identity (fleet CA) for dialling agents. */
+export interface AgentDialer {
+  dial(agent: Agent): AgentPort;
+}
+
+export async function fleetDialer(dataDir: string, options: { insecureDev?: boolean } = {}): Promise<AgentDialer> {
+  const id = options.insecureDev ? undefined : await controllerIdentity(dataDir);
+  return {
+    dial: (agent) => agentPort(connectAgent(agent.address, id
+      ? { caPem: id.caPem, certChainPem: id.certPem, keyPem: id.keyPem, serverName: agent.serverName || agent.name }
+      : { insecureDev: true })),
+  };
+}
+
+/** AgentPort over the gRPC client: statuses and install streams in the orchestrator's terms. */
+export function agentPort(client: AgentClient): AgentPort {
+  const stream = async (iterable: AsyncIterable<{ step: string; state: string; result?: OperationResult }>, onProgress: (e: { step: string; state: string }) => void): Promise<InstallOutcome> => {
+    let last: OperationResult | undefined;
+    for await (const p of iterable) {
+      onProgress({ step: p.step, state: p.state });
+      if (p.result) last = p.result;
+    }
+    if (!last) return { ok: false, failedStep: 'install', errorCode: 'INSTALL_FAILED', errorMessage: 'the agent ended the install stream without a result', rolledBack: false, currentSha256: '' };
+    return outcomeOf(last);
+  };
+  return {
+    status: async () => {
+      const s = await client.getStatus({});
+      return {
+        midName: s.midName,
+        leafSha256: s.certificate?.leaf?.sha256 ?? '',
+        leafSubject: s.certificate?.leaf?.subject ?? '',
+        leafIssuer: s.certificate?.leaf?.issuer ?? '',
+        notBefore: s.certificate?.leaf?.notBefore || undefined,
+        notAfter: s.certificate?.leaf?.notAfter || undefined,
+        serviceActive: s.service?.active ?? false,
+        instanceUrl: s.config?.instanceUrl ?? '',
+      };
+    },
+    prepare: async (renewalId) => ({ csrPem: (await client.prepareRenewal({ renewalId })).csrPem }),
+    install: (renewalId, certificatePem, chainPem, onProgress) => stream(client.installCertificate({ renewalId, certificatePem, chainPem }), onProgress),
+    enableMutualAuth: (renewalId, certificatePem, chainPem, onProgress) => stream(client.enableMutualAuth({ renewalId, certificatePem, chainPem }), onProgress),
+    rollback: async () => outcomeOf(await client.rollback({})),
+    close: () => client.close(),
+  };
+}
+
+function outcomeOf(r: OperationResult): InstallOutcome {
+  return { ok: r.ok, failedStep: r.failedStep, errorCode: r.error?.code ?? '', errorMessage: r.error?.message ?? '', rolledBack: r.rolledBack, currentSha256: r.currentSha256 };
+}
+
+/** InstancePort over the instance client; MID service users are looked up once and cached. */
+export function instancePort(ops: InstanceOperations): InstancePort {
+  const users = new Map<string, Promise<string>>();
+  const userOf = (midName: string): Promise<string> => {
+    let user = users.get(midName);
+    if (!user) {
+      user = ops.findMidUser(midName).then((u) => u.sysId);
+      users.set(midName, user);
+      user.catch(() => users.delete(midName));
+    }
+    return user;
+  };
+  const chainPublishes = new Map<string, Promise<unknown>>();
+  return {
+    ensureCaChain: async (chainPem) => {
+      // Many MIDs finish at once with the same chain: publish it once, not once per MID.
+      let publish = chainPublishes.get(chainPem);
+      if (!publish) {
+        publish = ops.publishCaChain(chainPem, 'midcert CA chain').finally(() => chainPublishes.delete(chainPem));
+        chainPublishes.set(chainPem, publish);
+      }
+      await publish;
+    },
+    publishLeaf: async (midName, certificatePem) => { await ops.publishLeaf(certificatePem, await userOf(midName), `midcert ${midName}`); },
+    waitForMidUp: async (midName, since, timeoutMs) => { await ops.waitForMidUp(midName, { since, timeoutMs }); },
+    retireOldLeaves: async (midName, keepSha256) => { await ops.retireOldLeaves(await userOf(midName), keepSha256); },
+  };
+}

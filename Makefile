@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all install build test typecheck demo bench clean proto package release
+.PHONY: all install build test typecheck demo demo-toolkit bench clean proto package release
 
 all: build
 
@@ -24,8 +24,13 @@ test: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 	npx mocha
 
+# A simulated fleet rotated end to end (lab instance, MIDs, ADCS, agents, controller).
 demo: build
 	node dist/scripts/demo.js
+
+# The host-local PKI toolkit on its own: key + CSR → lab CA → bundle → lint → keytool → keystore.
+demo-toolkit: build
+	node dist/scripts/demo-toolkit.js
 
 bench: $(NODE_MODULES)
 	npx tsx bench/run.ts

@@ -1,77 +1,89 @@
 /**
- * `make demo`: the PKI toolkit end to end on a lab PKI made on the spot, the way an administrator
- * prepares a MID certificate by hand — key + CSR → signed by a (lab) CA → bundle → lint →
- * keystore via keytool (as manage-certificates does) → keystore show. Prints each step.
+ * `make demo`: a simulated fleet rotated end to end, the way an operator would do it.
+ * Starts a lab (ServiceNow instance, MID hosts with short-lived certificates, ADCS, one agent per
+ * MID, a controller data dir), points the controller at the lab's ADCS, runs preflight, shows the
+ * fleet, rotates it in waves, shows the fleet again, and stops everything.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createLabCa, saveLabCa } from '../lab/lab-ca.js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 const exec = promisify(execFile);
-const root = resolve(dirname(fileURLToPath(import.meta.url)), process.argv[1]?.includes('/dist/') ? '../..' : '..');
-const agent = join(root, 'bin', 'midcert-agent');
-const work = resolve(process.env.MIDCERT_DEMO_DIR ?? join(root, '.lab', 'demo'));
+const here = dirname(fileURLToPath(import.meta.url));
+// dist/scripts/demo.js when built, scripts/demo.ts from sources.
+const root = resolve(here, here.split('/').includes('dist') ? '../..' : '..');
+const bin = (name: string): string => join(root, 'bin', name);
+const labDir = resolve(process.env.MIDCERT_DEMO_DIR ?? join(root, '.lab', 'fleet-demo'));
+const mids = Number(process.env.MIDCERT_DEMO_MIDS ?? 4);
 
 function step(title: string): void {
   process.stdout.write(`\n\x1b[1m▶ ${title}\x1b[0m\n`);
 }
 
-async function show(file: string, args: string[], options: { allowFail?: boolean } = {}): Promise<string> {
+/** Runs a command with its output shown live (progress bars included). */
+function show(file: string, args: string[], options: { allowFail?: boolean } = {}): Promise<number> {
   process.stdout.write(`$ ${[file.replace(`${root}/`, ''), ...args].join(' ')}\n`);
-  try {
-    const { stdout, stderr } = await exec(file, args, { cwd: work });
-    process.stdout.write(stdout + stderr);
-    return stdout;
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; code?: number };
-    process.stdout.write(`${e.stdout ?? ''}${e.stderr ?? ''}`);
-    if (!options.allowFail) throw err;
-    process.stdout.write(`(exit ${e.code})\n`);
-    return e.stdout ?? '';
-  }
+  return new Promise((done, fail) => {
+    const child = spawn(file, args, { stdio: 'inherit' });
+    child.on('error', fail);
+    child.on('exit', (code) => (code === 0 || options.allowFail ? done(code ?? 1) : fail(new Error(`${file} exited ${code}`))));
+  });
+}
+
+interface LabJson {
+  instance: { url: string };
+  adcs: { url: string; username: string; password: string; template: string };
+  mids: { name: string; home: string }[];
+  caFile: string;
+  controller: { dataDir: string };
 }
 
 async function main(): Promise<void> {
-  await rm(work, { recursive: true, force: true });
-  await mkdir(join(work, 'agent', 'security'), { recursive: true });
-  process.stdout.write(`midcert demo — working in ${work}\n`);
+  const started = Date.now();
+  await exec(bin('midcert-lab'), ['down', '--dir', labDir]).catch(() => undefined);
+  await rm(labDir, { recursive: true, force: true });
+  try {
+    step(`1. Start a simulated lab: ServiceNow instance, ${mids} MID Servers on 20-day certificates, ADCS, one midcert-agent per MID`);
+    process.stdout.write(`$ bin/midcert-lab up --dir ${labDir} --mids ${mids} --with-agents --json\n`);
+    const { stdout } = await exec(bin('midcert-lab'), ['up', '--dir', labDir, '--mids', String(mids), '--with-agents', '--json'], { maxBuffer: 16 * 1024 * 1024 });
+    const lab = JSON.parse(stdout) as LabJson;
+    const data = lab.controller.dataDir;
+    process.stdout.write(`instance ${lab.instance.url}\nADCS     ${lab.adcs.url} (template ${lab.adcs.template})\nMIDs     ${lab.mids.map((m) => m.name).join(', ')}\ncontroller data dir ${data}\n`);
 
-  step('1. A lab CA (root → issuing intermediate) stands in for the company CA');
-  const ca = await createLabCa('Demo');
-  await saveLabCa(ca, join(work, 'ca'));
-  // Deliver the chain root-first, as CAs often do, to show that order does not matter.
-  await writeFile(join(work, 'ca-chain-root-first.pem'), ca.root.certPem + ca.intermediate.certPem);
-  process.stdout.write(`root:         ${ca.root.cert.subjectText}\nintermediate: ${ca.intermediate.cert.subjectText}\n`);
+    step('2. Point the controller at the lab\'s Microsoft ADCS (certsrv web enrollment)');
+    await useAdcs(data, lab);
+    process.stdout.write(await readFile(join(data, 'controller.yaml'), 'utf8'));
 
-  step('2. Key and CSR on the MID host (the key never leaves it)');
-  await show(agent, ['csr', '--subject', 'CN=mid01,O=Acme,OU=ITOM', '--san', 'DNS:mid01.acme.example', '--key-out', 'mid01.key', '--csr-out', 'mid01.csr']);
-  await show('openssl', ['req', '-in', 'mid01.csr', '-noout', '-verify', '-subject']);
+    const midcert = (...args: string[]): string[] => ['--data-dir', data, ...args];
+    step('3. Preflight: instance prerequisites and every MID host');
+    await show(bin('midcert'), midcert('preflight'), { allowFail: true });
 
-  step('3. The CA signs the CSR (client-authentication profile)');
-  await writeFile(join(work, 'mid01.pem'), ca.signCsr(await readFile(join(work, 'mid01.csr')), { days: 365 }));
-  await show(agent, ['cert', 'show', 'mid01.pem']);
+    step('4. The fleet before: every certificate expires within 30 days');
+    await show(bin('midcert'), midcert('status', '--sort', 'days'));
 
-  step('4. Build the bundle the MID imports: leaf, intermediate, root, PKCS#8 key');
-  await show(agent, ['bundle', 'build', '--cert', 'mid01.pem', '--key', 'mid01.key', '--chain', 'ca-chain-root-first.pem', '-o', 'mid01-bundle.pem']);
+    step('5. Rotate the fleet: canary first, then waves; keys stay on the hosts');
+    await show(bin('midcert'), midcert('rotate', '--all', '--when-expiring-within', '30d', '--canary', '1', '--batch', '2'));
 
-  step('5. Lint it — and see what the linter says about a typical broken one');
-  await show(agent, ['bundle', 'lint', 'mid01-bundle.pem']);
-  const broken = (await readFile(join(work, 'mid01-bundle.pem'), 'utf8')).replace(/\n/g, '\r\n');
-  await writeFile(join(work, 'broken-bundle.pem'), `${broken}\x1a`);
-  await show(agent, ['bundle', 'lint', 'broken-bundle.pem'], { allowFail: true });
+    step('6. The fleet after: new certificates, every MID Up on the instance');
+    await show(bin('midcert'), midcert('status'));
+    await show(bin('midcert'), midcert('history', '--limit', '3'));
+  } finally {
+    step('7. Stop everything');
+    await show(bin('midcert-lab'), ['down', '--dir', labDir], { allowFail: true });
+  }
+  process.stdout.write(`\n\x1b[1m✔ demo complete in ${Math.round((Date.now() - started) / 1000)} s\x1b[0m — lab files stay in ${labDir}\n`);
+}
 
-  step('6. Import into a JKS keystore with keytool, the way manage-certificates -a ends up');
-  await show('openssl', ['pkcs12', '-export', '-in', 'mid01-bundle.pem', '-name', 'defaultsecuritykeypairhandle', '-out', 'mid01.p12', '-passout', 'pass:changeit']);
-  await show('keytool', ['-importkeystore', '-noprompt', '-srckeystore', 'mid01.p12', '-srcstoretype', 'PKCS12', '-srcstorepass', 'changeit',
-    '-destkeystore', 'agent/security/agent_keystore', '-deststoretype', 'JKS', '-deststorepass', 'changeit', '-destkeypass', 'changeit']);
-
-  step('7. Read the keystore back');
-  await show(agent, ['keystore', 'show', '--keystore', 'agent/security/agent_keystore']);
-
-  process.stdout.write(`\n\x1b[1m✔ demo complete\x1b[0m — files are in ${work}\n`);
+/** controller.yaml `ca:` → the lab ADCS (the password goes to a 0600 file, never into the YAML). */
+async function useAdcs(dataDir: string, lab: LabJson): Promise<void> {
+  const path = join(dataDir, 'controller.yaml');
+  const cfg = parseYaml(await readFile(path, 'utf8')) as Record<string, unknown>;
+  await writeFile(join(dataDir, 'adcs.password'), lab.adcs.password, { mode: 0o600 });
+  cfg.ca = { type: 'adcs', url: lab.adcs.url, template: lab.adcs.template, username: lab.adcs.username, passwordFile: 'adcs.password', caFile: lab.caFile };
+  await writeFile(path, stringifyYaml(cfg), { mode: 0o600 });
 }
 
 main().catch((err: unknown) => {

@@ -1,10 +1,20 @@
 import { cpus } from 'node:os';
+import { benchController } from './controller.bench.js';
 import { benchPki } from './pki.bench.js';
 
-const stats = await benchPki();
+const which = process.argv[2] ?? 'all';
 process.stdout.write(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}\n\n`);
-process.stdout.write('| benchmark | runs | mean ms | median ms | p95 ms |\n| --- | --- | --- | --- | --- |\n');
-for (const s of stats) process.stdout.write(`| ${s.name} | ${s.runs} | ${s.meanMs} | ${s.medianMs} | ${s.p95Ms} |\n`);
-const ours = stats[0];
-const openssl = stats[1];
-if (ours && openssl) process.stdout.write(`\nmidcert / openssl (mean): ${(ours.meanMs / openssl.meanMs).toFixed(2)}× (goal ≤ 1.5×)\n`);
+if (which === 'all' || which === 'pki') {
+  const stats = await benchPki();
+  process.stdout.write('| benchmark | runs | mean ms | median ms | p95 ms |\n| --- | --- | --- | --- | --- |\n');
+  for (const s of stats) process.stdout.write(`| ${s.name} | ${s.runs} | ${s.meanMs} | ${s.medianMs} | ${s.p95Ms} |\n`);
+  const ours = stats[0];
+  const openssl = stats[1];
+  if (ours && openssl) process.stdout.write(`\nmidcert / openssl (mean): ${(ours.meanMs / openssl.meanMs).toFixed(2)}× (goal ≤ 1.5×)\n\n`);
+}
+if (which === 'all' || which === 'controller') {
+  const figures = await benchController();
+  process.stdout.write('| controller benchmark | value |\n| --- | --- |\n');
+  for (const [k, v] of Object.entries(figures)) process.stdout.write(`| ${k} | ${v} |\n`);
+}
+process.exit(0);

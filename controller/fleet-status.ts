@@ -15,7 +15,7 @@ export interface AgentFleetStatus {
 }
 
 /** One row per agent: what the agent reports, what the instance says, what the store remembers. */
-export async function fleetStatus(store: Store, agents: Agent[], dialer: AgentDialer, instance: InstanceOperations | undefined, concurrency = 32): Promise<AgentFleetStatus[]> {
+export async function fleetStatus(store: Store, agents: Agent[], dialer: AgentDialer, instance: InstanceOperations | undefined, concurrency = 64): Promise<AgentFleetStatus[]> {
   const rows: AgentFleetStatus[] = [];
   await runPool(agents, concurrency, async (agent) => { rows.push(await agentRow(store, agent, dialer, instance)); });
   return rows.sort((a, b) => a.name.localeCompare(b.name));

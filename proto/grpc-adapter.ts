@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 /**
  * The one module that imports @grpc/grpc-js. protobuf-es generates service descriptors but no
  * grpc-js service definitions, so this maps each method's schemas to toBinary/fromBinary and
@@ -345,13 +346,28 @@ export interface RpcClientOptions {
   maxReceiveMessageBytes?: number;
 }
 
+const credentialCache = new Map<string, grpc.ChannelCredentials>();
+
+/**
+ * One ChannelCredentials (one parsed TLS context) per identity: a controller dialling hundreds of
+ * agents with the same client certificate should not parse it hundreds of times.
+ */
+function sslCredentials(tls: ClientTls): grpc.ChannelCredentials {
+  const key = createHash('sha256').update(String(tls.caPem)).update('\0').update(String(tls.keyPem)).update('\0').update(String(tls.certChainPem)).digest('hex');
+  let credentials = credentialCache.get(key);
+  if (!credentials) {
+    if (credentialCache.size > 16) credentialCache.clear();
+    credentials = grpc.credentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certChainPem));
+    credentialCache.set(key, credentials);
+  }
+  return credentials;
+}
+
 /** A typed client: `target` is `host:port` or `unix:///absolute/path`. */
 export function createRpcClient<S extends AnyService>(service: S, target: string, options: RpcClientOptions): RpcClient<S> {
   if (!options.tls && !options.plaintext) throw new MidcertError('USAGE', 'an RPC client needs TLS material, or plaintext for a Unix socket');
   const tls = options.tls;
-  const credentials = tls
-    ? grpc.credentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certChainPem))
-    : grpc.credentials.createInsecure();
+  const credentials = tls ? sslCredentials(tls) : grpc.credentials.createInsecure();
   const channelOptions: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     ...(tls?.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),

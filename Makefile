@@ -32,7 +32,7 @@ demo: build
 demo-toolkit: build
 	node dist/scripts/demo-toolkit.js
 
-bench: $(NODE_MODULES)
+bench: build
 	npx tsx bench/run.ts
 
 clean:

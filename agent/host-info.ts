@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { realpath } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import si from 'systeminformation';
 import type { HostStatusSchema } from '../proto/gen/midcert/v1/agent_pb.js';
 
 /** The `host` part of AgentStatus: what the host is, and how much room the MID install has. */
@@ -33,7 +32,14 @@ export function clearHostInfoCache(): void {
   cache.clear();
 }
 
+/** Loaded on first use: systeminformation is large and most daemons never need host facts. */
+async function loadSi(): Promise<typeof import('systeminformation')> {
+  const mod = await import('systeminformation');
+  return (mod as unknown as { default?: typeof import('systeminformation') }).default ?? mod;
+}
+
 async function collectHostInfo(midHome: string): Promise<HostInfoInit> {
+  const si = await loadSi();
   const [os, cpu, mem, disks, home] = await Promise.all([
     probe(() => si.osInfo()),
     probe(() => si.cpu()),
@@ -42,7 +48,7 @@ async function collectHostInfo(midHome: string): Promise<HostInfoInit> {
     realpath(midHome).catch(() => resolve(midHome)),
   ]);
   const info: HostInfoInit = { hostname: os?.hostname || safeHostname() };
-  const uptime = safeUptime();
+  const uptime = safeUptime(si);
   if (uptime !== undefined) info.uptimeSeconds = uptime;
   if (os) info.os = [os.distro, os.release, os.arch && `(${os.arch})`].filter(Boolean).join(' ');
   if (cpu) {
@@ -92,7 +98,7 @@ async function probe<T>(run: () => Promise<T>): Promise<T | undefined> {
   }
 }
 
-function safeUptime(): number | undefined {
+function safeUptime(si: typeof import('systeminformation')): number | undefined {
   try {
     const uptime = si.time().uptime;
     return Number.isFinite(uptime) ? Math.floor(uptime) : undefined;

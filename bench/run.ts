@@ -1,4 +1,5 @@
 import { cpus } from 'node:os';
+import { benchAgent } from './agent.bench.js';
 import { benchController } from './controller.bench.js';
 import { benchPki } from './pki.bench.js';
 
@@ -15,6 +16,11 @@ if (which === 'all' || which === 'pki') {
 if (which === 'all' || which === 'controller') {
   const figures = await benchController();
   process.stdout.write('| controller benchmark | value |\n| --- | --- |\n');
+  for (const [k, v] of Object.entries(figures)) process.stdout.write(`| ${k} | ${v} |\n`);
+}
+if (which === 'all' || which === 'agent') {
+  const figures = await benchAgent();
+  process.stdout.write('\n| agent benchmark | value |\n| --- | --- |\n');
   for (const [k, v] of Object.entries(figures)) process.stdout.write(`| ${k} | ${v} |\n`);
 }
 process.exit(0);

@@ -121,6 +121,8 @@ export class RenewalEngine {
         await this.effects.script.revertToBasicAuth(username, password);
         await this.restartAndVerify(true);
       } catch (err) {
+        // The MID may be running on the reverted config: stop it, put config.xml back, start again.
+        await this.effects.service.stop().catch(() => undefined);
         await writeFileAtomic(this.effects.paths.configXml, backup);
         await this.effects.service.start().catch(() => undefined);
         throw err;

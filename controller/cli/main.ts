@@ -6,7 +6,7 @@ import { agentsCommand, identityCommand } from './agents-command.js';
 import type { GlobalOptions } from './context.js';
 import { historyCommand, preflightCommand, rotateCaCommand, rotateCommand, statusCommand } from './fleet-commands.js';
 import { initCommand } from './init-command.js';
-import { convertCommand, serveCommand } from './serve-command.js';
+import { bootstrapCommand, convertCommand, serveCommand } from './serve-command.js';
 
 export function controllerProgram(): Command {
   const program = new Command('midcert')
@@ -24,6 +24,7 @@ export function controllerProgram(): Command {
     .addCommand(rotateCommand(globals))
     .addCommand(rotateCaCommand(globals))
     .addCommand(convertCommand(globals))
+    .addCommand(bootstrapCommand(globals))
     .addCommand(historyCommand(globals))
     .addCommand(serveCommand(globals))
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nJSON shapes: docs/controller-cli.md. Config: <data-dir>/controller.yaml (docs/controller-config.md).`);

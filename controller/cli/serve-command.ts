@@ -32,24 +32,46 @@ export function serveCommand(globals: () => GlobalOptions): Command {
 }
 
 export function convertCommand(globals: () => GlobalOptions): Command {
-  return new Command('convert')
-    .description('convert a basic-auth MID to mutual TLS: key and CSR on the MID, CA, publish the leaf, import + manage-certificates -m, restart, verify Up')
-    .requiredOption('--agent <name>', 'the agent of the MID to convert')
-    .option('--json', 'print {"ok","jobId","results"}')
-    .action(async (o: { agent: string; json?: boolean }) => {
+  return mutualAuthCommand(globals, 'convert', 'convert a basic-auth MID to mutual TLS: key and CSR on the MID, CA, publish the leaf, import + manage-certificates -m, restart, verify Up');
+}
+
+export function bootstrapCommand(globals: () => GlobalOptions): Command {
+  return mutualAuthCommand(globals, 'bootstrap', 'bring a new MID up on mutual TLS from the start (installed with -MUTUAL_AUTH Y): key and CSR on the MID, CA, publish, import + -m, verify Up, then add capabilities (a MID created under mutual auth gets none)');
+}
+
+const collectCaps = (v: string, prev: string[]): string[] => [...prev, v];
+
+function mutualAuthCommand(globals: () => GlobalOptions, kind: 'convert' | 'bootstrap', description: string): Command {
+  const command = new Command(kind)
+    .description(description)
+    .requiredOption('--agent <name>', `the agent of the MID to ${kind}`)
+    .option('--json', 'print {"ok","jobId","results"}');
+  if (kind === 'bootstrap') command.option('--capability <name>', 'ecc_agent capability to add (repeatable; default ALL)', collectCaps, []);
+  return command.action(async (o: { agent: string; json?: boolean; capability?: string[] }) => {
       const ctx = await openContext(globals());
       try {
         const agent = ctx.store.agents.require(o.agent);
         const options = rotationOptions(ctx, {});
         const deps = await rotationDeps(ctx, globals(), (e) => { if (!o.json) process.stderr.write(`  ${e.agent}: ${e.step} ${e.state}${e.message ? ` ${e.message}` : ''}\n`); });
-        const job = ctx.store.jobs.create({ kind: 'convert', agents: [agent.name] });
+        const job = ctx.store.jobs.create({ kind, agents: [agent.name] });
         ctx.store.jobs.transition(job.id, 'running');
         const record = await rotateAgent(deps, job.id, agent, options, { mode: 'enable-mutual' });
-        const ok = record.state === 'verified';
+        let ok = record.state === 'verified';
+        if (ok && kind === 'bootstrap' && ctx.instance) {
+          const capabilities = o.capability && o.capability.length > 0 ? o.capability : ['ALL'];
+          try {
+            await ctx.instance.addCapabilities(agent.midName ?? agent.name, capabilities);
+          } catch (err) {
+            ok = false;
+            record.failedStep = 'capabilities';
+            record.errorCode = (err as { code?: string }).code ?? 'INTERNAL';
+            record.errorMessage = (err as Error).message;
+          }
+        }
         const result = { name: agent.name, state: ok ? 'succeeded' as const : 'failed' as const, previousSha256: record.previousSha256 ?? '', newSha256: record.newSha256 ?? '', notAfter: '', failedStep: ok ? '' : record.failedStep ?? '', error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' } };
         settleJob(ctx.store, job.id, [result]);
         if (o.json) printJson({ ok, jobId: job.id, results: [result] });
-        else process.stdout.write(ok ? `${agent.name}: converted to mutual TLS and Up\n` : `${agent.name}: failed at ${result.failedStep}: [${result.error?.code}] ${result.error?.message}\n`);
+        else process.stdout.write(ok ? `${agent.name}: on mutual TLS and Up${kind === 'bootstrap' ? ', capabilities added' : ''}\n` : `${agent.name}: failed at ${result.failedStep}: [${result.error?.code}] ${result.error?.message}\n`);
         if (!ok) process.exitCode = EXIT.findings;
       } finally {
         ctx.close();

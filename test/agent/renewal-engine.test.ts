@@ -156,6 +156,31 @@ describe('agent renewal engine against a simulated MID and instance', function (
     await assert.rejects(engine.prepare({ renewalId: '../etc', subject: 'CN=x', sans: [], keyType: 'rsa' }), (e: unknown) => e instanceof MidcertError && e.code === 'USAGE');
   });
 
+  it('converts a basic-auth MID: import, manage-certificates -m removes the credentials, the MID comes Up on mTLS', async () => {
+    const { runManageCertificates } = await import('../../lab/mid/host.js');
+    const basic = await runManageCertificates(world.host, ['-b', 'mid.mid01', 'Basic-Pa55word']);
+    assert.equal(basic.code, 0, basic.stderr);
+    assert.match(await readFile(world.host.configPath, 'utf8'), /mid\.instance\.username/);
+    const engine = new RenewalEngine(world.effects());
+    const steps: string[] = [];
+    const result = await engine.install('conv1', await prepareAndSign(engine, 'conv1'), (p) => steps.push(`${p.step}:${p.state}`), 'enable-mutual');
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.ok(steps.includes('mutual-auth:done'), steps.join(' '));
+    const config = await readFile(world.host.configPath, 'utf8');
+    assert.doesNotMatch(config, /mid\.instance\.(username|password)/);
+    assert.doesNotMatch(JSON.stringify(result), /Basic-Pa55word/);
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+  });
+
+  it('break-glass revert to basic auth is undone when the MID does not come back healthy (instance requires mTLS)', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const config = await readFile(world.host.configPath);
+    await assert.rejects(engine.revertToBasicAuth('mid.mid01', 'Basic-Pa55word'), (e: unknown) => e instanceof MidcertError && e.code === 'HEALTH_CHECK_FAILED' && !e.message.includes('Basic-Pa55word'));
+    assert.deepEqual(await readFile(world.host.configPath), config, 'config.xml restored byte for byte');
+    await waitFor(() => world.midStatus().state === 'active', 10_000, 'MID not running');
+    await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
+  });
+
   it('rolls back to the previous keystore on demand', async () => {
     const engine = new RenewalEngine(world.effects());
     const before = await leafSha(world);

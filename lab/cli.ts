@@ -7,7 +7,7 @@
  */
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { printJson, reportError, runProgram } from '../common/cli.js';
-import { isMidcertError } from '../common/errors.js';
+import { MidcertError, isMidcertError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 
 const PROGRAM = 'midcert-lab';
@@ -58,7 +58,7 @@ function labAction<A extends unknown[]>(fn: (...args: A) => Promise<number | voi
 
 function upCommand(): Command {
   return new Command('up')
-    .description('start a lab in the background (instance, ADCS, K MID hosts) and return once every part answers and every MID is Up')
+    .description('start a lab in the background (instance, ADCS, K MID hosts; with --with-agents a controller data dir and K agents) and return once every part answers, every MID is Up and every agent answers')
     .addOption(dirOption())
     .option('--mids <k>', 'number of MID hosts (mid01, mid02, …)', intOption(0, 500), 3)
     .option('--leaf-days <n>', 'validity of each MID\'s initial client certificate, so a rotation is a renewal', intOption(1, 3650), 20)
@@ -70,16 +70,22 @@ function upCommand(): Command {
     .addOption(new Option('--adcs-template-mode <mode>', 'ADCS: what the MIDServerClient template does with a request').choices(['issue', 'pending', 'deny']).default('issue'))
     .option('--timeout-ms <ms>', 'how long each part may take to answer, and the MIDs to come Up', intOption(1000, 3_600_000), 60_000)
     .option('--parallel <n>', 'MID hosts set up at once (each import runs a keytool JVM; default 2 per CPU, at most 16)', intOption(1, 64))
+    .option('--with-agents', 'also a controller data dir (CA = the lab CA, instance = the lab instance) and one midcert-agent per MID, all in one agents process')
+    .option('--controller-dir <dir>', 'with --with-agents: the controller data dir (new or empty; default DIR/controller)')
+    .option('--agent-settle-seconds <n>', 'with --with-agents: the agents\' verify.settleSeconds', intOption(0, 3600), 3)
     .option('--json', 'print the lab as JSON (includes the generated passwords)')
     .action(labAction(async (opts: {
       dir: string; mids: number; leafDays: number; publishDelayMs: number; publishWord: 'Exists' | 'Active'; heartbeatMs: number;
       downAfterMs?: number; portBase?: number; adcsTemplateMode: 'issue' | 'pending' | 'deny'; timeoutMs: number; parallel?: number; json?: boolean;
+      withAgents?: boolean; controllerDir?: string; agentSettleSeconds: number;
     }) => {
+      if (opts.controllerDir !== undefined && !opts.withAgents) throw new MidcertError('USAGE', '--controller-dir needs --with-agents');
       const { upLab, DEFAULT_PARALLEL } = await import('./up.js');
       const result = await upLab({
         dir: opts.dir, mids: opts.mids, leafDays: opts.leafDays, publishDelayMs: opts.publishDelayMs, publishWord: opts.publishWord,
         heartbeatMs: opts.heartbeatMs, downAfterMs: opts.downAfterMs ?? Math.max(15_000, 5 * opts.heartbeatMs), portBase: opts.portBase ?? null,
         adcsTemplateMode: opts.adcsTemplateMode, timeoutMs: opts.timeoutMs, parallel: opts.parallel ?? DEFAULT_PARALLEL, exitOnSignal: true,
+        withAgents: opts.withAgents ?? false, agentSettleSeconds: opts.agentSettleSeconds, ...(opts.controllerDir !== undefined ? { controllerDir: opts.controllerDir } : {}),
         ...(opts.json ? {} : { progress: (line: string) => process.stderr.write(`${PROGRAM}: ${line}\n`) }),
       });
       if (opts.json) {
@@ -116,7 +122,7 @@ function downCommand(): Command {
 
 function statusCommand(): Command {
   return new Command('status')
-    .description('show what runs in the lab: processes, instance URL, each MID\'s unit and ecc_agent status (exit 3 when not fully running)')
+    .description('show what runs in the lab: processes, instance URL, each MID\'s unit and ecc_agent status, each agent (exit 3 when not fully running)')
     .addOption(dirOption())
     .option('--json', 'print the status as JSON')
     .action(labAction(async (opts: { dir: string; json?: boolean }) => {

@@ -183,7 +183,8 @@ async function waitReaped(proc: LabProcess, timeoutMs: number): Promise<void> {
   }
 }
 
-async function waitGone(proc: LabProcess, timeoutMs: number): Promise<boolean> {
+/** Waits (bounded) until the recorded process no longer runs (it may still await reaping). */
+export async function waitGone(proc: LabProcess, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (await isRunning(proc)) {
     if (Date.now() > deadline) return false;

@@ -12,8 +12,39 @@ import { isRunning, type LabProcess } from './processes.js';
 
 export const LAB_FORMAT = 'midcert-lab/1';
 
-export type LabPart = 'instance' | 'adcs' | 'runner';
-export const LAB_PARTS: readonly LabPart[] = ['runner', 'adcs', 'instance']; // stop order: MIDs first
+export type LabPart = 'instance' | 'adcs' | 'runner' | 'agents';
+/** Stop order: the agents first (they drive the MIDs), then the MIDs, then ADCS and the instance. */
+export const LAB_PARTS: readonly LabPart[] = ['agents', 'runner', 'adcs', 'instance'];
+
+/** The parts a lab of this shape runs: `agents` only when it was started with --with-agents. */
+export function expectedParts(state: LabState): LabPart[] {
+  return LAB_PARTS.filter((part) => part !== 'agents' || state.agents !== undefined);
+}
+
+/** One lab agent (a midcert-agent daemon hosted by the agents process) as recorded in lab.json. */
+export interface LabAgent {
+  name: string;
+  /** 127.0.0.1:<port>, the controller's mTLS address. */
+  address: string;
+  port: number;
+  /** DIR/agents/<name>/agent.yaml. */
+  config: string;
+  /** The daemon's host-local Unix socket. */
+  socket: string;
+  stateDir: string;
+}
+
+/** What --with-agents adds to a lab. */
+export interface LabAgents {
+  /** The controller data dir (controller.yaml, midcert.db, fleet/). */
+  controllerDir: string;
+  /** The JSON list of agent config paths the agents process reads. */
+  listFile: string;
+  /** The agents' JSON log (pino), one line per event, each with its agent's name. */
+  logFile: string;
+  settleSeconds: number;
+  list: LabAgent[];
+}
 
 export interface LabMid {
   name: string;
@@ -40,6 +71,8 @@ export interface LabState {
   options: {
     mids: number; leafDays: number; publishDelayMs: number; publishWord: 'Exists' | 'Active'; heartbeatMs: number;
     downAfterMs: number; portBase: number | null; adcsTemplateMode: 'issue' | 'pending' | 'deny';
+    /** Started with --with-agents (absent in a lab.json from before the option). */
+    withAgents?: boolean;
   };
   caFile: string;
   chainFile: string;
@@ -48,6 +81,8 @@ export interface LabState {
   runner: { socket: string; heartbeatMs: number };
   processes: Partial<Record<LabPart, LabProcess>>;
   mids: LabMid[];
+  /** Present when the lab was started with --with-agents. */
+  agents?: LabAgents;
 }
 
 export interface LabPaths {
@@ -66,6 +101,9 @@ export interface LabPaths {
   logsDir: string;
   runDir: string;
   socket: string;
+  agentsDir: string;
+  /** The default controller data dir of --with-agents. */
+  controllerDir: string;
 }
 
 /** Paths inside a lab directory (whether or not they exist yet). */
@@ -89,12 +127,17 @@ export function labPaths(dirText: string): LabPaths {
     logsDir: join(dir, 'logs'),
     runDir,
     socket: join(runDir, 'mid-runner.sock'),
+    agentsDir: join(dir, 'agents'),
+    controllerDir: join(dir, 'controller'),
   };
 }
 
 /** What `up` creates in DIR besides lab.json; a fresh `up` over a stopped lab removes exactly these. */
 export function labOwnedPaths(paths: LabPaths): string[] {
-  return [paths.caDir, paths.secretsDir, paths.instanceDir, paths.adcsDir, paths.midsDir, paths.logsDir, paths.runDir, paths.file];
+  return [
+    paths.caDir, paths.secretsDir, paths.instanceDir, paths.adcsDir, paths.midsDir, paths.agentsDir, paths.controllerDir, paths.logsDir, paths.runDir,
+    paths.file,
+  ];
 }
 
 const MAX_STATE_BYTES = 4 * 1024 * 1024;

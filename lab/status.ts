@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { sendControlRequest } from './mid/control-protocol.js';
 import type { MidStatus, UnitState } from './mid/simulated-mid.js';
 import { isRunning } from './processes.js';
 import { InstanceRest } from './rest.js';
-import { LAB_PARTS, requireLabState, type LabPart, type LabState } from './state.js';
+import { expectedParts, requireLabState, type LabPart, type LabState } from './state.js';
 
 /**
  * `midcert-lab status`: what `up` recorded and what runs now — each process (pid alive), the
@@ -15,30 +16,39 @@ export interface LabStatusReport {
   /** running: every process runs; stopped: none does; degraded: some do. */
   state: 'running' | 'stopped' | 'degraded';
   recorded: LabState['state'];
-  processes: Record<LabPart, { pid: number | null; running: boolean; log: string | null }>;
+  /** `agents` only for a lab started with --with-agents. */
+  processes: Partial<Record<LabPart, { pid: number | null; running: boolean; log: string | null }>>;
   instance: { url: string | null; answers: boolean };
   adcs: { url: string | null };
   caFile: string;
   mids: Array<{ name: string; home: string; user: string; leafNotAfter: string; unit: UnitState | 'unknown'; ecc: string; lastError?: string }>;
+  /** With --with-agents: the controller data dir and each agent (listening: its mTLS port accepts connections). */
+  controller?: { dataDir: string };
+  agents?: Array<{ name: string; address: string; config: string; listening: boolean }>;
 }
 
 export async function labStatus(dir: string): Promise<LabStatusReport> {
   const state = await requireLabState(dir);
-  const processes = {} as LabStatusReport['processes'];
-  for (const part of LAB_PARTS) {
+  const parts = expectedParts(state);
+  const processes: LabStatusReport['processes'] = {};
+  for (const part of parts) {
     const proc = state.processes[part];
     processes[part] = { pid: proc?.pid ?? null, running: proc ? await isRunning(proc) : false, log: proc?.log ?? null };
   }
-  const runningCount = LAB_PARTS.filter((p) => processes[p].running).length;
+  const running = (part: LabPart): boolean => processes[part]?.running ?? false;
+  const runningCount = parts.filter(running).length;
 
-  const units = processes.runner.running
+  const units = running('runner')
     ? await sendControlRequest(state.runner.socket, { verb: 'list' }, 5000).then((r) => (r.ok ? r.units ?? [] : []), () => [] as MidStatus[])
     : [];
-  const { answers, ecc } = processes.instance.running ? await askInstance(state) : { answers: false, ecc: new Map<string, string>() };
+  const agents = state.agents && await Promise.all(state.agents.list.map(async (a) => ({
+    name: a.name, address: a.address, config: a.config, listening: running('agents') && await listening(a.address),
+  })));
+  const { answers, ecc } = running('instance') ? await askInstance(state) : { answers: false, ecc: new Map<string, string>() };
 
   return {
     dir: state.dir,
-    state: runningCount === LAB_PARTS.length ? 'running' : runningCount === 0 ? 'stopped' : 'degraded',
+    state: runningCount === parts.length ? 'running' : runningCount === 0 ? 'stopped' : 'degraded',
     recorded: state.state,
     processes,
     instance: { url: state.instance.url, answers },
@@ -52,6 +62,7 @@ export async function labStatus(dir: string): Promise<LabStatusReport> {
         ...(unit?.lastError ? { lastError: unit.lastError } : {}),
       };
     }),
+    ...(state.agents && agents ? { controller: { dataDir: state.agents.controllerDir }, agents } : {}),
   };
 }
 
@@ -78,4 +89,19 @@ async function askInstance(state: LabState): Promise<{ answers: boolean; ecc: Ma
   } finally {
     rest.close();
   }
+}
+
+/** Whether something accepts TCP connections at host:port (cheap, no TLS). */
+function listening(address: string, timeoutMs = 1000): Promise<boolean> {
+  const at = address.lastIndexOf(':');
+  return new Promise((done) => {
+    const socket = connect({ host: address.slice(0, at), port: Number(address.slice(at + 1)) });
+    const finish = (ok: boolean): void => {
+      socket.destroy();
+      done(ok);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
 }

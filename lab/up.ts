@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { request } from 'node:https';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { MidcertError, isMidcertError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fs.js';
 import { PROFILES } from '../pki/issue.js';
@@ -44,6 +44,12 @@ export interface UpOptions {
   progress?: (line: string) => void;
   /** CLI: on SIGINT/SIGTERM stop what was started and exit 130. */
   exitOnSignal?: boolean;
+  /** Also a controller data dir and one midcert-agent per MID (all in one agents process). */
+  withAgents?: boolean;
+  /** The controller data dir of withAgents (default DIR/controller); must be new or empty. */
+  controllerDir?: string;
+  /** The agents' verify.settleSeconds (default 3). */
+  agentSettleSeconds?: number;
 }
 
 export interface UpMid {
@@ -67,6 +73,20 @@ export interface UpResult {
   pids: Partial<Record<LabPart, number>>;
   logsDir: string;
   elapsedMs: number;
+  /** With --with-agents: the controller data dir (controller.yaml, midcert.db, fleet/). */
+  controller?: { dataDir: string; configFile: string; fleetCaFile: string };
+  /** With --with-agents: one per MID, registered in the controller under the MID's name. */
+  agents?: UpAgent[];
+}
+
+export interface UpAgent {
+  name: string;
+  /** 127.0.0.1:<port>: mutual TLS, server name = the agent's name. */
+  address: string;
+  /** Its agent.yaml (for `midcert-agent status --config …`). */
+  config: string;
+  socket: string;
+  stateDir: string;
 }
 
 export const ADMIN_USER = 'admin';
@@ -101,6 +121,8 @@ export async function upLab(options: UpOptions): Promise<UpResult> {
   const release = await acquireLabLock(paths.dir);
   try {
     await clearStoppedLab(paths);
+    const controllerDir = resolve(options.controllerDir ?? paths.controllerDir);
+    if (options.withAgents) await (await import('./agents.js')).checkAgentsPlan(paths, controllerDir, midNames(options.mids).at(-1) ?? 'mid01');
     const state = initialState(paths, options);
     await writeLabState(state);
     const interrupted = options.exitOnSignal ? stopOnSignal(state, release, progress) : () => undefined;
@@ -108,6 +130,7 @@ export async function upLab(options: UpOptions): Promise<UpResult> {
       progress(`making the lab CA and credentials in ${paths.dir}`);
       const prepared = await prepareFiles(paths, options);
       const mids = await bringUp(state, paths, prepared, options, progress);
+      if (options.withAgents) await startAgents(state, paths, mids, controllerDir, options, progress);
       state.state = 'running';
       await writeLabState(state);
       return result(state, paths, prepared, mids, startedAt);
@@ -157,6 +180,10 @@ async function clearStoppedLab(paths: LabPaths): Promise<void> {
     if (running.length > 0) {
       const which = running.map((part) => `${part} pid ${existing.processes[part]?.pid}`).join(', ');
       throw new MidcertError('LAB_RUNNING', `a lab is already running in ${paths.dir} (${which}); stop it first with: midcert-lab down --dir ${paths.dir}`);
+    }
+    // A controller dir an earlier lab made outside DIR (--controller-dir) goes too, if still the lab's.
+    if (existing.agents && !labOwnedPaths(paths).includes(existing.agents.controllerDir)) {
+      await (await import('./agents.js')).removeLabControllerDir(existing.agents.controllerDir);
     }
     for (const path of labOwnedPaths(paths)) await rm(path, { recursive: true, force: true });
     return;
@@ -230,6 +257,7 @@ function initialState(paths: LabPaths, options: UpOptions): LabState {
     options: {
       mids: options.mids, leafDays: options.leafDays, publishDelayMs: options.publishDelayMs, publishWord: options.publishWord,
       heartbeatMs: options.heartbeatMs, downAfterMs: options.downAfterMs, portBase: options.portBase, adcsTemplateMode: options.adcsTemplateMode,
+      withAgents: options.withAgents ?? false,
     },
     caFile: paths.caFile,
     chainFile: paths.chainFile,
@@ -246,6 +274,32 @@ function initialState(paths: LabPaths, options: UpOptions): LabState {
 
 const URL_LINE = /^\{"url":"[^"\n]+"\}$/m;
 const RUNNER_LINE = /^mid-runner: listening on .*$/m;
+const AGENTS_LINE = /^midcert-lab-agents: serving \d+ agents .*$/m;
+
+/**
+ * --with-agents, once every MID is Up: the controller data dir and the agents' files (agents.ts),
+ * then the agents process (lab/agents-main.ts, one daemon per MID), then a GetStatus over mutual
+ * TLS to each agent, dialled exactly as the controller dials it.
+ */
+async function startAgents(state: LabState, paths: LabPaths, mids: LabMid[], controllerDir: string, options: UpOptions, progress: (line: string) => void): Promise<void> {
+  const { DEFAULT_AGENT_SETTLE_SECONDS, setUpAgents, waitAgentsAnswer } = await import('./agents.js');
+  progress(`making the controller data dir ${controllerDir} and ${mids.length} agent identities`);
+  const settleSeconds = options.agentSettleSeconds ?? DEFAULT_AGENT_SETTLE_SECONDS;
+  // Recorded first, so a later `up` also clears a controller dir this one left half made.
+  state.agents = { controllerDir, listFile: join(paths.agentsDir, 'agents.json'), logFile: join(paths.logsDir, 'agents.log'), settleSeconds, list: [] };
+  await writeLabState(state);
+  const agents = await setUpAgents(paths, mids, { controllerDir, settleSeconds, instanceUrl: state.instance.url as string, adminUser: ADMIN_USER, parallel: options.parallel });
+  state.agents = agents;
+  await writeLabState(state);
+  progress(`starting ${mids.length} agent daemon(s) in one process`);
+  const spawned = await spawnDetached([...labProgramArgv('agents-main'), '--list', agents.listFile, '--log', agents.logFile], { log: join(paths.logsDir, 'agents.out'), cwd: paths.dir });
+  state.processes.agents = spawned.record;
+  await writeLabState(state);
+  await waitForReady(spawned, 'lab agents process', AGENTS_LINE, options.timeoutMs);
+  progress('waiting for every agent to answer GetStatus over mutual TLS');
+  const alive = (): boolean => spawned.child.exitCode === null && spawned.child.signalCode === null;
+  await waitAgentsAnswer(agents.controllerDir, agents.list, options.timeoutMs, alive);
+}
 
 async function bringUp(state: LabState, paths: LabPaths, prepared: Prepared, options: UpOptions, progress: (line: string) => void): Promise<LabMid[]> {
   progress('starting the instance, ADCS and the MID runner');
@@ -449,5 +503,11 @@ function result(state: LabState, paths: LabPaths, prepared: Prepared, mids: LabM
     pids,
     logsDir: paths.logsDir,
     elapsedMs: Date.now() - startedAt,
+    ...(state.agents ? {
+      controller: {
+        dataDir: state.agents.controllerDir, configFile: join(state.agents.controllerDir, 'controller.yaml'), fleetCaFile: join(state.agents.controllerDir, 'fleet', 'ca.pem'),
+      },
+      agents: state.agents.list.map((a) => ({ name: a.name, address: a.address, config: a.config, socket: a.socket, stateDir: a.stateDir })),
+    } : {}),
   };
 }

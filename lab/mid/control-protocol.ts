@@ -2,6 +2,9 @@ import { createConnection } from 'node:net';
 import { isAbsolute } from 'node:path';
 import type { MidStatus } from './simulated-mid.js';
 
+/** Environment variable holding the keystore password for `register` (else changeit). Here, not in host.ts, so midctl stays light. */
+export const STOREPASS_ENV = 'MIDCERT_LAB_STOREPASS';
+
 /**
  * The MID runner's control channel: JSON lines over a Unix socket, one request per line, one
  * response line per request, in order. Verbs follow systemctl (start, stop, restart, status,

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
-import { sendControlRequest, type ControlRequest, type ControlResponse } from './control-protocol.js';
-import { STOREPASS_ENV } from './host.js';
+import { STOREPASS_ENV, sendControlRequest, type ControlRequest, type ControlResponse } from './control-protocol.js';
 import type { MidStatus } from './simulated-mid.js';
 
 /**

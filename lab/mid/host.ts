@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { renderConfigXml, type ConfigXmlOptions } from './config-xml.js';
+import { STOREPASS_ENV } from './control-protocol.js';
 import { emptyJks } from './keytool.js';
 
 /**
@@ -20,7 +21,7 @@ export type KeystoreFileName = 'agent_keystore' | 'agent_keystore.jks';
 export const DEFAULT_ALIAS = 'defaultsecuritykeypairhandle';
 export const DEFAULT_STOREPASS = 'changeit';
 /** The environment variable the lab's manage-certificates.sh reads its store password from. */
-export const STOREPASS_ENV = 'MIDCERT_LAB_STOREPASS';
+export { STOREPASS_ENV };
 
 export interface MidHostOptions {
   /** Install root; `agent/` is created inside it. Must not already hold an `agent/` directory. */

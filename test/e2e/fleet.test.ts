@@ -90,6 +90,36 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
     assert.equal((await eccAgent('mid01'))?.status, 'Up');
   });
 
+  it('Ansible (real ansible-playbook, real controller): check mode changes nothing, a run renews, a rerun is changed=false', async () => {
+    const home = join(dir, 'ansible-home');
+    const playbook = join(dir, 'renew-mid02.yml');
+    await writeFile(playbook, [
+      '- hosts: localhost', '  connection: local', '  gather_facts: false', '  tasks:',
+      '    - midcert.fleet.midcert_certificate:',
+      `        midcert_bin: ${MIDCERT}`, `        data_dir: ${lab.controller.dataDir}`,
+      '        name: mid02', '        state: present', '        min_days: 30', '',
+    ].join('\n'));
+    const ansiblePython = ((await readFile((await run('sh', ['-c', 'command -v ansible-playbook'])).stdout.trim(), 'utf8')).split('\n')[0] ?? '').replace(/^#!\s*/, '').split(' ')[0] ?? 'python3';
+    const env = {
+      ...process.env, HOME: home, ANSIBLE_COLLECTIONS_PATH: resolve('ansible'), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH: 'false',
+      ANSIBLE_LOCAL_TEMP: join(home, 'local'), ANSIBLE_REMOTE_TEMP: join(home, 'remote'), ANSIBLE_PYTHON_INTERPRETER: ansiblePython,
+      ANSIBLE_NOCOLOR: '1', ANSIBLE_RETRY_FILES_ENABLED: 'false', ANSIBLE_LOCALHOST_WARNING: 'false', ANSIBLE_INVENTORY_UNPARSED_WARNING: 'false',
+    };
+    const playbookRun = async (...extra: string[]): Promise<number> => {
+      const res = await run('ansible-playbook', ['-i', 'localhost,', playbook, ...extra], { env, timeoutMs: 300_000 });
+      assert.equal(res.code, 0, res.stdout + res.stderr);
+      return Number(/localhost\s*:\s*ok=\d+\s+changed=(\d+)/.exec(res.stdout)?.[1] ?? -1);
+    };
+    const sha = async (): Promise<string> => (await json('status', '--agent', 'mid02')).agents[0].certificate.sha256;
+    const before = await sha();
+    assert.equal(await playbookRun('--check'), 1, 'check mode reports the renewal it would do');
+    assert.equal(await sha(), before, 'check mode changed nothing');
+    assert.equal(await playbookRun(), 1);
+    assert.notEqual(await sha(), before, 'the real run renewed');
+    assert.equal(await playbookRun(), 0, 'the second run is changed=false');
+    assert.equal((await eccAgent('mid02'))?.status, 'Up');
+  });
+
   it('rotates the fleet in waves with a canary; a failing MID is rolled back and reported, the rest succeed', async () => {
     const broken = lab.mids[2] as { name: string; home: string };
     const script = join(broken.home, 'agent', 'bin', 'scripts', 'manage-certificates.sh');

@@ -54,16 +54,79 @@ export interface ServeOptions {
 export async function serve(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, log: Logger, signal: AbortSignal): Promise<void> {
   const observed = new Map<string, Observation>();
   const metrics = options.metricsAddress ? await startMetrics(options.metricsAddress, observed) : undefined;
+  const wake = new Wake();
+  const watchers = options.once ? undefined : new AgentWatchers(deps, signal, (agent, type) => {
+    log.info({ agent, event: type }, 'agent reported a change; reconciling now');
+    wake.now();
+  });
   log.info({ metrics: options.metricsAddress }, 'midcert serve started');
   try {
     while (!signal.aborted) {
+      watchers?.sync(store.agents.list());
       await reconcile(store, deps, rotation, options, observed, log).catch((err: unknown) => log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'));
       if (options.once) break;
-      await sleep(options.intervalMs + Math.random() * options.jitterMs, signal);
+      await wake.sleep(options.intervalMs + Math.random() * options.jitterMs, signal);
     }
   } finally {
     metrics?.close();
     log.info('midcert serve stopped');
+  }
+}
+
+/** A sleep that an agent event can cut short (debounced, so a burst causes one pass). */
+class Wake {
+  private resolve: (() => void) | undefined;
+  now(): void {
+    const resolve = this.resolve;
+    this.resolve = undefined;
+    if (resolve) setTimeout(resolve, 500);
+  }
+  sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((done) => {
+      const finish = (): void => { clearTimeout(timer); this.resolve = undefined; done(); };
+      const timer = setTimeout(finish, ms);
+      this.resolve = finish;
+      signal.addEventListener('abort', finish, { once: true });
+    });
+  }
+}
+
+const WATCHED_EVENTS = new Set(['keystore-changed', 'config-changed']);
+
+/**
+ * One WatchEvents stream per agent: a keystore or config.xml changed on a MID host (someone ran
+ * manage-certificates by hand, a restore) triggers a reconcile instead of waiting for the next pass.
+ * A broken stream is retried after a pause; removed agents' streams are closed.
+ */
+class AgentWatchers {
+  private readonly streams = new Map<string, AbortController>();
+  constructor(private readonly deps: RotationDeps, private readonly signal: AbortSignal, private readonly onChange: (agent: string, type: string) => void) {
+    signal.addEventListener('abort', () => { for (const c of this.streams.values()) c.abort(); }, { once: true });
+  }
+
+  sync(agents: Agent[]): void {
+    const names = new Set(agents.map((a) => a.name));
+    for (const [name, controller] of this.streams) if (!names.has(name)) { controller.abort(); this.streams.delete(name); }
+    for (const agent of agents) if (!this.streams.has(agent.name)) this.watch(agent);
+  }
+
+  private watch(agent: Agent): void {
+    const controller = new AbortController();
+    this.streams.set(agent.name, controller);
+    void (async () => {
+      while (!controller.signal.aborted && !this.signal.aborted) {
+        const port = this.deps.dial(agent);
+        try {
+          if (!port.events) return;
+          for await (const e of port.events(controller.signal)) if (WATCHED_EVENTS.has(e.type)) this.onChange(agent.name, e.type);
+        } catch {
+          // unreachable agent or a restart: retry below
+        } finally {
+          port.close();
+        }
+        await sleep(30_000, controller.signal);
+      }
+    })();
   }
 }
 

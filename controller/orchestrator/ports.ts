@@ -37,6 +37,8 @@ export interface AgentPort {
   /** Converts a basic-auth MID: import + `manage-certificates -m`. */
   enableMutualAuth(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
   rollback(): Promise<InstallOutcome>;
+  /** The agent's event stream (keystore or config.xml changed, renewal progress) until aborted. */
+  events?(signal: AbortSignal): AsyncIterable<{ type: string; message: string }>;
   close(): void;
 }
 

@@ -48,6 +48,7 @@ export function agentPort(client: AgentClient): AgentPort {
     install: (renewalId, certificatePem, chainPem, onProgress) => stream(client.installCertificate({ renewalId, certificatePem, chainPem }), onProgress),
     enableMutualAuth: (renewalId, certificatePem, chainPem, onProgress) => stream(client.enableMutualAuth({ renewalId, certificatePem, chainPem }), onProgress),
     rollback: async () => outcomeOf(await client.rollback({})),
+    events: (signal) => client.watchEvents({}, { signal }),
     close: () => client.close(),
   };
 }

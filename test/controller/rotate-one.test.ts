@@ -6,7 +6,8 @@ import type { CaOutcome } from '../../controller/ca/adapter.js';
 import { jobRecord } from '../../controller/orchestrator/job-record.js';
 import type { AgentPort, CaPort, InstallOutcome, InstancePort } from '../../controller/orchestrator/ports.js';
 import { rotateOne, type RotationRecord } from '../../controller/orchestrator/rotate-one.js';
-import { inMaintenanceWindow, renderMetrics, renewalDue } from '../../controller/serve.js';
+import pino from 'pino';
+import { inMaintenanceWindow, renderMetrics, renewalDue, serve } from '../../controller/serve.js';
 import { openStore, type Store } from '../../controller/store/index.js';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
 
@@ -176,6 +177,40 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
     assert.equal(inMaintenanceWindow(['Sun 01:00-05:00'], sat0130), false);
     assert.equal(inMaintenanceWindow(['daily 23:00-02:00'], sat0130), true);
     assert.equal(inMaintenanceWindow(['daily 02:00-04:00'], sat0130), false);
+  });
+
+  it('reconciles at once when an agent reports a keystore change, without waiting for the interval', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-'));
+    const store = openStore(dir, { actor: 'test' });
+    store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+    let statusCalls = 0;
+    const abort = new AbortController();
+    const port: AgentPort = {
+      status: async () => { statusCalls++; return { midName: 'mid01', leafSha256: 'x', leafSubject: '', leafIssuer: '', notBefore: new Date(Date.now() - 10 * 86_400_000).toISOString(), notAfter: new Date(Date.now() + 300 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; },
+      prepare: async () => { throw new Error('unused'); },
+      install: async () => { throw new Error('unused'); },
+      enableMutualAuth: async () => { throw new Error('unused'); },
+      rollback: async () => { throw new Error('unused'); },
+      events: async function* (signal) {
+        await new Promise((r) => setTimeout(r, 100));
+        yield { type: 'keystore-changed', message: 'security/agent_keystore' };
+        await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+      },
+      close: () => undefined,
+    };
+    const deps = { store, dial: () => port, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
+    const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
+    const served = serve(store, deps, rotation, { intervalMs: 60_000, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
+    try {
+      const until = Date.now() + 5000;
+      while (statusCalls < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(statusCalls >= 2, `a second pass followed the event (status calls: ${statusCalls})`);
+    } finally {
+      abort.abort();
+      await served;
+      store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders Prometheus gauges per MID', () => {

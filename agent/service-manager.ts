@@ -79,3 +79,23 @@ async function detectSysvUnit(): Promise<string> {
   }
   throw new MidcertError('CONFIG_INVALID', `service.unit is not set and none of ${USUAL_UNIT_NAMES.join(', ')} is in /etc/init.d; set service.unit`);
 }
+
+/**
+ * For status reports only (never for install health checks): answers isActive from a short cache
+ * and shares one in-flight query, so a controller polling hundreds of agents does not start a
+ * service-manager process per GetStatus.
+ */
+export function cachedStatusView<T extends ServiceManager>(service: T, ttlMs = 5000): T {
+  let cached: { at: number; value: Promise<boolean> } | undefined;
+  return Object.assign(Object.create(service) as T, {
+    isActive: () => {
+      const now = Date.now();
+      if (!cached || now - cached.at > ttlMs) {
+        const value = service.isActive();
+        cached = { at: now, value };
+        value.catch(() => { cached = undefined; });
+      }
+      return cached.value;
+    },
+  });
+}

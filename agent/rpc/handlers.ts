@@ -8,6 +8,7 @@ import { readConfigXml, summarizeMidConfig } from '../mid-config.js';
 import { runPreflight } from '../preflight.js';
 import type { HostEffects, Progress } from '../renewal/effects.js';
 import type { RenewalEngine } from '../renewal/engine.js';
+import { cachedStatusView } from '../service-manager.js';
 import { collectStatus } from '../status.js';
 import type { AgentHandlers } from './server.js';
 
@@ -23,7 +24,9 @@ type ProgressInit = MessageInitShape<typeof InstallProgressSchema>;
 
 /** The AgentService methods, in terms of the renewal engine, status and preflight. */
 export function agentHandlers(deps: HandlerDeps): AgentHandlers {
-  const sources = { cfg: deps.cfg, paths: deps.effects.paths, storepass: deps.effects.storepass, service: deps.effects.service, engine: deps.engine, startedAt: deps.startedAt };
+  // Status may be polled often (a controller over a large fleet): read the service state from a
+  // short cache there. Installs and health checks use deps.effects.service directly.
+  const sources = { cfg: deps.cfg, paths: deps.effects.paths, storepass: deps.effects.storepass, service: cachedStatusView(deps.effects.service), engine: deps.engine, startedAt: deps.startedAt };
   const progressOf = (renewalId: string) => (p: Progress): ProgressInit => {
     deps.events.publish('renewal', `${renewalId}: ${p.step} ${p.state}${p.message ? `: ${p.message}` : ''}`);
     return { renewalId, step: p.step, state: p.state, message: p.message };

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseYamlConfig } from '../common/config-file.js';
 import { MidcertError } from '../common/errors.js';
 
 /**
@@ -89,19 +89,8 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
 }
 
 export function parseAgentConfig(text: string, source: string): AgentConfig {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 50 });
-  } catch (err) {
-    throw new MidcertError('CONFIG_INVALID', `${source}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
-  const result = schema.safeParse(raw ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const where = issue && issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-    throw new MidcertError('CONFIG_INVALID', `${source}: ${where}: ${issue?.message ?? 'invalid'}`);
-  }
-  return resolvePaths(result.data, dirname(resolve(source)));
+  const data = parseYamlConfig(text, source, schema);
+  return resolvePaths(data, dirname(resolve(source)));
 }
 
 function resolvePaths(cfg: AgentConfig, base: string): AgentConfig {

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseYamlConfig } from '../common/config-file.js';
 import { MidcertError } from '../common/errors.js';
 
 /**
@@ -97,20 +97,9 @@ export async function loadControllerConfig(dataDir: string): Promise<ControllerC
 }
 
 export function parseControllerConfig(text: string, source: string): ControllerConfig {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 50 });
-  } catch (err) {
-    throw new MidcertError('CONFIG_INVALID', `${source}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
-  const result = schema.safeParse(raw ?? {});
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new MidcertError('CONFIG_INVALID', `${source}: ${issue?.path.join('.') || '(top level)'}: ${issue?.message ?? 'invalid'}`);
-  }
+  const cfg = parseYamlConfig(text, source, schema);
   const base = dirname(resolve(source));
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p));
-  const cfg = result.data;
   return {
     ...cfg,
     ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), dir: abs(cfg.ca.dir) },

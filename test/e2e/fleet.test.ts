@@ -13,7 +13,7 @@ import { run, type RunResult } from '../helpers/run.js';
  */
 const LAB = resolve('bin/midcert-lab');
 const MIDCERT = resolve('bin/midcert');
-const MIDS = Number(process.env.MIDCERT_E2E_MIDS ?? 6);
+const MIDS = Number(process.env.MIDCERT_E2E_MIDS ?? 4);
 
 interface Lab {
   instance: { url: string; username: string; password: string };

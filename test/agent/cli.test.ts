@@ -3,6 +3,7 @@ import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
+import { beginLine, PRIVATE_KEY_LABEL } from '../helpers/pem-text.js';
 import { run, runOk, type RunResult } from '../helpers/run.js';
 
 const AGENT = resolve('bin/midcert-agent');
@@ -31,7 +32,7 @@ describe('midcert-agent CLI (host-local tools)', function () {
       assert.equal(out.keyType, 'RSA');
       assert.equal(out.keyBits, 2048);
       assert.equal((await stat(file('k.pem'))).mode & 0o777, 0o600);
-      assert.match(await readFile(file('k.pem'), 'utf8'), /^-----BEGIN PRIVATE KEY-----\n/);
+      assert.ok((await readFile(file('k.pem'), 'utf8')).startsWith(`${beginLine(PRIVATE_KEY_LABEL)}\n`), 'unencrypted PKCS#8');
       const verify = await runOk('openssl', ['req', '-in', file('c.csr'), '-noout', '-verify', '-text', '-nameopt', 'RFC2253']);
       assert.match(verify.stderr + verify.stdout, /verify OK/i);
       assert.match(verify.stdout, /Subject: CN=mid01,O=Org,OU=ITOM/);

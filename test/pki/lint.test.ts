@@ -7,6 +7,7 @@ import { PROFILES } from '../../pki/issue.js';
 import { lintBundle } from '../../pki/lint.js';
 import { LINT_CODES, type LintCode } from '../../pki/lint-codes.js';
 import { DAY, issueLeaf, makeLabPki, weakRsaKey, type LabPki } from '../helpers/lab-pki.js';
+import { armour, beginLine, PRIVATE_KEY_LABEL } from '../helpers/pem-text.js';
 import { runOk } from '../helpers/run.js';
 
 function codes(text: string | Buffer): LintCode[] {
@@ -50,13 +51,13 @@ describe('pki/lint: bundle linter', () => {
   describe('key defects', () => {
     it('KEY_NOT_PKCS8: PKCS#1 key as written by `openssl rsa -traditional`', async () => {
       const pkcs1 = await openssl('rsa', '-in', file('key.pem'), '-traditional');
-      assert.match(pkcs1, /BEGIN RSA PRIVATE KEY/);
+      assert.ok(pkcs1.includes(beginLine(`RSA ${PRIVATE_KEY_LABEL}`)), 'PKCS#1 armour');
       assertOnly(pki.leaf.certPem + pki.ca.chainPem + pkcs1, ['KEY_NOT_PKCS8']);
     });
 
     it('KEY_NOT_PKCS8: SEC1 EC key as written by `openssl ecparam -genkey`', async () => {
       const ecKey = await openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout');
-      assert.match(ecKey, /BEGIN EC PRIVATE KEY/);
+      assert.ok(ecKey.includes(beginLine(`EC ${PRIVATE_KEY_LABEL}`)), 'SEC1 armour');
       assert.ok(codes(pki.leaf.certPem + pki.ca.chainPem + ecKey).includes('KEY_NOT_PKCS8'));
     });
 
@@ -94,7 +95,7 @@ describe('pki/lint: bundle linter', () => {
     });
 
     it('KEY_UNREADABLE: a key block whose body is not a key', () => {
-      const broken = '-----BEGIN PRIVATE KEY-----\nTUlEIHNlcnZlcg==\n-----END PRIVATE KEY-----\n';
+      const broken = armour(PRIVATE_KEY_LABEL, 'TUlEIHNlcnZlcg=='); // "MID server", not a key
       assert.ok(codes(pki.leaf.certPem + pki.ca.chainPem + broken).includes('KEY_UNREADABLE'));
     });
   });
@@ -139,7 +140,7 @@ describe('pki/lint: bundle linter', () => {
     });
 
     it('CERT_UNREADABLE: a certificate block whose body is not a certificate', () => {
-      const broken = '-----BEGIN CERTIFICATE-----\nTUlEIHNlcnZlcg==\n-----END CERTIFICATE-----\n';
+      const broken = armour('CERTIFICATE', 'TUlEIHNlcnZlcg==');
       assert.ok(codes(broken + pki.bundle).includes('CERT_UNREADABLE'));
     });
 

@@ -1,8 +1,7 @@
 import { createCaAdapter } from '../ca/index.js';
 import { loadControllerConfig, resolveDataDir, type ControllerConfig } from '../config.js';
 import { InstanceOperations } from '../instance/operations.js';
-import { fleetDialer } from '../orchestrator/wiring.js';
-import { instancePort } from '../orchestrator/wiring.js';
+import { fleetDialer, instancePort } from '../orchestrator/wiring.js';
 import type { RotationDeps, RotationOptions } from '../orchestrator/run-rotation.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import { openStore, type Store } from '../store/index.js';

@@ -8,7 +8,9 @@ import { resumeUnfinishedJobs } from '../orchestrator/resume.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import { fleetDialer } from '../orchestrator/wiring.js';
 import { connectAgent } from '../agent-client.js';
-import { controllerIdentity } from '../fleet-ca.js';
+import { controllerIdentity, type FleetIdentity } from '../fleet-ca.js';
+import { agentClientOptions } from '../orchestrator/wiring.js';
+import { runPool } from '../orchestrator/waves.js';
 import type { Agent, Store } from '../store/index.js';
 import { openContext, rotationDeps, rotationOptions, type Context, type GlobalOptions } from './context.js';
 import { createProgress, renderTable, type Progress } from './output.js';
@@ -85,7 +87,10 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
       try {
         const agents = selectAgents(ctx.store, o, false);
         const instance = ctx.instance ? await ctx.instance.preflightInstance(agents.map((a) => a.midName ?? a.name)) : [];
-        const hosts = await Promise.all(agents.map(async (agent) => ({ name: agent.name, ...(await agentPreflight(ctx, agent, globals())) })));
+        const id = globals().insecureDev ? undefined : await controllerIdentity(ctx.dataDir);
+        const hosts: { name: string; ok: boolean; checks: Check[] }[] = [];
+        await runPool(agents, 16, async (agent) => { hosts.push({ name: agent.name, ...(await agentPreflight(agent, id)) }); });
+        hosts.sort((a, b) => a.name.localeCompare(b.name));
         const failed = (c: { ok: boolean; severity: string }): boolean => !c.ok && c.severity === 'error';
         const ok = !instance.some(failed) && hosts.every((h) => h.ok);
         if (o.json) printJson({ ok, instance, agents: hosts });
@@ -100,9 +105,10 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
     });
 }
 
-async function agentPreflight(ctx: Context, agent: Agent, globals: GlobalOptions): Promise<{ ok: boolean; checks: { name: string; ok: boolean; severity: string; code: string; message: string }[] }> {
-  const id = globals.insecureDev ? undefined : await controllerIdentity(ctx.dataDir);
-  const client = connectAgent(agent.address, id ? { caPem: id.caPem, certChainPem: id.certPem, keyPem: id.keyPem, serverName: agent.serverName || agent.name } : { insecureDev: true });
+interface Check { name: string; ok: boolean; severity: string; code: string; message: string }
+
+async function agentPreflight(agent: Agent, id: FleetIdentity | undefined): Promise<{ ok: boolean; checks: Check[] }> {
+  const client = connectAgent(agent.address, agentClientOptions(agent, id));
   try {
     const report = await client.runPreflight({}, { deadlineMs: 60_000 });
     return { ok: report.ok, checks: report.checks.map((c) => ({ name: c.name, ok: c.ok, severity: c.severity, code: c.code, message: c.message })) };

@@ -1,33 +1,53 @@
-import type { Agent } from '../store/index.js';
+import type { Agent, Job, JobAgent } from '../store/index.js';
 import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './run-rotation.js';
+import type { RotationRecord } from './rotate-one.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
+const SWAPPED = new Set(['installing', 'succeeded']);
 
 /**
  * A controller killed mid-job left rows in flight. Each is continued from its saved state (the
  * agent answers repeated requests by renewal id, so nothing is rotated twice) and the job settled.
+ * A CA-chain rotation interrupted before its single chain swap is not continued MID by MID (that
+ * would swap the chain with other MIDs unstaged): its open rows are closed and the operator
+ * reruns `midcert rotate-ca`.
  */
 export async function resumeUnfinishedJobs(deps: RotationDeps, options: RotationOptions): Promise<number[]> {
   const resumed: number[] = [];
   for (const job of deps.store.jobs.unfinished()) {
     if (job.state === 'planned') deps.store.jobs.transition(job.id, 'running');
     const rows = deps.store.jobAgents.list(job.id);
+    const swapped = rows.some((r) => SWAPPED.has(r.state));
     const results: RotationResult[] = [];
-    for (const row of rows) {
-      let state = row.state;
-      const agent: Agent | undefined = deps.store.agents.get(row.agentName);
-      if (!FINAL.has(state) && agent) {
-        deps.onEvent({ agent: row.agentName, step: 'resume', state: 'info', message: `job ${job.id} from ${state}` });
-        const record = await rotateAgent(deps, job.id, agent, options, job.kind === 'convert' ? { mode: 'enable-mutual' } : {});
-        state = record.state === 'verified' ? 'succeeded' : 'failed';
-      } else if (!FINAL.has(state)) {
-        deps.store.jobAgents.advance(job.id, row.agentName, 'failed', { errorCode: 'AGENT_NOT_FOUND', errorMessage: 'the agent was removed from the inventory' });
-        state = 'failed';
-      }
-      results.push({ name: row.agentName, state: state === 'succeeded' ? 'succeeded' : state === 'skipped' ? 'skipped' : 'failed', previousSha256: '', newSha256: '', notAfter: '', failedStep: '', error: state === 'failed' ? { code: 'FAILED', message: '' } : null });
-    }
+    for (const row of rows) results.push(await resumeRow(deps, job, row, options, swapped));
     settleJob(deps.store, job.id, results);
     resumed.push(job.id);
   }
   return resumed;
+}
+
+async function resumeRow(deps: RotationDeps, job: Job, row: JobAgent, options: RotationOptions, swapped: boolean): Promise<RotationResult> {
+  if (FINAL.has(row.state)) return resultOf(row.agentName, deps.store.jobAgents.require(job.id, row.agentName));
+  const agent: Agent | undefined = deps.store.agents.get(row.agentName);
+  if (!agent) return close(deps, job, row, 'AGENT_NOT_FOUND', 'the agent was removed from the inventory');
+  if (job.kind === 'rotate-ca' && !swapped) {
+    return close(deps, job, row, 'INTERRUPTED', 'rotate-ca was interrupted before the chain swap; nothing was installed; run midcert rotate-ca --chain … again');
+  }
+  deps.onEvent({ agent: row.agentName, step: 'resume', state: 'info', message: `job ${job.id} from ${row.state}` });
+  const extra = job.kind === 'convert' || job.kind === 'bootstrap' ? { mode: 'enable-mutual' as const } : job.kind === 'rotate-ca' ? { publishChain: false } : {};
+  return resultOf(row.agentName, await rotateAgent(deps, job.id, agent, options, extra));
+}
+
+function close(deps: RotationDeps, job: Job, row: JobAgent, errorCode: string, errorMessage: string): RotationResult {
+  return resultOf(row.agentName, deps.store.jobAgents.advance(job.id, row.agentName, 'failed', { errorCode, errorMessage }));
+}
+
+function resultOf(name: string, r: RotationRecord | JobAgent): RotationResult {
+  const ok = r.state === 'verified' || r.state === 'succeeded';
+  const skipped = r.state === 'skipped' || r.state === 'cancelled';
+  const failedStep = 'failedStep' in r ? r.failedStep ?? '' : '';
+  return {
+    name, state: ok ? 'succeeded' : skipped ? 'skipped' : 'failed', previousSha256: '', newSha256: '', notAfter: '', failedStep,
+    error: ok || skipped ? null : { code: r.errorCode ?? 'FAILED', message: r.errorMessage ?? '' },
+  };
 }

@@ -63,8 +63,12 @@ async function abandonStaged(deps: RotationDeps, jobId: number, agents: Agent[],
   for (const agent of agents) {
     const row = deps.store.jobAgents.get(jobId, agent.name);
     if (row && !['succeeded', 'failed', 'skipped', 'cancelled'].includes(row.state)) {
-      const staged = results.get(agent.name)?.state === 'published';
-      deps.store.jobAgents.advance(jobId, agent.name, 'failed', { errorCode: staged ? 'NOT_SWAPPED' : 'STAGE_FAILED', errorMessage: staged ? 'staged, but the chain was not swapped because another MID failed to stage' : 'staging failed' });
+      const record = results.get(agent.name);
+      const staged = record?.state === 'published';
+      // Keep the MID's own reason (e.g. CHAIN_INVALID: update ca first); it is the actionable one.
+      deps.store.jobAgents.advance(jobId, agent.name, 'failed', staged
+        ? { errorCode: 'NOT_SWAPPED', errorMessage: 'staged, but the chain was not swapped because another MID failed to stage' }
+        : { errorCode: record?.errorCode ?? 'STAGE_FAILED', errorMessage: record?.errorMessage ?? 'staging failed' });
     }
   }
 }

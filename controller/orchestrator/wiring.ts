@@ -1,5 +1,5 @@
-import { connectAgent, type AgentClient } from '../agent-client.js';
-import { controllerIdentity } from '../fleet-ca.js';
+import { connectAgent, type AgentClient, type AgentClientOptions } from '../agent-client.js';
+import { controllerIdentity, type FleetIdentity } from '../fleet-ca.js';
 import type { InstanceOperations } from '../instance/operations.js';
 import type { Agent } from '../store/index.js';
 import type { AgentPort, InstallOutcome, InstancePort } from './ports.js';
@@ -12,11 +12,12 @@ export interface AgentDialer {
 
 export async function fleetDialer(dataDir: string, options: { insecureDev?: boolean } = {}): Promise<AgentDialer> {
   const id = options.insecureDev ? undefined : await controllerIdentity(dataDir);
-  return {
-    dial: (agent) => agentPort(connectAgent(agent.address, id
-      ? { caPem: id.caPem, certChainPem: id.certPem, keyPem: id.keyPem, serverName: agent.serverName || agent.name }
-      : { insecureDev: true })),
-  };
+  return { dial: (agent) => agentPort(connectAgent(agent.address, agentClientOptions(agent, id))) };
+}
+
+/** How the controller dials one agent: its fleet identity, and the name the agent's certificate carries. */
+export function agentClientOptions(agent: Agent, id: FleetIdentity | undefined): AgentClientOptions {
+  return id ? { caPem: id.caPem, certChainPem: id.certPem, keyPem: id.keyPem, serverName: agent.serverName || agent.name } : { insecureDev: true };
 }
 
 /** AgentPort over the gRPC client: statuses and install streams in the orchestrator's terms. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError } from '../common/errors.js';
-import { writeFileAtomic } from '../common/fs.js';
+import { restoreFileAtomic, writeFileAtomic } from '../common/fs.js';
 
 /**
  * Timestamped copies of the MID keystore in the agent's state dir, taken before every change.
@@ -40,8 +40,7 @@ export class KeystoreBackups {
     } catch {
       throw new MidcertError('BACKUP_MISSING', `the keystore backup ${backupPath} is gone`);
     }
-    const mode = await stat(keystorePath).then((s) => s.mode & 0o777, () => 0o600);
-    await writeFileAtomic(keystorePath, bytes, { mode });
+    await restoreFileAtomic(keystorePath, bytes);
   }
 
   private async prune(): Promise<void> {

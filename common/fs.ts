@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 
 /**
@@ -40,4 +40,10 @@ async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** Puts saved bytes back over a file, keeping the file's current mode (config.xml holds secrets). */
+export async function restoreFileAtomic(path: string, data: Uint8Array, fallbackMode = 0o600): Promise<void> {
+  const mode = await stat(path).then((s) => s.mode & 0o777, () => fallbackMode);
+  await writeFileAtomic(path, data, { mode });
 }

@@ -104,8 +104,9 @@ function oneLine(text: string): string {
 }
 
 /** Server side: anything thrown → a status object grpc-js sends. Non-midcert errors say nothing. */
-function toStatus(err: unknown): Partial<grpc.StatusObject> {
+function toStatus(thrown: unknown): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
+  const err = osErrorAsMidcert(thrown);
   if (!isMidcertError(err)) {
     metadata.set(ERROR_CODE_KEY, 'INTERNAL');
     return { code: S.INTERNAL, details: 'internal error in the agent', metadata };
@@ -113,6 +114,13 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
   metadata.set(ERROR_CODE_KEY, err.code);
   if (err.detail) metadata.set(ERROR_DETAIL_KEY, Buffer.from(err.detail, 'utf8').subarray(0, MAX_DETAIL_BYTES));
   return { code: STATUS_OF[err.code] ?? S.FAILED_PRECONDITION, details: oneLine(err.message), metadata };
+}
+
+/** A full disk or a permission problem on the host is not a bug: say what failed, with the I/O code. */
+function osErrorAsMidcert(err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (isMidcertError(err) || typeof e?.code !== 'string' || !/^E[A-Z]+$/.test(e.code)) return err;
+  return new MidcertError('OUTPUT_FAILED', `${e.syscall ?? 'I/O'} ${e.path ?? ''} failed on the agent host: ${e.code}`.replace(/\s+/g, ' '));
 }
 
 /** Client side: a grpc-js ServiceError → RpcError with the server's stable code when it sent one. */

@@ -1,5 +1,5 @@
 import { MidcertError } from '../../common/errors.js';
-import { writeFileAtomic } from '../../common/fs.js';
+import { restoreFileAtomic } from '../../common/fs.js';
 import { readFile } from 'node:fs/promises';
 import { logOffset, verifyMidHealthy } from '../health.js';
 import { acquireStateLock } from '../state-lock.js';
@@ -77,8 +77,12 @@ export class RenewalEngine {
     return this.exclusive('installing', async () => {
       const entry = await this.effects.journal.load();
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
+      // Lint and stage first: a bad bundle must not discard a renewal the controller prepared.
+      const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem).catch(async (err: unknown) => {
+        await this.effects.journal.clear(renewalId);
+        throw err;
+      });
       if (entry) await this.effects.journal.clear(entry.renewalId);
-      const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem);
       const now = new Date().toISOString();
       const prepared: RenewalJournal = { renewalId, phase: 'prepared', mode: 'install', preparedAt: now, updatedAt: now };
       await this.effects.journal.save(prepared);
@@ -103,8 +107,10 @@ export class RenewalEngine {
       const [newest] = await this.effects.backups.list();
       if (!newest) throw new MidcertError('BACKUP_MISSING', 'there is no keystore backup to roll back to');
       const previousSha256 = await this.currentSha();
+      const saved = await readFile(newest); // read first: taking the next backup may prune this one
+      await this.effects.backups.take(this.effects.paths.keystore); // so a rollback can be rolled back
       await this.effects.service.stop().catch(() => undefined);
-      await this.effects.backups.restore(newest, this.effects.paths.keystore);
+      await restoreFileAtomic(this.effects.paths.keystore, saved);
       await this.restartAndVerify(false);
       return this.record({ ok: true, renewalId: 'rollback', failedStep: '', rolledBack: true, previousSha256 });
     });
@@ -123,7 +129,7 @@ export class RenewalEngine {
       } catch (err) {
         // The MID may be running on the reverted config: stop it, put config.xml back, start again.
         await this.effects.service.stop().catch(() => undefined);
-        await writeFileAtomic(this.effects.paths.configXml, backup);
+        await restoreFileAtomic(this.effects.paths.configXml, backup);
         await this.effects.service.start().catch(() => undefined);
         throw err;
       }

@@ -1,7 +1,7 @@
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError, isMidcertError } from '../../common/errors.js';
-import { writeFileAtomic } from '../../common/fs.js';
+import { restoreFileAtomic, writeFileAtomic } from '../../common/fs.js';
 import { buildBundle } from '../../pki/bundle.js';
 import { readCertificates } from '../../pki/certificate.js';
 import { readPrivateKey } from '../../pki/keys.js';
@@ -131,12 +131,17 @@ async function restoreAfter(run: Run, failedStep: InstallStep, cause: unknown): 
       await effects.service.stop().catch(() => undefined); // it may not be running
       if (!entry.backupPath) throw new MidcertError('BACKUP_MISSING', 'no backup was recorded for this renewal');
       await effects.backups.restore(entry.backupPath, effects.paths.keystore);
-      if (entry.configBackupPath) await writeFileAtomic(effects.paths.configXml, await readFile(entry.configBackupPath));
+      if (entry.configBackupPath) await restoreFileAtomic(effects.paths.configXml, await readFile(entry.configBackupPath));
       await effects.service.start();
     });
   } catch (restoreErr) {
+    // Keep the journal (step "restore"): the next start of the agent tries the restore again
+    // instead of forgetting that the keystore may be half-imported.
     const message = `${describe(cause)}; restoring the backup also failed: ${describe(restoreErr)}`;
-    return finish(run, { ok: false, failedStep, error: new MidcertError('ROLLBACK_FAILED', message), rolledBack: false });
+    const result = toResult(run, { ok: false, failedStep, error: new MidcertError('ROLLBACK_FAILED', message), rolledBack: false },
+      await currentLeafSha256(effects.paths.keystore, effects.storepass, effects.alias));
+    await effects.journal.saveLastResult(result);
+    return result;
   }
   return finish(run, { ok: false, failedStep, error: cause, rolledBack: true });
 }

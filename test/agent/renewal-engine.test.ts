@@ -181,6 +181,14 @@ describe('agent renewal engine against a simulated MID and instance', function (
     await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
   });
 
+  it('a bad bundle given to `install --bundle` leaves a renewal the controller prepared intact', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const input = await prepareAndSign(engine, 'kept');
+    await assert.rejects(engine.installBundle(input.certificatePem, () => undefined), (e: unknown) => e instanceof MidcertError && e.code === 'BUNDLE_INVALID');
+    const result = await engine.install('kept', input, () => undefined);
+    assert.equal(result.ok, true, JSON.stringify(result));
+  });
+
   it('rolls back to the previous keystore on demand', async () => {
     const engine = new RenewalEngine(world.effects());
     const before = await leafSha(world);

@@ -62,6 +62,11 @@ export class Journal {
 
   async clear(renewalId: string): Promise<void> {
     await rm(join(this.stateDir, 'journal.json'), { force: true });
+    await this.removeRenewalFiles(renewalId);
+  }
+
+  /** The renewal's key, CSR and bundle only; the journal entry (maybe another renewal's) stays. */
+  async removeRenewalFiles(renewalId: string): Promise<void> {
     await rm(join(this.renewalsDir, renewalId), { recursive: true, force: true });
   }
 

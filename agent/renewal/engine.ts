@@ -79,7 +79,7 @@ export class RenewalEngine {
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
       // Lint and stage first: a bad bundle must not discard a renewal the controller prepared.
       const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem).catch(async (err: unknown) => {
-        await this.effects.journal.clear(renewalId);
+        await this.effects.journal.removeRenewalFiles(renewalId);
         throw err;
       });
       if (entry) await this.effects.journal.clear(entry.renewalId);

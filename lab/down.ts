@@ -29,9 +29,11 @@ export async function downLab(dir: string, options: { graceMs: number }): Promis
   if (!state) return { dir: paths.dir, found: false, stopped: [] };
   const release = await acquireLabLock(paths.dir);
   try {
-    const stopped = await stopLabProcesses(state, options.graceMs);
-    if (state.state !== 'failed') state.state = 'stopped';
-    await writeLabState(state);
+    // Read again under the lock: an `up` that held it may have recorded more processes since.
+    const current = (await readLabState(paths.dir)) ?? state;
+    const stopped = await stopLabProcesses(current, options.graceMs);
+    if (current.state !== 'failed') current.state = 'stopped';
+    await writeLabState(current);
     return { dir: paths.dir, found: true, stopped };
   } finally {
     await release();

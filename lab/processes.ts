@@ -113,7 +113,7 @@ export async function isRunning(proc: LabProcess): Promise<boolean> {
   return proc.startTime === null || stat.startTime === proc.startTime;
 }
 
-function pidExists(pid: number): boolean {
+export function pidExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import { MidcertError } from '../common/errors.js';
+import { sleep } from './processes.js';
 
 /**
  * The few ServiceNow REST calls `up` and `status` make against the lab instance, as an
@@ -94,7 +95,7 @@ export class InstanceRest {
       const status = (await this.get(table, sysId, ['publish_status']))['publish_status'] ?? '';
       if (status === 'Exists' || status === 'Active') return;
       if (Date.now() > deadline) throw new MidcertError('LAB_START_FAILED', `${table} ${sysId} was not published within ${timeoutMs} ms (publish_status "${status}")`);
-      await new Promise((done) => setTimeout(done, 100));
+      await sleep(100);
     }
   }
 }

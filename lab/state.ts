@@ -2,7 +2,7 @@ import { open, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MidcertError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fs.js';
-import { isRunning, type LabProcess } from './processes.js';
+import { isRunning, pidExists, type LabProcess } from './processes.js';
 
 /**
  * A lab directory and its record, `DIR/lab.json`: what `up` started (pids, URLs, ports, paths),
@@ -214,11 +214,3 @@ export async function acquireLabLock(dir: string): Promise<() => Promise<void>> 
   throw new MidcertError('LAB_RUNNING', `cannot take the lock ${file}`);
 }
 
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -76,16 +76,18 @@ async function askInstance(state: LabState): Promise<{ answers: boolean; ecc: Ma
   ]).catch(() => [undefined, undefined]);
   if (caPem === undefined || password === undefined) return { answers: false, ecc };
   const rest = new InstanceRest(state.instance.url, { username: state.instance.username, password }, caPem, 5000);
+  let answered = false;
   try {
     const ping = await rest.call('GET', '/adcv2/server', undefined, false);
     if (ping.status !== 200) return { answers: false, ecc };
+    answered = true;
     if (state.mids.length > 0) {
       const rows = await rest.query('ecc_agent', `nameIN${state.mids.map((m) => m.name).join(',')}`, ['name', 'status']);
       for (const row of rows) if (row['name']) ecc.set(row['name'], row['status'] ?? '');
     }
     return { answers: true, ecc };
   } catch {
-    return { answers: ecc.size > 0, ecc };
+    return { answers: answered, ecc };
   } finally {
     rest.close();
   }

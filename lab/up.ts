@@ -12,7 +12,7 @@ import { sendControlRequest, type ControlRequest, type ControlResponse } from '.
 import { createMidHost } from './mid/host.js';
 import type { MidStatus } from './mid/simulated-mid.js';
 import { stopLabProcesses } from './down.js';
-import { LAUNCHER, REPO_ROOT, labProgramArgv, spawnDetached, waitForReady, type SpawnedPart } from './processes.js';
+import { LAUNCHER, REPO_ROOT, labProgramArgv, sleep, spawnDetached, waitForReady, type SpawnedPart } from './processes.js';
 import { InstanceRest } from './rest.js';
 import {
   LAB_FORMAT, acquireLabLock, labOwnedPaths, labPaths, readLabState, runningParts, writeLabState, type LabMid, type LabPart, type LabPaths,
@@ -453,7 +453,7 @@ async function waitMidsUp(rest: InstanceRest, mids: LabMid[], socket: string, ti
       const more = notUp.length > 5 ? `; and ${notUp.length - 5} more` : '';
       throw new MidcertError('LAB_START_FAILED', `${notUp.length} of ${names.length} MIDs did not come Up within ${timeoutMs} ms: ${shown}${more}`);
     }
-    await new Promise((done) => setTimeout(done, 250));
+    await sleep(250);
   }
 }
 

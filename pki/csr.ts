@@ -2,11 +2,12 @@ import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { MidcertError, asMidcertError } from '../common/errors.js';
 import { LIMITS, assertSize } from '../common/limits.js';
-import { fromDerBuffer, implicitSet, oid, publicKeyInfo, seq, set, signStructure, smallInt } from './asn1.js';
+import { fromDerBuffer, implicitSet, toDer, oid, publicKeyInfo, seq, set, signStructure, smallInt } from './asn1.js';
 import { OID, SIGNATURE_HASHES } from './certificate.js';
 import { extKeyUsageExtension, keyUsageExtension, subjectAltNameExtension, type KeyUsageName } from './extensions.js';
 import { decodeName, encodeName, formatName, parseSubject, type DistinguishedName } from './name.js';
-import { scanPem, toPem } from './pem.js';
+import { childrenOf, readTlv, slice, type Tlv } from './der.js';
+import { looksLikePem, scanPem, toPem } from './pem.js';
 
 const asn1 = forge.asn1;
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
@@ -51,7 +52,11 @@ export interface ParsedCsr {
 export function parseCsr(bytes: Uint8Array): ParsedCsr {
   assertSize(bytes, LIMITS.pemBytes, 'CSR');
   const text = Buffer.from(bytes).toString('latin1');
-  const block = scanPem(text).find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
+  const blocks = looksLikePem(bytes) ? scanPem(text) : [];
+  const block = blocks.find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
+  if (!block && blocks.length > 0) {
+    throw new MidcertError('CERT_MALFORMED', `no CERTIFICATE REQUEST block found (found: ${blocks.map((b) => b.label).join(', ')})`);
+  }
   const der = block ? block.der : Buffer.from(bytes);
   try {
     const root = fromDerBuffer(der);
@@ -59,9 +64,10 @@ export function parseCsr(bytes: Uint8Array): ParsedCsr {
     if (!info || !algorithm || !signature) throw new Error('truncated CertificationRequest');
     const fields = info.value as forge.asn1.Asn1[];
     const subject = decodeName(fields[1] as forge.asn1.Asn1);
-    const spkiDer = Buffer.from(asn1.toDer(fields[2] as forge.asn1.Asn1).getBytes(), 'latin1');
+    const spkiDer = toDer(fields[2] as forge.asn1.Asn1);
     const publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
-    const infoDer = Buffer.from(asn1.toDer(info).getBytes(), 'latin1');
+    // The signature covers the bytes as sent, so verify those, not a re-encoding.
+    const infoDer = slice(der, childrenOf(der, readTlv(der))[0] as Tlv);
     const sigBytes = Buffer.from(signature.value as string, 'latin1').subarray(1);
     const hash = SIGNATURE_HASHES[asn1.derToOid((algorithm.value as forge.asn1.Asn1[])[0]?.value as string)];
     return {

@@ -63,6 +63,12 @@ describe('pki/keys and pki/csr', () => {
     }
   });
 
+  it('says which blocks it found when a PEM file holds no CSR', async () => {
+    await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('x.key'), '-out', file('x.pem'), '-subj', '/CN=x', '-days', '1']);
+    const pem = await readFile(file('x.pem'));
+    assert.throws(() => parseCsr(pem), (e: unknown) => e instanceof MidcertError && e.code === 'CERT_MALFORMED' && /found: CERTIFICATE\)/.test(e.message));
+  });
+
   it('refuses unsupported key specs', () => {
     for (const [type, bits] of [['rsa', 1024], ['ec', 521], ['dsa', 2048]] as const) {
       assert.throws(() => keySpecFrom(type, bits), (e: unknown) => e instanceof MidcertError && e.code === 'KEY_UNSUPPORTED');

@@ -22,7 +22,7 @@ typecheck: $(NODE_MODULES)
 # Runs the whole suite over the TypeScript sources (mocha + tsx); no build step needed.
 test: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
-	npx mocha
+	npx mocha 'test/**/*.test.ts'
 
 # A simulated fleet rotated end to end (lab instance, MIDs, ADCS, agents, controller).
 demo: build

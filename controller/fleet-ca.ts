@@ -20,8 +20,21 @@ import { isAgentName } from './store/validate.js';
  * controller's client identity, CN=midcert-controller — the name agents put on their operator
  * access list). Agent identities are signed from CSRs made on the agent hosts, so agent keys
  * never leave them. Keys are EC P-256: small, fast, and supported by grpc-js and OpenSSL alike.
+ *
+ * Trust model (docs/security.md): the controller identity is the only certificate this CA issues
+ * with clientAuth, and the only one with midcert's operator EKU, which agents require of an
+ * operator besides the CN. Agent identities are server-only, and the `midcert-` name space is
+ * reserved, so no host that obtains an agent identity can act as the controller.
  */
 export const CONTROLLER_CN = 'midcert-controller';
+
+/** Names no agent identity may carry (as CN or SAN), compared case-insensitively. */
+const RESERVED_PREFIX = 'midcert-';
+
+/** True for names of operator identities: `midcert-controller` and the rest of `midcert-*`. */
+export function isReservedIdentityName(name: string): boolean {
+  return name.trim().toLowerCase().startsWith(RESERVED_PREFIX);
+}
 
 const DAY = 86_400_000;
 const FLEET_KEY: KeySpec = { type: 'ec', curve: 'P-256' };
@@ -107,7 +120,7 @@ export async function ensureFleetCa(dataDir: string, options: EnsureFleetOptions
   if (await controllerIdentityNeedsIssue(paths, ca, now)) {
     const key = await generateKey(FLEET_KEY);
     const der = issueCertificate({
-      subject: `CN=${CONTROLLER_CN},O=midcert`, publicKey: createPublicKey(key), profile: PROFILES.client,
+      subject: `CN=${CONTROLLER_CN},O=midcert`, publicKey: createPublicKey(key), profile: PROFILES.operator,
       notBefore: new Date(now.getTime() - 5 * 60_000), notAfter: capTo(ca, new Date(now.getTime() + (options.controllerDays ?? CONTROLLER_DAYS) * DAY)),
       issuer: { subject: ca.cert.subject, key: ca.key, publicKey: ca.cert.publicKey },
     });
@@ -124,7 +137,9 @@ async function controllerIdentityNeedsIssue(paths: FleetPaths, ca: FleetCa, now:
   try {
     const identity = await readIdentity(paths.controllerCert, paths.controllerKey, ca.certPem);
     const issuedByThisCa = identity.cert.x509.verify(ca.cert.publicKey);
-    return !issuedByThisCa || identity.cert.notAfter.getTime() - now.getTime() < CONTROLLER_RENEW_DAYS * DAY;
+    // Identities from before the operator EKU existed are re-issued, or agents would refuse them.
+    const isOperator = identity.cert.extKeyUsage?.includes('midcertOperator') ?? false;
+    return !issuedByThisCa || !isOperator || identity.cert.notAfter.getTime() - now.getTime() < CONTROLLER_RENEW_DAYS * DAY;
   } catch {
     return true; // unreadable or mismatched: re-issue (it is ours to re-issue, unlike the CA)
   }
@@ -176,13 +191,17 @@ export interface AgentIdentityRequest {
 }
 
 /**
- * Signs an agent's CSR as a server+client certificate from the fleet CA; returns the PEM.
- * The CA decides what goes in: subject CN=<name>, SANs DNS:<name> plus `sans` — never the SANs
- * the CSR asks for, so an agent cannot obtain a certificate naming another agent. Refuses a CSR
- * whose signature does not verify, that asks to be a CA, or whose key is weak.
+ * Signs an agent's CSR as a server-only certificate (serverAuth, no clientAuth) from the fleet
+ * CA; returns the PEM. The CA decides what goes in: subject CN=<name>, SANs DNS:<name> plus
+ * `sans` — never the subject or SANs the CSR asks for, so an agent cannot obtain a certificate
+ * naming another agent or an operator. Refuses reserved (operator) names, a CSR whose signature
+ * does not verify, that asks to be a CA, or whose key is weak.
  */
 export async function signAgentIdentity(dataDir: string, csrPem: string | Uint8Array, request: AgentIdentityRequest): Promise<string> {
   if (!isAgentName(request.name)) throw new MidcertError('CSR_REFUSED', `agent name "${request.name.slice(0, 80)}" is not a valid agent name`);
+  if (isReservedIdentityName(request.name)) {
+    throw new MidcertError('CSR_REFUSED', `"${request.name}" is in the reserved midcert-* name space of operator identities; an agent identity cannot carry it`);
+  }
   const csr = checkAgentCsr(typeof csrPem === 'string' ? Buffer.from(csrPem) : csrPem);
   const sans = agentSans(request.name, request.sans ?? []);
   const days = request.days ?? AGENT_DAYS;
@@ -190,7 +209,7 @@ export async function signAgentIdentity(dataDir: string, csrPem: string | Uint8A
   const ca = await loadFleetCa(dataDir);
   const now = request.now ?? new Date();
   const der = issueCertificate({
-    subject: `CN=${request.name},O=midcert fleet`, publicKey: csr.publicKey, profile: { ...PROFILES.clientServer, sans },
+    subject: `CN=${request.name},O=midcert fleet`, publicKey: csr.publicKey, profile: { ...PROFILES.server, sans },
     notBefore: new Date(now.getTime() - 5 * 60_000), notAfter: capTo(ca, new Date(now.getTime() + days * DAY)),
     issuer: { subject: ca.cert.subject, key: ca.key, publicKey: ca.cert.publicKey },
   });
@@ -257,6 +276,9 @@ function agentSans(name: string, extra: string[]): string[] {
     const san = raw.trim();
     if (!/^(DNS|IP):/i.test(san)) throw new MidcertError('SAN_INVALID', `"${san.slice(0, 80)}": agent identities carry only DNS: and IP: names`);
     const normal = `${san.slice(0, san.indexOf(':')).toUpperCase()}:${san.slice(san.indexOf(':') + 1)}`;
+    if (isReservedIdentityName(normal.slice(normal.indexOf(':') + 1))) {
+      throw new MidcertError('CSR_REFUSED', `"${san.slice(0, 80)}": the midcert-* name space is reserved for operator identities`);
+    }
     if (!sans.includes(normal)) sans.push(normal);
   }
   if (sans.length > MAX_SANS) throw new MidcertError('SAN_INVALID', `at most ${MAX_SANS} SANs`);

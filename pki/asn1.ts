@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { MidcertError } from '../common/errors.js';
+import { encodeOid } from './oid.js';
 
 /** Small builders over forge.asn1 so structures read like their ASN.1 definitions. */
 const asn1 = forge.asn1;
@@ -8,7 +9,7 @@ type Node = forge.asn1.Asn1;
 
 export const seq = (items: Node[]): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, items);
 export const set = (items: Node[]): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SET, true, items);
-export const oid = (dotted: string): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(dotted).getBytes());
+export const oid = (dotted: string): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, encodeOid(dotted));
 export const nullValue = (): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, '');
 export const bool = (value: boolean): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BOOLEAN, false, value ? '\xff' : '\x00');
 export const octets = (bytes: Uint8Array): Node => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, latin1(bytes));

@@ -1,11 +1,12 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { MidcertError, asMidcertError } from '../common/errors.js';
-import { LIMITS, assertSize } from '../common/limits.js';
+import { LIMITS, assertCertificateCount, assertSize } from '../common/limits.js';
 import { fromDerBuffer } from './asn1.js';
-import { childrenOf, descend, readTlv, slice } from './der.js';
+import { childrenOf, descend, readTlv, slice, type Tlv } from './der.js';
 import { describeKey, type KeyDescription } from './keys.js';
 import { decodeName, formatName, sameName, type DistinguishedName } from './name.js';
+import { decodeOid } from './oid.js';
 import { looksLikePem, scanPem } from './pem.js';
 
 const asn1 = forge.asn1;
@@ -20,12 +21,17 @@ export const OID = {
   subjectKeyIdentifier: '2.5.29.14',
   authorityKeyIdentifier: '2.5.29.35',
   pkcs7SignedData: '1.2.840.113549.1.7.2',
+  /**
+   * midcert's own EKU (a UUID OID, ITU-T X.667 arc 2.25): "may operate midcert agents". Only the
+   * fleet CA's controller identity carries it; agent identities never do (docs/security.md).
+   */
+  midcertOperator: '2.25.300178873001392453727799070494338662938',
 } as const;
 
 const EKU_NAMES: Record<string, string> = {
   [OID.serverAuth]: 'serverAuth', [OID.clientAuth]: 'clientAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning',
   '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
-  '2.5.29.37.0': 'anyExtendedKeyUsage',
+  '2.5.29.37.0': 'anyExtendedKeyUsage', [OID.midcertOperator]: 'midcertOperator',
 };
 const SIGNATURE_NAMES: Record<string, string> = {
   '1.2.840.113549.1.1.4': 'md5WithRSAEncryption', '1.2.840.113549.1.1.5': 'sha1WithRSAEncryption',
@@ -74,9 +80,7 @@ export interface Certificate {
 export function readCertificates(bytes: Uint8Array): Certificate[] {
   assertSize(bytes, LIMITS.pemBytes, 'certificate file');
   const ders = looksLikePem(bytes) ? pemCertificateDers(Buffer.from(bytes).toString('latin1')) : derCertificateDers(Buffer.from(bytes));
-  if (ders.length > LIMITS.certsPerInput) {
-    throw new MidcertError('INPUT_TOO_LARGE', `${ders.length} certificates in one input; the limit is ${LIMITS.certsPerInput}`);
-  }
+  assertCertificateCount(ders.length);
   return ders.map(parseCertificate);
 }
 
@@ -104,16 +108,24 @@ function derCertificateDers(der: Buffer): Buffer[] {
   try {
     const top = readTlv(der);
     if (isPkcs7(der)) return pkcs7CertificateDers(der);
+    assertNoTrailingBytes(der, top, 'the certificate');
     return [slice(der, top)];
   } catch (err) {
-    throw asMidcertError(err, 'CERT_MALFORMED', 'not a DER certificate or PKCS#7');
+    throw asMidcertError(err, 'CERT_MALFORMED', 'not a certificate: the data is truncated, or is not a DER certificate or PKCS#7');
   }
+}
+
+/** DER is exactly one value: bytes after it are a damaged or concatenated file, never ignored. */
+function assertNoTrailingBytes(der: Buffer, top: Tlv, what: string): void {
+  const trailing = der.length - top.end;
+  if (trailing > 0) throw new MidcertError('CERT_MALFORMED', `${trailing} trailing byte${trailing === 1 ? '' : 's'} after ${what}`);
 }
 
 /** Certificates from a PKCS#7 SignedData (certs-only, as ADCS and EST return). */
 export function pkcs7CertificateDers(der: Buffer): Buffer[] {
   try {
     const contentInfo = readTlv(der);
+    assertNoTrailingBytes(der, contentInfo, 'the PKCS#7 data');
     const [oid, explicit] = childrenOf(der, contentInfo);
     if (!oid || !explicit || asn1.derToOid(der.subarray(oid.contentStart, oid.end).toString('latin1')) !== OID.pkcs7SignedData) {
       throw new Error('not a PKCS#7 SignedData');
@@ -122,12 +134,13 @@ export function pkcs7CertificateDers(der: Buffer): Buffer[] {
     const certSet = childrenOf(der, signedData).find((c) => c.tag === 0xa0);
     return certSet ? childrenOf(der, certSet).filter((c) => c.tag === 0x30).map((c) => slice(der, c)) : [];
   } catch (err) {
-    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot read the PKCS#7 certificates');
+    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot read the PKCS#7 certificates: the data is truncated or is not a PKCS#7 SignedData');
   }
 }
 
 export function parseCertificate(der: Buffer): Certificate {
   try {
+    assertNoTrailingBytes(der, readTlv(der), 'the certificate');
     const x509 = new X509Certificate(der);
     const tbs = parseTbs(der);
     const publicKey = x509.publicKey;
@@ -140,7 +153,7 @@ export function parseCertificate(der: Buffer): Certificate {
       selfSigned: sameName(tbs.subject, tbs.issuer) && verifiesWith(x509, publicKey),
     };
   } catch (err) {
-    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the certificate');
+    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the certificate: it is truncated or is not a DER-encoded X.509 certificate');
   }
 }
 
@@ -185,7 +198,7 @@ function readExtensions(wrapper: forge.asn1.Asn1 | undefined): Pick<TbsFields, '
     const oid = asn1.derToOid((parts[0] as forge.asn1.Asn1).value as string);
     const inner = fromDerBuffer(Buffer.from((parts[parts.length - 1] as forge.asn1.Asn1).value as string, 'latin1'));
     if (oid === OID.keyUsage) result.keyUsage = decodeKeyUsage(inner.value as string);
-    else if (oid === OID.extKeyUsage) result.extKeyUsage = (inner.value as forge.asn1.Asn1[]).map((n) => ekuName(asn1.derToOid(n.value as string)));
+    else if (oid === OID.extKeyUsage) result.extKeyUsage = (inner.value as forge.asn1.Asn1[]).map((n) => ekuName(decodeOid(n.value as string)));
     else if (oid === OID.basicConstraints) result.basicConstraints = decodeBasicConstraints(inner.value as forge.asn1.Asn1[]);
     else if (oid === OID.subjectAltName) result.subjectAltNames = (inner.value as forge.asn1.Asn1[]).map(decodeGeneralName);
   }

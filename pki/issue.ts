@@ -28,7 +28,8 @@ export const PROFILES = {
   intermediateCa: { ca: true, pathLen: 0, keyUsage: ['keyCertSign', 'cRLSign', 'digitalSignature'] },
   client: { ca: false, keyUsage: ['digitalSignature', 'keyEncipherment'], extKeyUsage: [OID.clientAuth] },
   server: { ca: false, keyUsage: ['digitalSignature', 'keyEncipherment'], extKeyUsage: [OID.serverAuth] },
-  clientServer: { ca: false, keyUsage: ['digitalSignature', 'keyEncipherment'], extKeyUsage: [OID.clientAuth, OID.serverAuth] },
+  /** A midcert operator (the controller dialling agents): clientAuth plus midcert's operator EKU. */
+  operator: { ca: false, keyUsage: ['digitalSignature', 'keyEncipherment'], extKeyUsage: [OID.clientAuth, OID.midcertOperator] },
 } satisfies Record<string, CertificateProfile>;
 
 export interface IssueRequest {

@@ -29,6 +29,8 @@ export interface PeerIdentity {
   subject: string;
   /** SHA-256 of the certificate DER, lower-case hex. */
   sha256: string;
+  /** Extended key usages by name (`clientAuth`, `midcertOperator`, or the dotted OID); empty when absent. */
+  extKeyUsage: string[];
 }
 
 export interface CallContext {
@@ -161,7 +163,7 @@ function peerIdentity(call: SurfaceCall): PeerIdentity | undefined {
   if (!raw) return undefined;
   const cert = parseCertificate(raw);
   const cns = cert.subject.flat().filter((a) => a.type === 'CN').map((a) => a.value);
-  return { commonName: cns.length === 1 ? cns[0] : undefined, subject: cert.subjectText, sha256: cert.sha256 };
+  return { commonName: cns.length === 1 ? cns[0] : undefined, subject: cert.subjectText, sha256: cert.sha256, extKeyUsage: cert.extKeyUsage ?? [] };
 }
 
 export interface ServerTls {

@@ -7,6 +7,11 @@ import type { Authorize, Peer, Role } from '../../proto/grpc-adapter.js';
  * handshake has already proved the certificate chains to the configured client CA, so the CA
  * decides who can hold a CN and this list decides which CNs count. A certificate with no CN or
  * several CNs matches nothing. A CN in both lists is an operator.
+ *
+ * A CN alone is not enough: every caller's certificate must carry EKU clientAuth, and an operator's
+ * must also carry midcert's operator EKU, which the fleet CA puts only in the controller identity
+ * (never in agent identities, which are server-only). So a host holding an agent identity cannot
+ * act as the controller even if its CN were on the list (docs/security.md).
  */
 export interface AccessList {
   operators: string[];
@@ -14,7 +19,7 @@ export interface AccessList {
 }
 
 /** The read-only RPCs; every other method needs the operator role. */
-export const READER_METHODS: ReadonlySet<string> = new Set(['GetStatus', 'WatchEvents', 'RunPreflight']);
+export const READER_METHODS: ReadonlySet<string> = new Set(['GetStatus', 'WatchEvents', 'RunPreflight', 'GetRenewal']);
 
 export interface AccessOptions {
   /**
@@ -43,8 +48,16 @@ function roleOf(peer: Peer, operators: Set<string>, readers: Set<string>, unixRo
   if (peer.transport === 'unix') return unixRole;
   // Unreachable while client certificates are required at the handshake; kept as a guard.
   if (!peer.identity) throw new MidcertError('UNAUTHENTICATED', 'no verified client certificate');
-  const cn = peer.identity.commonName;
-  if (cn !== undefined && operators.has(cn)) return 'operator';
+  const { commonName: cn, extKeyUsage } = peer.identity;
+  if (!extKeyUsage.includes('clientAuth')) {
+    throw new MidcertError('PERMISSION_DENIED', `${describe(peer)} is not a client certificate (no EKU clientAuth)`);
+  }
+  if (cn !== undefined && operators.has(cn)) {
+    if (extKeyUsage.includes('midcertOperator')) return 'operator';
+    if (!readers.has(cn)) {
+      throw new MidcertError('PERMISSION_DENIED', `${describe(peer)} has an operator's name but not midcert's operator EKU (only the controller identity from midcert init carries it)`);
+    }
+  }
   if (cn !== undefined && readers.has(cn)) return 'reader';
   throw new MidcertError('PERMISSION_DENIED', `${describe(peer)} is not on the agent's access list`);
 }

@@ -53,8 +53,8 @@ describe('midcert-agent daemon end to end (real process, mTLS gRPC, simulated MI
     const socket = join(world.dir, 'runner.sock');
     await world.runner.listen(socket);
     fleet = await createLabCa('Fleet');
-    const agentId = await fleet.issueIdentity('CN=mid01-agent', { ...PROFILES.clientServer, sans: ['DNS:mid01-agent', 'IP:127.0.0.1'] });
-    controller = await fleet.issueIdentity('CN=midcert-controller', PROFILES.client);
+    const agentId = await fleet.issueIdentity('CN=mid01-agent', { ...PROFILES.server, sans: ['DNS:mid01-agent', 'IP:127.0.0.1'] });
+    controller = await fleet.issueIdentity('CN=midcert-controller', PROFILES.operator);
     const reader = await fleet.issueIdentity('CN=monitoring', PROFILES.client);
     await writeFile(join(world.dir, 'agent.pem'), agentId.certPem + fleet.intermediate.certPem);
     await writeFile(join(world.dir, 'agent.key'), agentId.keyPem, { mode: 0o600 });

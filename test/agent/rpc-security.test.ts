@@ -37,6 +37,7 @@ function fakeAgent(calls: CallContext[]): AgentHandlers {
     async getStatus(_req, ctx) { calls.push(ctx); return { midName: 'mid01' }; },
     async *watchEvents(_req, ctx) { calls.push(ctx); yield { type: 'heartbeat' }; },
     async runPreflight(_req, ctx) { calls.push(ctx); return { ok: true }; },
+    async getRenewal(req, ctx) { calls.push(ctx); return { renewalId: req.renewalId }; },
     async prepareRenewal(_req, ctx) { calls.push(ctx); throw new MidcertError('KEY_UNSUPPORTED', 'only RSA keys are supported'); },
     async *installCertificate(req, ctx) {
       calls.push(ctx);
@@ -69,6 +70,8 @@ describe('agent/rpc security', () => {
   let readerId: Identity;
   let intruderId: Identity;
   let strangerId: Identity;
+  let agentProfileId: Identity;
+  let clientOnlyOperatorId: Identity;
   let base: Omit<AgentRpcOptions, 'handlers'>;
   let server: RpcServer;
   const calls: CallContext[] = [];
@@ -91,11 +94,15 @@ describe('agent/rpc security', () => {
     ca = await createLabCa('Agent Test');
     dir = await mkdtemp(join(tmpdir(), 'midcert-rpc-'));
     const serverId = await ca.issueIdentity('CN=mid01 agent', { ...PROFILES.server, sans: [`DNS:${SERVER_NAME}`] });
-    operatorId = await ca.issueIdentity('CN=midcert-controller,O=Acme', PROFILES.client);
+    operatorId = await ca.issueIdentity('CN=midcert-controller,O=Acme', PROFILES.operator);
     readerId = await ca.issueIdentity('CN=midcert-dashboard,O=Acme', PROFILES.client);
     intruderId = await ca.issueIdentity('CN=someone-else,O=Acme', PROFILES.client);
     // Same CN as the operator, but from a CA the agent does not trust.
     strangerId = await (await createLabCa('Stranger')).issueIdentity('CN=midcert-controller,O=Acme', PROFILES.client);
+    // What `midcert agent-identity sign` issues (server-only), wearing the operator's CN.
+    agentProfileId = await ca.issueIdentity('CN=midcert-controller,O=Acme', { ...PROFILES.server, sans: ['DNS:mid02'] });
+    // The operator's CN from the trusted CA with clientAuth, but without midcert's operator EKU.
+    clientOnlyOperatorId = await ca.issueIdentity('CN=midcert-controller,O=Acme', PROFILES.client);
     base = {
       access: { operators: ['midcert-controller'], readers: ['midcert-dashboard'] },
       logger: () => undefined,
@@ -146,6 +153,27 @@ describe('agent/rpc security', () => {
     assert.equal(err.status, 'PERMISSION_DENIED');
     assert.match(err.message, /someone-else/);
     assert.equal((await failure(drain(c.watchEvents({})))).code, 'PERMISSION_DENIED');
+    assert.equal(calls.length, 0);
+  });
+
+  // Issue 16 item 1: a certificate of the agent profile (serverAuth only) cannot call any method.
+  it('refuses a certificate of the agent profile at the handshake, whatever its CN', async () => {
+    const c = client(agentProfileId);
+    const attempts = [c.getStatus({}), drain(c.watchEvents({})), c.runPreflight({}), c.prepareRenewal({}), drain(c.installCertificate({ renewalId: 'r-1' })),
+      c.rollback({}), drain(c.enableMutualAuth({})), c.revertToBasicAuth({}), c.restartService({})];
+    for (const attempt of attempts) assert.ok(['UNAVAILABLE', 'PERMISSION_DENIED'].includes((await failure(attempt)).code));
+    assert.notEqual(await handshake(server.port!, ca.root.certPem, { cert: agentProfileId.certPem + ca.intermediate.certPem, key: agentProfileId.keyPem }), 'data');
+    assert.equal(calls.length, 0, 'no handler ran');
+  });
+
+  it('does not make an operator of a client certificate that only has the operator CN', async () => {
+    const c = client(clientOnlyOperatorId);
+    const err = await failure(c.restartService({}));
+    assert.equal(err.code, 'PERMISSION_DENIED');
+    assert.match(err.message, /operator EKU/);
+    for (const attempt of [c.getStatus({}), c.prepareRenewal({}), c.rollback({}), c.revertToBasicAuth({})]) {
+      assert.equal((await failure(attempt)).code, 'PERMISSION_DENIED');
+    }
     assert.equal(calls.length, 0);
   });
 
@@ -232,8 +260,8 @@ describe('agent/rpc security', () => {
 
   it('applies the identity rule: exactly one CN, exact match, operator wins over reader', () => {
     const policy = createAccessPolicy({ operators: ['ops', 'both'], readers: ['viewer', 'both'] });
-    const peer = (commonName: string | undefined): { transport: 'mtls'; identity: PeerIdentity } =>
-      ({ transport: 'mtls', identity: { commonName, subject: `CN=${commonName}`, sha256: '00' } });
+    const peer = (commonName: string | undefined, extKeyUsage = ['clientAuth', 'midcertOperator']): { transport: 'mtls'; identity: PeerIdentity } =>
+      ({ transport: 'mtls', identity: { commonName, subject: `CN=${commonName}`, sha256: '00', extKeyUsage } });
     assert.equal(policy(peer('ops'), 'Rollback'), 'operator');
     assert.equal(policy(peer('both'), 'InstallCertificate'), 'operator');
     assert.equal(policy(peer('viewer'), 'WatchEvents'), 'reader');
@@ -242,6 +270,12 @@ describe('agent/rpc security', () => {
     denied(() => policy(peer('OPS'), 'GetStatus'));
     denied(() => policy(peer(undefined), 'GetStatus'));
     denied(() => policy({ transport: 'mtls', identity: undefined }, 'GetStatus'), 'UNAUTHENTICATED');
+    // More than a CN: no clientAuth → nothing; operator CN without the operator EKU → no operator role.
+    denied(() => policy(peer('ops', ['serverAuth', 'midcertOperator']), 'GetStatus'));
+    denied(() => policy(peer('ops', ['clientAuth']), 'Rollback'));
+    denied(() => policy(peer('ops', ['clientAuth', 'anyExtendedKeyUsage']), 'Rollback'));
+    assert.equal(policy(peer('both', ['clientAuth']), 'GetStatus'), 'reader', 'on both lists without the EKU: a reader only');
+    denied(() => policy(peer('both', ['clientAuth']), 'Rollback'));
     denied(() => policy({ transport: 'unix' }, 'RevertToBasicAuth'));
     assert.equal(policy({ transport: 'insecure-dev' }, 'RevertToBasicAuth'), 'operator');
   });

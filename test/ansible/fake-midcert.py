@@ -290,7 +290,7 @@ def cmd_identity(state, args):
     signer = state['signer']
     ext = os.path.join(HERE, 'ext.cnf')
     with open(ext, 'w') as handle:
-        handle.write('basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n')
+        handle.write('basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n')
         # Like the real controller: the agent name as a DNS SAN, then the extra ones.
         all_sans = ['DNS:%s' % name] + [x for x in sans if x != 'DNS:%s' % name]
         handle.write('subjectAltName=%s\n' % ','.join(all_sans))

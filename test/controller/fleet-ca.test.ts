@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as tls from 'node:tls';
 import { MidcertError } from '../../common/errors.js';
 import { startAgentRpcServer, type AgentHandlers } from '../../agent/rpc/server.js';
@@ -14,8 +14,11 @@ import {
 } from '../../controller/fleet-ca.js';
 import { readCertificates } from '../../pki/certificate.js';
 import { buildCsr } from '../../pki/csr.js';
+import { issueCertificatePem, PROFILES } from '../../pki/issue.js';
 import { toPkcs8Pem } from '../../pki/keys.js';
 import { run, runOk } from '../helpers/run.js';
+
+const MIDCERT = resolve(import.meta.dirname, '../../bin/midcert');
 
 const code = (expected: string) => (err: MidcertError): boolean => {
   assert.equal(err.code, expected, err.message);
@@ -52,10 +55,11 @@ describe('controller/fleet-ca', () => {
     assert.notEqual((await loadFleetCa(other)).cert.subjectText, ca.cert.subjectText);
   });
 
-  it('issues the controller a client-only identity that openssl verifies', async () => {
+  it('issues the controller a client-only identity with the operator EKU that openssl verifies', async () => {
     const id = await controllerIdentity(dir);
     assert.equal(id.cert.subjectText, `CN=${CONTROLLER_CN},O=midcert`);
-    assert.deepEqual(id.cert.extKeyUsage, ['clientAuth']);
+    assert.deepEqual(id.cert.extKeyUsage, ['clientAuth', 'midcertOperator']);
+    assert.match((await runOk('openssl', ['x509', '-noout', '-ext', 'extendedKeyUsage'], { input: id.certPem })).stdout, /2\.25\.300178873001392453727799070494338662938/);
     assert.equal(id.cert.basicConstraints?.ca, false);
     assert.equal(id.caPem, await fleetCaPem(dir));
     await writeFile(file('controller-copy.pem'), id.certPem);
@@ -64,16 +68,18 @@ describe('controller/fleet-ca', () => {
     assert.notEqual(asServer.code, 0);
   });
 
-  it("signs an agent's CSR as a server+client identity with its name and the given SANs", async () => {
+  it("signs an agent's CSR as a server-only identity with its name and the given SANs", async () => {
     const { csrPem } = await makeAgentKeyAndCsr('mid01', { sans: ['DNS:mid02', 'IP:10.66.66.66'] });
     const pem = await signAgentIdentity(dir, csrPem, { name: 'mid01', sans: ['IP:127.0.0.1', 'dns:mid01.corp.example', 'DNS:mid01'], days: 90 });
     await writeFile(file('agent.pem'), pem);
     const ca = fleetPaths(dir).caCert;
     assert.match((await runOk('openssl', ['verify', '-CAfile', ca, file('agent.pem')])).stdout, /OK/);
     await runOk('openssl', ['verify', '-CAfile', ca, '-purpose', 'sslserver', file('agent.pem')]);
-    await runOk('openssl', ['verify', '-CAfile', ca, '-purpose', 'sslclient', file('agent.pem')]);
+    // Issue 16: an agent identity is never a client certificate, so it cannot dial other agents.
+    assert.notEqual((await run('openssl', ['verify', '-CAfile', ca, '-purpose', 'sslclient', file('agent.pem')])).code, 0);
     const text = (await runOk('openssl', ['x509', '-in', file('agent.pem'), '-noout', '-text'])).stdout;
-    assert.match(text, /TLS Web Client Authentication, TLS Web Server Authentication/);
+    assert.match(text, /X509v3 Extended Key Usage: *\n *TLS Web Server Authentication\n/);
+    assert.doesNotMatch(text, /Client Authentication|2\.25\./);
     assert.match(text, /DNS:mid01, IP Address:127\.0\.0\.1, DNS:mid01\.corp\.example/);
     // The SANs the CSR asked for are not copied: an agent cannot name another agent.
     assert.doesNotMatch(text, /mid02|10\.66\.66\.66/);
@@ -114,6 +120,66 @@ describe('controller/fleet-ca', () => {
     await assert.rejects(signAgentIdentity(dir, good, { name: 'mid01', sans: ['email:a@b.c'] }), code('SAN_INVALID'));
     await assert.rejects(signAgentIdentity(dir, good, { name: 'mid01', days: 0 }), code('USAGE'));
     await assert.rejects(signAgentIdentity(dir, 'garbage', { name: 'mid01' }), code('CSR_REFUSED'));
+  });
+
+  // Issue 16 item 1: no way through `agent-identity sign` yields an identity an agent takes for an operator.
+  it('refuses every way to mint an operator identity as an agent identity', async () => {
+    const reserved = (err: MidcertError): boolean => err.code === 'CSR_REFUSED' && /reserved/.test(err.message);
+    const { csrPem } = await makeAgentKeyAndCsr('x');
+    for (const name of [CONTROLLER_CN, 'MIDCERT-CONTROLLER', 'Midcert-Controller', 'midcert-controller2', 'midcert-dashboard']) {
+      await assert.rejects(signAgentIdentity(dir, csrPem, { name }), reserved, name);
+    }
+    for (const name of [' midcert-controller', 'midcert-controller.', 'CN=midcert-controller', 'mid01,CN=midcert-controller', 'midcert\u2010controller']) {
+      await assert.rejects(signAgentIdentity(dir, csrPem, { name }), code('CSR_REFUSED'), name);
+    }
+    for (const san of ['DNS:midcert-controller', 'dns:MIDCERT-controller', 'DNS: midcert-controller']) {
+      await assert.rejects(signAgentIdentity(dir, csrPem, { name: 'mid01', sans: [san] }), reserved, san);
+    }
+    // A CSR that asks for the operator's subject and clientAuth gets neither.
+    const asked = await makeAgentKeyAndCsr(CONTROLLER_CN, { sans: [`DNS:${CONTROLLER_CN}`] });
+    const cert = readCertificates(Buffer.from(await signAgentIdentity(dir, asked.csrPem, { name: 'mid01' })))[0];
+    assert.equal(cert?.subjectText, 'CN=mid01,O=midcert fleet');
+    assert.deepEqual(cert?.extKeyUsage, ['serverAuth']);
+    assert.deepEqual(cert?.subjectAltNames, ['DNS:mid01']);
+  });
+
+  it('refuses the same through the CLI: midcert agent-identity sign', async () => {
+    const data = await mkdtemp(join(tmpdir(), 'midcert-fleet-cli-'));
+    try {
+      await runOk(MIDCERT, ['--data-dir', data, 'init', '--json']);
+      const { csrPem } = await makeAgentKeyAndCsr(CONTROLLER_CN);
+      await writeFile(join(data, 'req.csr'), csrPem);
+      for (const args of [['--name', 'midcert-controller'], ['--name', 'MidCert-Controller'], ['--name', 'mid01', '--san', 'DNS:midcert-controller']]) {
+        const result = await run(MIDCERT, ['--data-dir', data, 'agent-identity', 'sign', '--csr', join(data, 'req.csr'), ...args, '--json']);
+        assert.notEqual(result.code, 0, args.join(' '));
+        assert.match(result.stderr + result.stdout, /CSR_REFUSED.*reserved/);
+      }
+      const ok = JSON.parse((await runOk(MIDCERT, ['--data-dir', data, 'agent-identity', 'sign', '--csr', join(data, 'req.csr'), '--name', 'mid01', '--json'])).stdout) as { certificatePem: string };
+      assert.deepEqual(readCertificates(Buffer.from(ok.certificatePem))[0]?.extKeyUsage, ['serverAuth']);
+    } finally {
+      await rm(data, { recursive: true, force: true });
+    }
+  });
+
+  it('re-issues a controller identity made before the operator EKU existed', async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'midcert-fleet-old-'));
+    try {
+      await ensureFleetCa(scratch);
+      const paths = fleetPaths(scratch);
+      const ca = await loadFleetCa(scratch);
+      const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+      const old = issueCertificatePem({
+        subject: `CN=${CONTROLLER_CN},O=midcert`, publicKey: createPublicKey(key), profile: PROFILES.client,
+        notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 400 * 86_400_000),
+        issuer: { subject: ca.cert.subject, key: ca.key, publicKey: ca.cert.publicKey },
+      });
+      await writeFile(paths.controllerKey, toPkcs8Pem(key), { mode: 0o600 });
+      await writeFile(paths.controllerCert, old);
+      assert.deepEqual((await ensureFleetCa(scratch)).created, [paths.controllerKey, paths.controllerCert]);
+      assert.deepEqual((await controllerIdentity(scratch)).cert.extKeyUsage, ['clientAuth', 'midcertOperator']);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 
   it('controller and agent complete a mutual TLS handshake, each verifying the other', async () => {

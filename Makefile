@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all install build test typecheck demo demo-toolkit bench clean proto package release
+.PHONY: all install deps build test typecheck demo demo-toolkit bench clean proto package release
 
 all: build
 
@@ -12,6 +12,10 @@ $(NODE_MODULES): package.json package-lock.json
 
 install: $(NODE_MODULES)
 
+# Debian packages the tests use as real peers (apt-get as root; otherwise names them and stops).
+deps:
+	@bash scripts/deps.sh
+
 build: $(NODE_MODULES)
 	npx tsc -p tsconfig.json
 	@touch dist/.build-stamp
@@ -20,12 +24,12 @@ typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 
 # Runs the whole suite over the TypeScript sources (mocha + tsx); no build step needed.
-test: $(NODE_MODULES)
+test: deps $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 	npx mocha 'test/**/*.test.ts'
 
 # A simulated fleet rotated end to end (lab instance, MIDs, ADCS, agents, controller).
-demo: build
+demo: deps build
 	node dist/scripts/demo.js
 
 # The host-local PKI toolkit on its own: key + CSR → lab CA → bundle → lint → keytool → keystore.

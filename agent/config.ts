@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { readBoundedText } from '../common/bounded-read.js';
 import { parseYamlConfig } from '../common/config-file.js';
-import { MidcertError } from '../common/errors.js';
+import { LIMITS } from '../common/limits.js';
 
 /**
  * The agent's configuration (`/etc/midcert/agent.yaml`), validated where it enters. Documented
@@ -72,19 +72,12 @@ const schema = z.object({
 
 export type AgentConfig = z.infer<typeof schema>;
 
-const MAX_CONFIG_BYTES = 256 * 1024;
-
-/** Reads, validates and resolves an agent config file; relative paths are relative to its folder. */
+/**
+ * Reads, validates and resolves an agent config file; relative paths are relative to its folder.
+ * A regular file of at most LIMITS.agentConfigBytes (CONFIG_INVALID past it), else CONFIG_UNREADABLE.
+ */
 export async function loadAgentConfig(path: string): Promise<AgentConfig> {
-  let text: string;
-  try {
-    const bytes = await readFile(path);
-    if (bytes.length > MAX_CONFIG_BYTES) throw new MidcertError('CONFIG_INVALID', `${path} is larger than ${MAX_CONFIG_BYTES} bytes`);
-    text = bytes.toString('utf8');
-  } catch (err) {
-    if (err instanceof MidcertError) throw err;
-    throw new MidcertError('CONFIG_UNREADABLE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const text = await readBoundedText(path, { what: 'the agent config', maxBytes: LIMITS.agentConfigBytes, unreadableCode: 'CONFIG_UNREADABLE', tooLargeCode: 'CONFIG_INVALID' });
   return parseAgentConfig(text, path);
 }
 

@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import pino, { type Logger as PinoLogger } from 'pino';
 import type { RpcServer } from '../proto/grpc-adapter.js';
+import { readBoundedText } from '../common/bounded-read.js';
+import { LIMITS } from '../common/limits.js';
 import { VERSION } from '../common/version.js';
 import type { AgentConfig } from './config.js';
 import { EventHub } from './events.js';
@@ -43,14 +44,14 @@ export async function startAgentDaemon(cfg: AgentConfig, options: DaemonOptions 
     events.publish(event.type, event.path);
   });
   const tls = cfg.tls && {
-    certChainPem: await readFile(cfg.tls.cert, 'utf8'),
-    keyPem: await readFile(cfg.tls.key, 'utf8'),
-    clientCaPem: await readFile(cfg.tls.clientCa, 'utf8'),
+    certChainPem: await readTlsFile('tls.cert', cfg.tls.cert),
+    keyPem: await readTlsFile('tls.key', cfg.tls.key),
+    clientCaPem: await readTlsFile('tls.clientCa', cfg.tls.clientCa),
   };
   let server: RpcServer;
   try {
     server = await startAgentRpcServer({
-      handlers: agentHandlers({ cfg, effects, engine, events, startedAt: new Date() }),
+      handlers: agentHandlers({ cfg, effects, engine, events, startedAt: new Date(), log }),
       access: cfg.access,
       logger: (level, message) => log[level](message),
       listen: cfg.listen.address,
@@ -74,4 +75,9 @@ export async function startAgentDaemon(cfg: AgentConfig, options: DaemonOptions 
       log.flush?.();
     },
   };
+}
+
+/** A PEM file of the agent's TLS identity: a regular file within LIMITS.pemBytes (CONFIG_UNREADABLE otherwise). */
+function readTlsFile(what: string, path: string): Promise<string> {
+  return readBoundedText(path, { what, maxBytes: LIMITS.pemBytes, unreadableCode: 'CONFIG_UNREADABLE' });
 }

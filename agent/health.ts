@@ -1,4 +1,5 @@
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { openRegularFile } from '../common/bounded-read.js';
 import { MidcertError } from '../common/errors.js';
 import type { ServiceManager } from './service-manager.js';
 
@@ -21,16 +22,17 @@ export async function logOffset(path: string): Promise<number> {
   return stat(path).then((s) => s.size, () => 0);
 }
 
+/** What the MID logged after `offset` (at most 4 MiB); '' when the log is missing or not a regular file (a FIFO cannot block this). */
 export async function readLogSince(path: string, offset: number): Promise<string> {
-  const handle = await open(path, 'r').catch(() => undefined);
+  const handle = await openRegularFile(path, { what: 'the MID log' }).catch(() => undefined);
   if (!handle) return '';
   try {
     const size = (await handle.stat()).size;
     const from = size < offset ? 0 : offset; // the log rotated: read the new file from the start
     const length = Math.min(size - from, MAX_LOG_READ);
     const buffer = Buffer.alloc(length);
-    await handle.read(buffer, 0, length, from);
-    return buffer.toString('utf8');
+    const { bytesRead } = await handle.read(buffer, 0, length, from);
+    return buffer.subarray(0, bytesRead).toString('utf8');
   } finally {
     await handle.close();
   }

@@ -1,7 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
-import { XMLParser } from 'fast-xml-parser';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { readBoundedFile } from '../common/bounded-read.js';
 import { MidcertError } from '../common/errors.js';
-import { assertSize } from '../common/limits.js';
+import { LIMITS, assertSize } from '../common/limits.js';
 
 /**
  * The MID Server's `agent/config.xml` (DESIGN.md §4): `<parameters>` of
@@ -23,8 +23,8 @@ export const PLACEHOLDERS = {
 
 const PLACEHOLDER_VALUES = new Set<string>(Object.values(PLACEHOLDERS));
 
-/** A real config.xml is a few KiB; anything near this bound is not one. */
-export const CONFIG_XML_MAX_BYTES = 256 * 1024;
+/** A real config.xml is a few KiB; anything near this bound is not one (LIMITS.configXmlBytes). */
+export const CONFIG_XML_MAX_BYTES = LIMITS.configXmlBytes;
 
 export interface ConfigParameter {
   name: string;
@@ -36,25 +36,40 @@ export interface ConfigParameter {
  * Parses config.xml text into its parameters, in file order. External entities are never
  * resolved: a DOCTYPE is refused outright (the vendor file has none) and entity processing is off,
  * so only the five predefined XML entities and character references in values are decoded.
+ *
+ * `source` names the file in errors (its path). A file that is not a MID config.xml (binary data,
+ * text that is not XML, XML without `<parameters>`) is refused without echoing any of its content:
+ * the path may point anywhere (a symlink to /etc/shadow), and the parser's own messages quote it.
  */
-export function parseConfigXml(text: string): ConfigParameter[] {
-  assertSize(text, CONFIG_XML_MAX_BYTES, 'config.xml');
-  if (/<!DOCTYPE|<!ENTITY/i.test(text)) throw new MidcertError('MID_CONFIG_INVALID', 'config.xml holds a DOCTYPE or ENTITY declaration; refusing to parse it');
+export function parseConfigXml(text: string, source = 'config.xml'): ConfigParameter[] {
+  assertSize(text, CONFIG_XML_MAX_BYTES, source);
+  // XML 1.0 allows no C0 control character but tab, LF and CR (nor U+FFFE/U+FFFF).
+  if (/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/.test(text)) throw notMidConfig(source, 'it holds binary data');
+  if (/<!DOCTYPE|<!ENTITY/i.test(text)) throw new MidcertError('MID_CONFIG_INVALID', `${source} holds a DOCTYPE or ENTITY declaration; refusing to parse it`);
+  const valid = XMLValidator.validate(text);
+  if (valid !== true) {
+    const where = Number.isInteger(valid.err?.line) ? ` (line ${valid.err.line}, column ${valid.err.col})` : '';
+    throw notMidConfig(source, `it is not well-formed XML${where}`);
+  }
   let doc: unknown;
   try {
     doc = new XMLParser({
       ignoreAttributes: false, attributeNamePrefix: '', processEntities: false, parseAttributeValue: false,
       parseTagValue: false, ignoreDeclaration: true, isArray: (tag) => tag === 'parameter',
-    }).parse(text, true);
+    }).parse(text);
   } catch (err) {
-    throw new MidcertError('MID_CONFIG_INVALID', `config.xml is not well-formed XML: ${(err as Error).message.split('\n')[0]}`);
+    throw new MidcertError('MID_CONFIG_INVALID', `${source} is not a MID config.xml: it is not well-formed XML`, { cause: err });
   }
   const root = (doc as { parameters?: unknown }).parameters;
   if (root === undefined || typeof root !== 'object' || root === null) {
-    throw new MidcertError('MID_CONFIG_INVALID', 'config.xml has no <parameters> root element');
+    throw notMidConfig(source, 'it has no <parameters> root element');
   }
   const items = (root as { parameter?: unknown[] }).parameter ?? [];
   return items.map(toParameter);
+}
+
+function notMidConfig(source: string, why: string): MidcertError {
+  return new MidcertError('MID_CONFIG_INVALID', `${source} is not a MID config.xml: ${why}`);
 }
 
 function toParameter(item: unknown): ConfigParameter {
@@ -77,18 +92,17 @@ function safeCodePoint(code: number, fallback: string): string {
   return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : fallback;
 }
 
-/** Reads and parses a config.xml file, checking its size before reading it. */
+/**
+ * The bytes of a config.xml (or a saved copy of one) through the bounded reader: a regular file
+ * of at most LIMITS.configXmlBytes, else MID_CONFIG_INVALID (INPUT_TOO_LARGE past the bound).
+ */
+export async function readConfigXmlBytes(path: string): Promise<Buffer> {
+  return readBoundedFile(path, { what: 'config.xml', maxBytes: CONFIG_XML_MAX_BYTES, unreadableCode: 'MID_CONFIG_INVALID' });
+}
+
+/** Reads and parses a config.xml file, refusing special files and checking its size before reading it. */
 export async function readConfigXml(path: string): Promise<ConfigParameter[]> {
-  let size: number;
-  try {
-    size = (await stat(path)).size;
-  } catch (err) {
-    throw new MidcertError('MID_CONFIG_INVALID', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if (size > CONFIG_XML_MAX_BYTES) {
-    throw new MidcertError('INPUT_TOO_LARGE', `config.xml is ${size} bytes; the limit is ${CONFIG_XML_MAX_BYTES} bytes`);
-  }
-  return parseConfigXml(await readFile(path, 'utf8'));
+  return parseConfigXml((await readConfigXmlBytes(path)).toString('utf8'), path);
 }
 
 /** The value of a parameter, or undefined when the file does not have it. */

@@ -1,6 +1,8 @@
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { readBoundedText } from '../common/bounded-read.js';
 import { MidcertError } from '../common/errors.js';
+import { LIMITS } from '../common/limits.js';
 import type { AgentConfig } from './config.js';
 
 /** Where everything of one MID install lives, decided by the agent's config (never by a caller). */
@@ -42,14 +44,11 @@ export const DEFAULT_STOREPASS = 'changeit';
 /** The store password from the configured file or environment variable, else "changeit". */
 export async function resolveStorepass(cfg: AgentConfig): Promise<string> {
   if (cfg.mid.storepassFile) {
-    try {
-      const text = await readFile(cfg.mid.storepassFile, 'utf8');
-      if (text.length > 4096) throw new MidcertError('CONFIG_INVALID', 'mid.storepassFile is larger than 4 KiB');
-      return text.replace(/\r?\n$/, '');
-    } catch (err) {
-      if (err instanceof MidcertError) throw err;
-      throw new MidcertError('CONFIG_UNREADABLE', `cannot read mid.storepassFile: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
+    // Bounded before reading (CONFIG_INVALID past 4 KiB); a FIFO or device there is CONFIG_UNREADABLE.
+    const text = await readBoundedText(cfg.mid.storepassFile, {
+      what: 'mid.storepassFile', maxBytes: LIMITS.passwordFileBytes, unreadableCode: 'CONFIG_UNREADABLE', tooLargeCode: 'CONFIG_INVALID',
+    });
+    return text.replace(/\r?\n$/, '');
   }
   if (cfg.mid.storepassEnv) {
     const value = process.env[cfg.mid.storepassEnv];

@@ -1,9 +1,11 @@
 import { constants } from 'node:fs';
-import { access, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { create, toJson, type JsonObject, type MessageInitShape } from '@bufbuild/protobuf';
+import { readBoundedText } from '../common/bounded-read.js';
 import { MidcertError, isMidcertError, type ErrorCode } from '../common/errors.js';
+import { LIMITS } from '../common/limits.js';
 import { lintMaterial } from '../pki/lint.js';
 import { PreflightReportSchema, type PreflightCheckSchema } from '../proto/gen/midcert/v1/agent_pb.js';
 import { detectInterception } from './preflight/interception.js';
@@ -234,12 +236,7 @@ function parseInstanceUrl(text: string): URL | undefined {
 
 async function trustedCas(instanceCaFile: string | undefined): Promise<string[]> {
   if (!instanceCaFile) return [...rootCertificates];
-  let pem: string;
-  try {
-    pem = await readFile(instanceCaFile, 'utf8');
-  } catch (err) {
-    throw new MidcertError('CONFIG_UNREADABLE', `cannot read preflight.instanceCaFile ${instanceCaFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const pem = await readBoundedText(instanceCaFile, { what: 'preflight.instanceCaFile', maxBytes: LIMITS.pemBytes, unreadableCode: 'CONFIG_UNREADABLE' });
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new MidcertError('CONFIG_UNREADABLE', `preflight.instanceCaFile ${instanceCaFile} holds no PEM certificate`);
   return [...rootCertificates, pem];
 }

@@ -1,5 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
 import { create, toJson, type JsonObject, type MessageInitShape } from '@bufbuild/protobuf';
+import { readBoundedFile } from '../common/bounded-read.js';
 import { MidcertError, isMidcertError, type ErrorCode } from '../common/errors.js';
 import { execProgram } from '../common/exec.js';
 import { LIMITS } from '../common/limits.js';
@@ -101,22 +101,17 @@ export interface InspectedKeystore {
 
 /**
  * Reads the MID keystore with the store password and finds the client alias. Throws a
- * MidcertError: KEYSTORE_UNREADABLE (missing, unreadable), KEYSTORE_PASSWORD, KEYSTORE_MALFORMED,
- * INPUT_TOO_LARGE. `partial.modifiedAt` is set as soon as the file is found, even if reading fails.
+ * MidcertError: KEYSTORE_UNREADABLE (missing, unreadable, not a regular file: a FIFO, a device
+ * such as /dev/zero, a socket, a directory), KEYSTORE_PASSWORD, KEYSTORE_MALFORMED, INPUT_TOO_LARGE.
+ * `partial.modifiedAt` is set as soon as the file is found, even if reading fails.
  */
 export async function inspectKeystore(path: string, storepass: string, alias: string, partial: { modifiedAt?: string } = {}): Promise<InspectedKeystore> {
-  let bytes: Buffer;
-  try {
-    const info = await stat(path);
-    partial.modifiedAt = info.mtime.toISOString();
-    if (info.size > LIMITS.keystoreBytes) throw new MidcertError('INPUT_TOO_LARGE', `the keystore ${path} is ${info.size} bytes; the limit is ${LIMITS.keystoreBytes}`);
-    bytes = await readFile(path);
-  } catch (err) {
-    if (isMidcertError(err)) throw err;
-    throw new MidcertError('KEYSTORE_UNREADABLE', `cannot read the keystore ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const bytes = await readBoundedFile(path, {
+    what: 'the keystore', maxBytes: LIMITS.keystoreBytes, unreadableCode: 'KEYSTORE_UNREADABLE',
+    onStat: (info) => { partial.modifiedAt = info.mtime.toISOString(); },
+  });
   const store = readKeystore(bytes, storepass);
-  return { type: store.type, modifiedAt: partial.modifiedAt, entry: findEntry(store, alias) };
+  return { type: store.type, modifiedAt: partial.modifiedAt ?? '', entry: findEntry(store, alias) };
 }
 
 async function collectKeystore(sources: StatusSources, now: Date): Promise<{ keystore: KeystoreStatusInit; certificate: CertificateStatusInit }> {
@@ -219,6 +214,7 @@ export function operationResult(result: LastResult): OperationResultInit {
     previousSha256: result.previousSha256,
     currentSha256: result.currentSha256,
     finishedAt: result.finishedAt,
+    ...(result.warnings?.length ? { warnings: [...result.warnings] } : {}),
   };
 }
 

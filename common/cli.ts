@@ -1,5 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
+import { readBoundedFile } from './bounded-read.js';
 import { MidcertError, isMidcertError, type ErrorCode } from './errors.js';
 import { LIMITS } from './limits.js';
 
@@ -82,23 +82,13 @@ function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ');
 }
 
-/** Reads an input file with a size bound, turning OS errors into typed errors. */
+/**
+ * Reads an input file with a size bound, turning OS errors into typed errors: regular files only
+ * (FIFOs, devices, sockets and directories are refused), bound checked before and during the read
+ * (common/bounded-read.ts, the reader every agent file read goes through).
+ */
 export async function readInput(path: string, limit: number = LIMITS.pemBytes, what = 'input file'): Promise<Buffer> {
-  let size: number;
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new MidcertError('INPUT_UNREADABLE', `${what} ${path} is not a regular file`);
-    size = info.size;
-  } catch (err) {
-    if (isMidcertError(err)) throw err;
-    throw new MidcertError('INPUT_UNREADABLE', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  if (size > limit) throw new MidcertError('INPUT_TOO_LARGE', `${what} ${path} is ${size} bytes; the limit is ${limit} bytes`);
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new MidcertError('INPUT_UNREADABLE', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  return readBoundedFile(path, { what, maxBytes: limit });
 }
 
 export interface PasswordSources {
@@ -113,7 +103,7 @@ export interface PasswordSources {
  */
 export async function resolvePassword(sources: PasswordSources): Promise<string | undefined> {
   if (sources.file !== undefined) {
-    const text = (await readInput(sources.file, 4096, 'password file')).toString('utf8');
+    const text = (await readInput(sources.file, LIMITS.passwordFileBytes, 'password file')).toString('utf8');
     return text.replace(/\r?\n$/, '');
   }
   if (sources.value !== undefined) return sources.value;

@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   HEALTH_CHECK_FAILED: 'the MID did not come back healthy after the change',
   RENEWAL_NOT_PREPARED: 'no prepared renewal matches the request',
   RENEWAL_BUSY: 'another renewal is in progress',
+  RENEWAL_NOT_FOUND: 'the agent has no record of this renewal id (never prepared there, superseded, or older than its remembered history)',
+  RENEWAL_MISMATCH: 'the agent reports a renewal outcome that does not match what the controller sent (another leaf)',
   BACKUP_MISSING: 'no keystore backup to roll back to',
   ROLLBACK_FAILED: 'restoring the keystore backup failed',
   // The lab command (lab/cli.ts): starting and stopping the simulated world.
@@ -117,14 +119,13 @@ export function isMidcertError(err: unknown): err is MidcertError {
   return err instanceof MidcertError;
 }
 
-/** Wraps anything thrown by a third-party parser into a typed error of the given code. */
-export function asMidcertError(err: unknown, code: ErrorCode, context: string): MidcertError {
+/**
+ * Wraps anything a parser throws into a typed error of the given code. A MidcertError passes
+ * through; anything else (a RangeError such as `The value of "offset" is out of range`, OpenSSL's
+ * `error:…:asn1 encoding routines::…`, forge's or an XML parser's text, which may quote the input)
+ * becomes `sentence`, a message written for the user, and stays reachable only as `cause`.
+ */
+export function asMidcertError(err: unknown, code: ErrorCode, sentence: string): MidcertError {
   if (err instanceof MidcertError) return err;
-  const reason = err instanceof Error ? err.message : String(err);
-  return new MidcertError(code, `${context}: ${firstLine(reason)}`, { cause: err });
-}
-
-function firstLine(text: string): string {
-  const line = text.split('\n', 1)[0] ?? '';
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+  return new MidcertError(code, sentence, { cause: err });
 }

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { MidcertError } from '../common/errors.js';
+import { assertCertificateCount } from '../common/limits.js';
 import { certificateToPem, type Certificate } from './certificate.js';
 import { buildChain } from './chain.js';
 import { toPkcs8Pem } from './keys.js';
@@ -36,10 +37,11 @@ export class BundleInvalidError extends MidcertError {
 /**
  * Builds the bundle from certificates in any order plus the key: orders the chain from the
  * certificate matching the key up to a root, assembles, lints. Throws BundleInvalidError rather
- * than return a bundle the MID would reject.
+ * than return a bundle the MID would reject, INPUT_TOO_LARGE past LIMITS.certsPerInput inputs.
  */
 export function buildBundle(certificates: Certificate[], key: KeyObject, options: LintOptions = {}): BuiltBundle {
   if (certificates.length === 0) throw new MidcertError('CHAIN_INVALID', 'no certificate given');
+  assertCertificateCount(certificates.length); // all inputs together: the bound of cert show and bundle lint
   const built = buildChain(certificates, key);
   const pem = assembleBundle(built.chain, key);
   const report = lintBundle(Buffer.from(pem), options);

@@ -77,7 +77,7 @@ export function parseCsr(bytes: Uint8Array): ParsedCsr {
       signatureValid: hash !== undefined && verify(hash, infoDer, publicKey, sigBytes),
     };
   } catch (err) {
-    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the CSR');
+    throw asMidcertError(err, 'CERT_MALFORMED', 'cannot parse the CSR: it is truncated or is not a PKCS#10 certificate request');
   }
 }
 

@@ -145,7 +145,8 @@ function decodeKey(read: () => KeyObject): KeyObject {
     if (isPassphraseError(err) || /bad decrypt|decrypt/i.test(String((err as Error).message))) {
       throw new MidcertError('KEY_PASSWORD', 'cannot decrypt the private key: wrong password?');
     }
-    throw new MidcertError('KEY_MALFORMED', `cannot read the private key: ${(err as Error).message.split('\n')[0]}`);
+    // OpenSSL's text (error:1E08010C:DECODER routines::unsupported) is kept as the cause only.
+    throw new MidcertError('KEY_MALFORMED', 'cannot read the private key: it is truncated or damaged, or is not a PKCS#8, PKCS#1 or SEC1 key', { cause: err });
   }
 }
 

@@ -209,7 +209,11 @@ function readPfxAsKeystore(bytes: Uint8Array, storepass: string): Pkcs12Contents
   } catch (err) {
     if (!(err instanceof MidcertError)) throw malformed(err);
     if (err.code === 'PKCS12_PASSWORD') throw new MidcertError('KEYSTORE_PASSWORD', err.message.replace('PKCS#12', 'keystore'), { cause: err });
-    if (err.code === 'PKCS12_MALFORMED') throw new MidcertError('KEYSTORE_MALFORMED', err.message, { cause: err });
+    if (err.code === 'PKCS12_MALFORMED') {
+      // A structural finding of ours keeps its words; an undecodable file reads as a keystore problem.
+      const undecodable = err.cause !== undefined && !(err.cause instanceof MidcertError);
+      throw new MidcertError('KEYSTORE_MALFORMED', undecodable ? 'the keystore is truncated or is not a JKS or PKCS12 file' : err.message, { cause: err });
+    }
     throw err;
   }
 }
@@ -231,7 +235,13 @@ function wrongStorePassword(): MidcertError {
   return new MidcertError('KEYSTORE_PASSWORD', 'the keystore integrity check failed: wrong store password, or the file was altered');
 }
 
-function malformed(err: unknown, where = 'the keystore'): MidcertError {
-  const reason = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
-  return new MidcertError('KEYSTORE_MALFORMED', `cannot read ${where}: ${reason}`, { cause: err });
+/**
+ * KEYSTORE_MALFORMED for a parse failure. Our own errors keep their message; a library's or the
+ * runtime's text (jks-js reading past a cut-off file throws `The value of "offset" is out of
+ * range`) is replaced by a sentence and kept only as `cause`.
+ */
+function malformed(err: unknown, where?: string): MidcertError {
+  if (err instanceof MidcertError) return new MidcertError('KEYSTORE_MALFORMED', `cannot read ${where ?? 'the keystore'}: ${err.message}`, { cause: err });
+  const sentence = where === undefined ? 'the keystore is truncated or is not a JKS or PKCS12 file' : `cannot read ${where}: it is damaged or truncated`;
+  return new MidcertError('KEYSTORE_MALFORMED', sentence, { cause: err });
 }

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { LIMITS, assertSize } from '../common/limits.js';
+import { LIMITS, assertCertificateCount, assertSize } from '../common/limits.js';
 import { parseCertificate, type Certificate } from './certificate.js';
 import { buildChain, type BuiltChain } from './chain.js';
 import { describeKey, isKeyLabel, keyBlockEncoding, publicKeysEqual, readKeyBlock, type KeyEncoding } from './keys.js';
@@ -22,7 +22,9 @@ const CERT_LABELS = new Set(['CERTIFICATE', 'X509 CERTIFICATE', 'TRUSTED CERTIFI
 
 /**
  * Checks a MID bundle file (leaf, intermediates, root, then one unencrypted PKCS#8 key; LF line
- * endings; nothing else) and reports every deviation the MID's import would trip on.
+ * endings; nothing else) and reports every deviation the MID's import would trip on. Throws
+ * INPUT_TOO_LARGE past LIMITS.pemBytes or LIMITS.certsPerInput certificate blocks (the bounds
+ * `cert show` and `bundle build` apply too), before parsing any certificate.
  */
 export function lintBundle(bytes: Uint8Array, options: LintOptions = {}): LintReport {
   assertSize(bytes, LIMITS.pemBytes, 'bundle');
@@ -41,6 +43,7 @@ export function lintBundle(bytes: Uint8Array, options: LintOptions = {}): LintRe
     findings.push(finding('PEM_MALFORMED', (err as Error).message, `rebuild the file: ${REBUILD}`));
     return report(findings);
   }
+  assertCertificateCount(blocks.filter((b) => CERT_LABELS.has(b.label)).length);
   findings.push(...lintBlocks(blocks, options));
   return report(findings);
 }

@@ -129,8 +129,8 @@ export function readPkcs12(bytes: Uint8Array, password: string, bounds: Pkcs12Bo
     return readPfx(Buffer.from(bytes), password, bounds.maxItems);
   } catch (err) {
     if (err instanceof MidcertError && (PASS_THROUGH.has(err.code) || err.code === 'PKCS12_MALFORMED')) throw err;
-    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new MidcertError('PKCS12_MALFORMED', `cannot read the PKCS#12 file: ${reason}`, { cause: err });
+    // forge's and the runtime's text ("Too few bytes to read ASN.1 value.") is kept as the cause only.
+    throw new MidcertError('PKCS12_MALFORMED', 'the PKCS#12 file is truncated or damaged, or is not a PKCS#12/PFX file', { cause: err });
   }
 }
 

@@ -1,5 +1,4 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
@@ -45,10 +44,9 @@ export async function prepareKeyAndCsr(journal: Journal, request: PrepareRequest
 
 /** The same answer again for a repeated PrepareRenewal with the same id (idempotency). */
 export async function readPrepared(journal: Journal, renewalId: string): Promise<PreparedRenewal | undefined> {
-  const dir = join(journal.renewalsDir, renewalId);
   try {
-    const csrPem = await readFile(join(dir, 'csr.pem'), 'utf8');
-    const keyPem = await readFile(join(dir, 'key.pem'), 'utf8');
+    const csrPem = (await journal.readRenewalFile(renewalId, 'csr.pem')).toString('utf8');
+    const keyPem = (await journal.readRenewalFile(renewalId, 'key.pem')).toString('utf8');
     return { renewalId, csrPem, publicKeySha256: publicKeySha256(createPrivateKey(keyPem)) };
   } catch {
     return undefined;

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readBoundedFile } from '../../common/bounded-read.js';
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import { LIMITS } from '../../common/limits.js';
 import { publicKeysEqual } from '../../pki/keys.js';
@@ -7,7 +7,7 @@ import { findEntry, readKeystore } from '../../pki/keystore.js';
 /** SHA-256 of the leaf under the alias, or '' when the keystore or entry cannot be read. */
 export async function currentLeafSha256(keystorePath: string, storepass: string, alias: string): Promise<string> {
   try {
-    const store = readKeystore(await readFile(keystorePath), storepass);
+    const store = readKeystore(await readBoundedFile(keystorePath, { what: 'the keystore', maxBytes: LIMITS.keystoreBytes, unreadableCode: 'KEYSTORE_UNREADABLE' }), storepass);
     return findEntry(store, alias)?.chain[0]?.sha256 ?? '';
   } catch {
     return '';
@@ -19,13 +19,9 @@ export async function currentLeafSha256(keystorePath: string, storepass: string,
  * (by SHA-256, leaf first) and whose key matches the leaf.
  */
 export async function verifyKeystoreHolds(keystorePath: string, storepass: string, alias: string, expectedChain: string[]): Promise<void> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(keystorePath);
-  } catch (err) {
-    throw new MidcertError('KEYSTORE_VERIFY_FAILED', `cannot read the keystore after import: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  if (bytes.length > LIMITS.keystoreBytes) throw new MidcertError('KEYSTORE_VERIFY_FAILED', 'the keystore is larger than its bound after import');
+  const bytes = await readBoundedFile(keystorePath, {
+    what: 'the keystore after import', maxBytes: LIMITS.keystoreBytes, unreadableCode: 'KEYSTORE_VERIFY_FAILED', tooLargeCode: 'KEYSTORE_VERIFY_FAILED',
+  });
   let store;
   try {
     store = readKeystore(bytes, storepass);

@@ -1,7 +1,8 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError } from '../../common/errors.js';
-import { createLabCa, loadLabCa, saveLabCa, type LabCa } from '../../lab/lab-ca.js';
+import { createTwoTierCa, type TwoTierCa } from '../../pki/two-tier-ca.js';
+import { CA_FILES, loadCaFiles, saveCaFiles } from './local-files.js';
 import { readCertificates } from '../../pki/certificate.js';
 import { PROFILES } from '../../pki/issue.js';
 import type { CaConfig } from '../config.js';
@@ -10,10 +11,9 @@ import { readSubmittedCsr, verifyIssued } from './verify.js';
 
 /**
  * `local`: a file CA (root → issuing intermediate) in the data dir, the embedded default for labs
- * and the demo. Same layout as the lab CA (lab/lab-ca.ts saveLabCa), so `ca.dir` can point the
+ * and the demo. Same layout as the lab CA (controller/ca/local-files.ts, which the lab uses too), so `ca.dir` can point the
  * controller at a lab's CA directory.
  */
-const CA_FILES = ['root.pem', 'root.key', 'intermediate.pem', 'intermediate.key', 'chain.pem'];
 const DAY = 86_400_000;
 
 export function localCaDir(dataDir: string, dir?: string): string {
@@ -34,7 +34,7 @@ export async function initLocalCa(dataDir: string, options: { dir?: string; name
   if (present.length > 0) {
     throw new MidcertError('CONFIG_INVALID', `${dir} holds an incomplete local CA (missing ${CA_FILES.filter((f) => !present.includes(f)).join(', ')}); restore it or remove the directory`);
   }
-  await saveLabCa(await createLabCa(options.name ?? 'midcert Local'), dir);
+  await saveCaFiles(await createTwoTierCa(options.name ?? 'midcert Local', 'midcert'), dir);
   return { dir, created: true };
 }
 
@@ -44,9 +44,9 @@ async function presentFiles(dir: string): Promise<string[]> {
   return found;
 }
 
-async function openLocalCa(dir: string): Promise<LabCa> {
+async function openLocalCa(dir: string): Promise<TwoTierCa> {
   try {
-    return await loadLabCa(dir);
+    return await loadCaFiles(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no local CA there; run `midcert init`' : code ? `cannot read it (${code})` : (err as Error).message.split('\n')[0];

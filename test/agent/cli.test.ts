@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { access, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { LIMITS } from '../../common/limits.js';
+import { renderConfigXml } from '../../lab/mid/config-xml.js';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
 import { beginLine, PRIVATE_KEY_LABEL } from '../helpers/pem-text.js';
 import { run, runOk, type RunResult } from '../helpers/run.js';
+import { releaseFifoReaders } from '../helpers/special-files.js';
 
 const AGENT = resolve('bin/midcert-agent');
 
@@ -202,12 +205,113 @@ describe('midcert-agent CLI (host-local tools)', function () {
     });
   });
 
+  describe('keystore show and status on broken or special keystores', () => {
+    const fifos: string[] = [];
+    afterEach(() => releaseFifoReaders(fifos));
+
+    it('a truncated keytool JKS is KEYSTORE_MALFORMED with a sentence, never the runtime\'s "offset is out of range"', async () => {
+      await runOk('keytool', ['-genkeypair', '-keystore', file('whole.jks'), '-storetype', 'JKS', '-storepass', 'changeit', '-keypass', 'changeit',
+        '-alias', 'defaultsecuritykeypairhandle', '-dname', 'CN=mid01', '-keyalg', 'RSA', '-keysize', '2048', '-validity', '30']);
+      const whole = await readFile(file('whole.jks'));
+      // 100 and 1000 bytes cut inside the certificate chain (where jks-js reads past the end),
+      // the others inside the key and the digest.
+      for (const cut of [100, 1000, Math.floor(whole.length / 2), whole.length - 10]) {
+        await writeFile(file('cut.jks'), whole.subarray(0, cut));
+        const res = await agent('keystore', 'show', '--keystore', 'cut.jks');
+        assert.equal(res.code, 3, `cut at ${cut}: ${res.stderr}`);
+        assert.match(res.stderr, /^midcert-agent: error \[KEYSTORE_MALFORMED\] .*(truncated|trailing)/, `cut at ${cut}`);
+        assert.doesNotMatch(res.stderr, /offset|out of range|Received|RangeError|buffer bounds/i, `cut at ${cut}`);
+        assert.equal(res.stderr.trim().split('\n').length, 1);
+      }
+    });
+
+    it('refuses a keystore that is a symlink to /dev/zero or a FIFO at once, with INPUT_UNREADABLE (exit 4)', async () => {
+      await symlink('/dev/zero', file('zero.jks'));
+      await runOk('mkfifo', [file('fifo.jks')]);
+      fifos.push(file('fifo.jks'));
+      for (const [name, kind] of [['zero.jks', 'a character device'], ['fifo.jks', 'a FIFO \\(named pipe\\)']]) {
+        const res = await run(AGENT, ['keystore', 'show', '--keystore', name as string], { cwd: dir, timeoutMs: 20_000 });
+        assert.equal(res.code, 4, `${name}: ${res.stderr}`);
+        assert.match(res.stderr, new RegExp(`^midcert-agent: error \\[INPUT_UNREADABLE\\] keystore ${name} is ${kind}, not a regular file`));
+      }
+    });
+
+    it('`status` answers with a coded keystore error when the keystore is a symlink to /dev/zero, and still reports config.xml', async () => {
+      const home = file('mid-zero');
+      await mkdir(join(home, 'agent', 'security'), { recursive: true });
+      await writeFile(join(home, 'agent', 'config.xml'), renderConfigXml({ url: 'https://acme.service-now.com/', name: 'mid11', auth: 'mutual' }));
+      await symlink('/dev/zero', join(home, 'agent', 'security', 'agent_keystore'));
+      await writeFile(file('agent-zero.yaml'), [
+        'mid:', `  home: ${JSON.stringify(home)}`,
+        'service:', '  manager: command', '  start: [/bin/true]', '  stop: [/bin/true]', '  status: [/bin/true]', '  timeoutSeconds: 5',
+        `stateDir: ${JSON.stringify(file('state-zero'))}`, '',
+      ].join('\n'));
+      const started = Date.now();
+      const res = await run(AGENT, ['status', '--config', file('agent-zero.yaml'), '--json'], { cwd: dir, timeoutMs: 30_000 });
+      assert.equal(res.code, 0, res.stderr);
+      assert.ok(Date.now() - started < 30_000);
+      const out = JSON.parse(res.stdout);
+      assert.equal(out.keystore.error.code, 'KEYSTORE_UNREADABLE');
+      assert.match(out.keystore.error.message, /agent_keystore is a character device, not a regular file/);
+      assert.equal(out.certificate.present, false);
+      assert.equal(out.config.midName, 'mid11');
+      assert.equal('error' in out.config, false);
+    });
+  });
+
+  describe('one certificate-count bound for cert show and bundle lint', () => {
+    before(async () => {
+      await writeFile(file('certs-64.pem'), pki.leaf.certPem.repeat(LIMITS.certsPerInput));
+      await writeFile(file('certs-65.pem'), pki.leaf.certPem.repeat(LIMITS.certsPerInput + 1));
+      await writeFile(file('certs-200.pem'), pki.leaf.certPem.repeat(200) + pki.leaf.keyPem);
+    });
+
+    it('cert show refuses 65 certificates and shows 64', async () => {
+      const over = await agent('cert', 'show', 'certs-65.pem');
+      assert.equal(over.code, 3);
+      assert.match(over.stderr, /^midcert-agent: error \[INPUT_TOO_LARGE\] 65 certificates in one input; the limit is 64\n$/);
+      const at = await agent('cert', 'show', 'certs-64.pem', '--json');
+      assert.equal(at.code, 0, at.stderr);
+      assert.equal(JSON.parse(at.stdout).certificates.length, 64);
+    });
+
+    it('bundle lint refuses 65 (and 200) certificates with the same error, and lints 64', async () => {
+      for (const [name, count] of [['certs-65.pem', 65], ['certs-200.pem', 200]] as const) {
+        const res = await agent('bundle', 'lint', name, '--json');
+        assert.equal(res.code, 3, `${name}: ${res.stderr}`);
+        assert.match(res.stderr, new RegExp(`^midcert-agent: error \\[INPUT_TOO_LARGE\\] ${count} certificates in one input; the limit is 64\n$`));
+        assert.deepEqual(JSON.parse(res.stdout), { ok: false, error: { code: 'INPUT_TOO_LARGE', message: `${count} certificates in one input; the limit is 64` } });
+      }
+      const at = await agent('bundle', 'lint', 'certs-64.pem', '--json');
+      assert.equal(at.code, 1, 'findings (no key, duplicates), but not refused');
+      assert.ok(JSON.parse(at.stdout).findings.length > 0);
+    });
+  });
+
   describe('cert show and help', () => {
     it('shows certificates from a PKCS#7 file', async () => {
       await runOk('openssl', ['crl2pkcs7', '-nocrl', '-certfile', file('bundle.pem'), '-outform', 'DER', '-out', file('chain.p7b')]);
       const res = await agent('cert', 'show', 'chain.p7b', '--json');
       assert.equal(res.code, 0, res.stderr);
       assert.equal(JSON.parse(res.stdout).certificates.length, 3);
+    });
+
+    it('refuses a DER certificate with trailing bytes, saying how many', async () => {
+      await writeFile(file('leaf.der'), pki.leaf.cert.der);
+      const clean = await agent('cert', 'show', 'leaf.der', '--json');
+      assert.equal(clean.code, 0, clean.stderr);
+      assert.equal(JSON.parse(clean.stdout).certificates[0].sha256, pki.leaf.cert.sha256);
+      for (const [extra, words] of [[Buffer.from([0x00, 0x00, 0x0a]), '3 trailing bytes'], [Buffer.from([0x30]), '1 trailing byte'], [pki.ca.root.cert.der, `${pki.ca.root.cert.der.length} trailing bytes`]] as const) {
+        await writeFile(file('trailing.der'), Buffer.concat([pki.leaf.cert.der, extra]));
+        const res = await agent('cert', 'show', 'trailing.der');
+        assert.equal(res.code, 3, res.stderr);
+        assert.equal(res.stderr, `midcert-agent: error [CERT_MALFORMED] ${words} after the certificate\n`);
+      }
+      await runOk('openssl', ['crl2pkcs7', '-nocrl', '-certfile', file('bundle.pem'), '-outform', 'DER', '-out', file('chain2.p7b')]);
+      await writeFile(file('trailing.p7b'), Buffer.concat([await readFile(file('chain2.p7b')), Buffer.from('junk')]));
+      const p7 = await agent('cert', 'show', 'trailing.p7b');
+      assert.equal(p7.code, 3);
+      assert.match(p7.stderr, /\[CERT_MALFORMED\] 4 trailing bytes after the PKCS#7 data/);
     });
 
     it('documents exit codes in --help', async () => {

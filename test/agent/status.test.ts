@@ -1,20 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromJson } from '@bufbuild/protobuf';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
 import { clearHostInfoCache, hostInfo, mountFor } from '../../agent/host-info.js';
 import type { LastResult } from '../../agent/journal.js';
-import { resolveMidPaths } from '../../agent/mid-install.js';
+import { resolveMidPaths, resolveStorepass } from '../../agent/mid-install.js';
 import { RenewalEngine } from '../../agent/renewal/engine.js';
 import type { ServiceManager } from '../../agent/service-manager.js';
 import { collectStatus, statusToJson, type StatusSources } from '../../agent/status.js';
+import { LIMITS } from '../../common/limits.js';
 import { VERSION } from '../../common/version.js';
 import { renderConfigXml } from '../../lab/mid/config-xml.js';
 import { findEntry, readKeystore } from '../../pki/keystore.js';
 import { AgentStatusSchema } from '../../proto/gen/midcert/v1/agent_pb.js';
 import { pathsOf, startMidWorld, type MidWorld } from '../helpers/mid-world.js';
+import { runOk } from '../helpers/run.js';
+import { releaseFifoReaders, within } from '../helpers/special-files.js';
 
 function agentConfig(home: string, dir: string, extra = ''): AgentConfig {
   const yaml = [
@@ -198,6 +201,93 @@ describe('agent status when parts of the host are broken', function () {
     assert.equal(status.keystore?.error?.code, 'KEYSTORE_UNREADABLE');
     const text = JSON.stringify(statusToJson(status));
     for (const secret of ['Instance-S3cret!', 'Proxy-S3cret!', 'proxyuser']) assert.ok(!text.includes(secret), secret);
+  });
+
+  describe('special files in place of the keystore, config.xml or the store password file', () => {
+    const fifos: string[] = [];
+    afterEach(() => releaseFifoReaders(fifos));
+
+    /** A MID home with a good config.xml; `keystore` / `config` put something else in their place. */
+    async function brokenHome(place: { keystore?: (path: string) => Promise<void>; config?: (path: string) => Promise<void> }): Promise<AgentConfig> {
+      const home = join(dir, 'mid');
+      await mkdir(join(home, 'agent', 'security'), { recursive: true });
+      const configPath = join(home, 'agent', 'config.xml');
+      if (place.config) await place.config(configPath);
+      else await writeFile(configPath, renderConfigXml({ url: 'https://acme.service-now.com/', name: 'mid09', auth: 'mutual' }));
+      if (place.keystore) await place.keystore(join(home, 'agent', 'security', 'agent_keystore'));
+      return agentConfig(home, dir);
+    }
+    const fifo = async (path: string): Promise<void> => { await runOk('mkfifo', [path]); fifos.push(path); };
+    const specials: [string, (path: string) => Promise<void>, string, RegExp][] = [
+      ['a symlink to /dev/zero', (p) => symlink('/dev/zero', p), 'KEYSTORE_UNREADABLE', /is a character device, not a regular file/],
+      ['a FIFO', fifo, 'KEYSTORE_UNREADABLE', /is a FIFO \(named pipe\), not a regular file/],
+      ['a directory', (p) => mkdir(p), 'KEYSTORE_UNREADABLE', /is a directory, not a regular file/],
+      ['a regular file over 4 MiB', (p) => writeFile(p, Buffer.alloc(LIMITS.keystoreBytes + 1, 0xfe)), 'INPUT_TOO_LARGE', /is 4194305 bytes; the limit is 4194304 bytes/],
+    ];
+
+    for (const [what, make, code, message] of specials) {
+      it(`answers at once with ${code} for a keystore that is ${what}, and still reports config.xml`, async () => {
+        const cfg = await brokenHome({ keystore: make });
+        const started = Date.now();
+        const status = await within(5_000, collectStatus({
+          cfg, paths: await resolveMidPaths(cfg), storepass: 'changeit', service: activeService(), engine: idleEngine, startedAt: new Date(), hostInfo: fixedHost,
+        }));
+        assert.ok(Date.now() - started < 3_000, `took ${Date.now() - started} ms`);
+        assert.equal(status.keystore?.error?.code, code);
+        assert.match(status.keystore?.error?.message ?? '', message);
+        assert.ok(status.keystore?.modifiedAt, 'the file was found, so its time is known');
+        assert.equal(status.certificate?.present, false);
+        assert.equal(status.config?.midName, 'mid09');
+        assert.equal(status.config?.error, undefined);
+      });
+
+      it(`answers at once with ${code === 'KEYSTORE_UNREADABLE' ? 'MID_CONFIG_INVALID' : code} for a config.xml that is ${what}`, async () => {
+        const cfg = await brokenHome({ config: make });
+        const status = await within(5_000, collectStatus({
+          cfg, paths: await resolveMidPaths(cfg), storepass: 'changeit', service: activeService(), engine: idleEngine, startedAt: new Date(), hostInfo: fixedHost,
+        }));
+        assert.equal(status.config?.error?.code, code === 'KEYSTORE_UNREADABLE' ? 'MID_CONFIG_INVALID' : code);
+        assert.match(status.config?.error?.message ?? '', code === 'INPUT_TOO_LARGE' ? /is 4194305 bytes; the limit is 262144 bytes/ : message);
+        assert.equal(status.midName, '');
+        assert.equal(status.keystore?.error?.code, 'KEYSTORE_UNREADABLE', 'no keystore in this home');
+        assert.equal(status.service?.active, true);
+      });
+    }
+
+    it('answers at once with CONFIG_UNREADABLE for a store password file that is a FIFO', async () => {
+      const base = await brokenHome({});
+      await fifo(join(dir, 'storepass'));
+      const cfg: AgentConfig = { ...base, mid: { ...base.mid, storepassFile: join(dir, 'storepass') } };
+      const status = await within(5_000, collectStatus({
+        cfg, paths: await resolveMidPaths(cfg), storepass: () => resolveStorepass(cfg), service: activeService(), engine: idleEngine, startedAt: new Date(), hostInfo: fixedHost,
+      }));
+      assert.equal(status.keystore?.error?.code, 'CONFIG_UNREADABLE');
+      assert.match(status.keystore?.error?.message ?? '', /^mid\.storepassFile .*storepass is a FIFO/);
+      assert.equal(status.config?.midName, 'mid09');
+    });
+
+    it('names a config.xml that is not one (passwd-like text, binary data, other XML) without echoing any of its content', async () => {
+      const contents: [string, Buffer][] = [
+        ['passwd', Buffer.from('QZroot:x:0:0:Hunter2Secret:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n')],
+        ['binary', Buffer.concat([Buffer.from('\x7fELF\x02\x01\x01', 'latin1'), Buffer.alloc(16), Buffer.from('Hunter2Secret')])],
+        ['other-xml', Buffer.from('<html><head><title>Hunter2Secret</title></head></html>')],
+      ];
+      for (const [name, bytes] of contents) {
+        const target = join(dir, `${name}.data`);
+        await writeFile(target, bytes);
+        const cfg = await brokenHome({ config: (p) => rm(p, { force: true }).then(() => symlink(target, p)) });
+        const status = await collectStatus({
+          cfg, paths: await resolveMidPaths(cfg), storepass: 'changeit', service: activeService(), engine: idleEngine, startedAt: new Date(), hostInfo: fixedHost,
+        });
+        const message = status.config?.error?.message ?? '';
+        assert.equal(status.config?.error?.code, 'MID_CONFIG_INVALID', name);
+        const configPath = join(cfg.mid.home, 'agent', 'config.xml');
+        assert.ok(message.startsWith(`${configPath} is not a MID config.xml: `), `${name}: ${message}`);
+        const rest = message.slice(configPath.length);
+        for (const piece of ['Q', 'root:', 'Hunter2', 'ELF', '\x7f', 'html', 'title', 'daemon']) assert.ok(!rest.includes(piece), `${name}: "${piece}" echoed in: ${message}`);
+        await rm(cfg.mid.home, { recursive: true, force: true });
+      }
+    });
   });
 
   it('maps the last renewal result to the OperationResult shape', async () => {

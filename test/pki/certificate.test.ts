@@ -3,8 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MidcertError } from '../../common/errors.js';
+import { LIMITS } from '../../common/limits.js';
 import { readCertificates, summarize } from '../../pki/certificate.js';
 import { buildChain } from '../../pki/chain.js';
+import { lintBundle } from '../../pki/lint.js';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
 import { runOk } from '../helpers/run.js';
 
@@ -72,5 +74,42 @@ describe('pki/certificate and pki/chain', () => {
     assert.equal(partial.complete, false);
     assert.equal(partial.gap?.kind, 'missing-issuer');
     assert.equal(partial.unused.length, 1);
+  });
+  it('refuses DER with trailing bytes, in a DER file, a PKCS#7 or a PEM block, saying how many', () => {
+    const der = pki.leaf.cert.der;
+    const trailing = (bytes: Buffer, words: RegExp) => assert.throws(() => readCertificates(bytes), (err: unknown) => {
+      assert.ok(err instanceof MidcertError);
+      assert.equal(err.code, 'CERT_MALFORMED');
+      assert.match(err.message, words);
+      return true;
+    });
+    trailing(Buffer.concat([der, Buffer.from([0, 0])]), /^2 trailing bytes after the certificate$/);
+    trailing(Buffer.concat([der, pki.ca.root.cert.der]), new RegExp(`^${pki.ca.root.cert.der.length} trailing bytes after the certificate$`));
+    const pemWithJunk = `-----BEGIN CERTIFICATE-----\n${Buffer.concat([der, Buffer.from('xyz')]).toString('base64')}\n-----END CERTIFICATE-----\n`;
+    trailing(Buffer.from(pemWithJunk), /^3 trailing bytes after the certificate$/);
+    assert.equal(readCertificates(der)[0]?.sha256, pki.leaf.cert.sha256, 'the exact DER still reads');
+  });
+
+  it('one certificate-count bound (LIMITS.certsPerInput) for readCertificates and lintBundle, checked before parsing', () => {
+    const many = (n: number): Buffer => Buffer.from(pki.leaf.certPem.repeat(n));
+    assert.equal(readCertificates(many(LIMITS.certsPerInput)).length, LIMITS.certsPerInput);
+    assert.ok(lintBundle(many(LIMITS.certsPerInput)).findings.length > 0, 'linted (with findings), not refused');
+    for (const parse of [readCertificates, lintBundle]) {
+      assert.throws(() => parse(many(LIMITS.certsPerInput + 1)), (err: unknown) => err instanceof MidcertError && err.code === 'INPUT_TOO_LARGE'
+        && err.message === `${LIMITS.certsPerInput + 1} certificates in one input; the limit is ${LIMITS.certsPerInput}`);
+    }
+    assert.throws(() => lintBundle(Buffer.from(pki.leaf.certPem.repeat(200) + pki.leaf.keyPem)), /200 certificates in one input; the limit is 64/);
+  });
+
+  it('never shows OpenSSL or forge text for an unparsable certificate', () => {
+    const broken = Buffer.from(pki.leaf.cert.der);
+    broken.fill(0xff, 40, 60);
+    assert.throws(() => readCertificates(broken), (err: unknown) => {
+      assert.ok(err instanceof MidcertError && err.code === 'CERT_MALFORMED');
+      assert.doesNotMatch(err.message, /routines|error:|Too few bytes|Unparsed|ASN\.1 value/);
+      assert.match(err.message, /truncated or is not/);
+      assert.ok(err.cause, 'the original is kept as the cause');
+      return true;
+    });
   });
 });

@@ -50,12 +50,19 @@ function deepNesting(depth: number): Buffer {
 
 type Parser = (bytes: Buffer) => unknown;
 
-/** The parser returns, or throws a MidcertError; anything else (TypeError, RangeError…) fails. */
+/**
+ * Text of the runtime or of a library, never ours (Node's RangeError for a read past a buffer,
+ * OpenSSL's and forge's parser errors, jks-js's own): it must not reach a user's message.
+ */
+const RUNTIME_TEXT = /out of range|"offset"|Invalid string length|routines::|error:[0-9A-F]{8}|Too few bytes|Unparsed DER|Cannot read propert|is not a function|buffer bounds|Invalid keystore format|bits supported|is not expected/;
+
+/** The parser returns, or throws a MidcertError with our own words; anything else (TypeError, RangeError…) fails. */
 function assertTyped(name: string, parse: Parser, input: Buffer, label: string): void {
   try {
     parse(input);
   } catch (err) {
     assert.ok(err instanceof MidcertError, `${name} threw ${(err as Error)?.constructor?.name}: ${(err as Error)?.message} on ${label}`);
+    assert.doesNotMatch(err.message, RUNTIME_TEXT, `${name} let runtime text through on ${label}`);
   }
 }
 

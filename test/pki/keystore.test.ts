@@ -193,6 +193,23 @@ describe('pki/keystore', function () {
       }
     });
 
+    it('says in a sentence that a cut keystore is truncated, never with runtime text ("offset" out of range, forge, OpenSSL)', () => {
+      const runtime = /offset|out of range|Received|buffer bounds|Too few bytes|Unparsed DER|routines::|Invalid keystore format|bits supported/;
+      const sentences = new Set<string>();
+      for (const name of ['gen.jks', 'mid.jks', 'gen.p12']) {
+        for (const cut of truncations(files[name] as Buffer)) {
+          assert.throws(() => readKeystore(cut, STOREPASS), (err: unknown) => {
+            assert.ok(err instanceof MidcertError);
+            assert.doesNotMatch(err.message, runtime, `${name} cut at ${cut.length}`);
+            sentences.add(err.message);
+            return true;
+          });
+        }
+      }
+      // A cut in the certificate data is where jks-js used to throw 'The value of "offset" is out of range'.
+      assert.ok(sentences.has('the keystore is truncated or is not a JKS or PKCS12 file'), [...sentences].join(' | '));
+    });
+
     it('refuses trailing bytes after a JKS digest with KEYSTORE_MALFORMED', () => {
       assert.throws(() => readKeystore(Buffer.concat([files['gen.jks'] as Buffer, Buffer.alloc(3)]), STOREPASS), code('KEYSTORE_MALFORMED'));
     });

@@ -4,7 +4,7 @@ import { join, resolve, sep } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { MidcertError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fs.js';
-import { connectAgent } from '../controller/agent-client.js';
+import { connectAgent } from '../proto/agent-client.js';
 import { controllerConfigPath } from '../controller/config.js';
 import { initDataDir } from '../controller/data-dir.js';
 import { CONTROLLER_CN, controllerIdentity, fleetPaths, makeAgentKeyAndCsr, signAgentIdentity, type FleetIdentity } from '../controller/fleet-ca.js';

@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises';
 import { Command } from 'commander';
 import { EXIT, printJson, readInput } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
-import { connectAgent } from '../../controller/agent-client.js';
+import { connectAgent } from '../../proto/agent-client.js';
 import { loadAgentConfig, type AgentConfig } from '../config.js';
 import { createLogger, startAgentDaemon } from '../daemon.js';
 import { hostEffectsFrom } from '../host-effects.js';

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { connectAgent, type AgentClient } from '../../controller/agent-client.js';
+import { connectAgent, type AgentClient } from '../../proto/agent-client.js';
 import { createLabCa, type Identity, type LabCa } from '../../lab/lab-ca.js';
 import { PROFILES } from '../../pki/issue.js';
 import { findEntry, readKeystore } from '../../pki/keystore.js';

@@ -9,7 +9,7 @@ import { createLabCa, type Identity, type LabCa } from '../../lab/lab-ca.js';
 import { PROFILES } from '../../pki/issue.js';
 import { createAccessPolicy } from '../../agent/rpc/access.js';
 import { startAgentRpcServer, type AgentHandlers, type AgentRpcOptions } from '../../agent/rpc/server.js';
-import { connectAgent, type AgentClient } from '../../controller/agent-client.js';
+import { connectAgent, type AgentClient } from '../../proto/agent-client.js';
 import type { CallContext, PeerIdentity, RpcServer } from '../../proto/grpc-adapter.js';
 
 const SERVER_NAME = 'mid01.agent.test';

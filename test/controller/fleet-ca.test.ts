@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import * as tls from 'node:tls';
 import { MidcertError } from '../../common/errors.js';
 import { startAgentRpcServer, type AgentHandlers } from '../../agent/rpc/server.js';
-import { connectAgent } from '../../controller/agent-client.js';
+import { connectAgent } from '../../proto/agent-client.js';
 import type { CallContext } from '../../proto/grpc-adapter.js';
 import {
   CONTROLLER_CN, controllerIdentity, ensureFleetCa, fleetCaPem, fleetPaths, loadFleetCa, makeAgentKeyAndCsr, signAgentIdentity,

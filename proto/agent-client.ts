@@ -1,6 +1,6 @@
 import { MidcertError } from '../common/errors.js';
-import { AgentService } from '../proto/gen/midcert/v1/agent_pb.js';
-import { createRpcClient, type RpcClient } from '../proto/grpc-adapter.js';
+import { AgentService } from './gen/midcert/v1/agent_pb.js';
+import { createRpcClient, type RpcClient } from './grpc-adapter.js';
 
 export type AgentClient = RpcClient<typeof AgentService>;
 

@@ -16,6 +16,7 @@ const handlers: AgentHandlers = {
   getStatus: async () => ({ midName: 'bench', certificate: { present: true, leaf: { subject: 'CN=bench', issuer: 'CN=CA', sha256: 'ab'.repeat(32), notAfter }, daysLeft: 20 } }),
   watchEvents: async function* () { /* none */ },
   runPreflight: async () => ({ ok: true, checks: [] }),
+  getRenewal: unused,
   prepareRenewal: unused, rollback: unused, revertToBasicAuth: unused, restartService: unused,
   installCertificate: async function* () { /* unused */ },
   enableMutualAuth: async function* () { /* unused */ },

@@ -69,6 +69,7 @@ async function benchRotation(dir: string, store: ReturnType<typeof openStore>): 
     install: async () => { await new Promise((r) => setTimeout(r, installMs)); return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: 'new' }; },
     enableMutualAuth: async () => { throw new Error('unused'); },
     rollback: async () => { throw new Error('unused'); },
+    renewal: async () => { throw new Error('unused'); },
     close: () => undefined,
   });
   const agents = store.agents.list();

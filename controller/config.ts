@@ -52,6 +52,8 @@ const rotationSchema = z.object({
   concurrency: z.number().int().positive().max(200).default(10),
   renewWithinDays: z.number().int().positive().default(30),
   upTimeoutSeconds: z.number().int().positive().default(180),
+  /** An agent that went away mid-install is re-dialled and asked what became of it this long (default upTimeoutSeconds). */
+  reconnectSeconds: z.number().int().positive().max(3600).optional(),
 }).strict();
 
 const serveSchema = z.object({

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { isMidcertError } from '../common/errors.js';
 import type { RotationDeps, RotationOptions } from './orchestrator/run-rotation.js';
 import { runRotation } from './orchestrator/run-rotation.js';
-import { resumeUnfinishedJobs } from './orchestrator/resume.js';
+import { renewedByJobs, resumeUnfinishedJobs } from './orchestrator/resume.js';
 import { runPool } from './orchestrator/waves.js';
 import type { Agent, Store } from './store/index.js';
 
@@ -155,7 +155,7 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
     return;
   }
   log.info({ due: due.map((a) => a.name) }, 'renewing');
-  const report = await runRotation(deps, due, { ...rotation, force: true });
+  const report = await runRotation(deps, due, { ...rotation, force: true }, renewedByJobs(store, resumed));
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
   for (const r of report.results) {
     const o = observed.get(r.name);

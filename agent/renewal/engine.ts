@@ -1,9 +1,11 @@
 import { MidcertError } from '../../common/errors.js';
+import { redact } from '../../common/exec.js';
 import { restoreFileAtomic } from '../../common/fs.js';
-import { readFile } from 'node:fs/promises';
+import { readConfigXmlBytes } from '../mid-config.js';
 import { logOffset, verifyMidHealthy } from '../health.js';
 import { acquireStateLock } from '../state-lock.js';
-import type { LastResult, RenewalJournal } from '../journal.js';
+import { assertCredentials, BASIC_AUTH_ARGV_WARNING } from '../manage-certificates.js';
+import type { LastResult, RenewalJournal, RenewalStatus } from '../journal.js';
 import type { HostEffects, ProgressListener } from './effects.js';
 import { runInstall, resumeInstall, type InstallInput } from './install.js';
 import { assertRenewalId, prepareKeyAndCsr, readPrepared, stageBundleKey, type PreparedRenewal } from './prepare.js';
@@ -37,9 +39,15 @@ export class RenewalEngine {
     };
   }
 
+  /** GetRenewal: what became of one renewal (journal + bounded history); read-only, no lock. */
+  async renewalStatus(renewalId: string): Promise<RenewalStatus> {
+    assertRenewalId(renewalId);
+    return this.effects.journal.renewalStatus(renewalId, this.busy === 'installing');
+  }
+
   async prepare(options: PrepareOptions): Promise<PreparedRenewal> {
     assertRenewalId(options.renewalId);
-    return this.exclusive('prepared', async () => {
+    return this.exclusive('prepared', `preparing renewal ${options.renewalId}`, async () => {
       const entry = await this.effects.journal.load();
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
       if (entry?.renewalId === options.renewalId) {
@@ -56,11 +64,11 @@ export class RenewalEngine {
 
   async install(renewalId: string, input: InstallInput, progress: ProgressListener, mode: RenewalJournal['mode'] = 'install'): Promise<LastResult> {
     assertRenewalId(renewalId);
-    return this.exclusive('installing', async () => {
+    return this.exclusive('installing', `installing renewal ${renewalId}`, async () => {
       const entry = await this.effects.journal.load();
       if (!entry || entry.renewalId !== renewalId) {
-        const last = await this.effects.journal.loadLastResult();
-        if (last?.renewalId === renewalId) return last; // a repeated request: same answer, nothing re-run
+        const last = await this.effects.journal.findResult(renewalId);
+        if (last) return last; // a repeated request: same answer, nothing re-run
         throw new MidcertError('RENEWAL_NOT_PREPARED', `no prepared renewal ${renewalId}; call PrepareRenewal first`);
       }
       if (entry.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${renewalId} is already being installed`);
@@ -74,7 +82,7 @@ export class RenewalEngine {
    */
   async installBundle(bundlePem: string, progress: ProgressListener): Promise<LastResult> {
     const renewalId = `manual-${new Date().toISOString().replace(/[-:.]/g, '')}`;
-    return this.exclusive('installing', async () => {
+    return this.exclusive('installing', `installing bundle ${renewalId} (midcert-agent install)`, async () => {
       const entry = await this.effects.journal.load();
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
       // Lint and stage first: a bad bundle must not discard a renewal the controller prepared.
@@ -92,7 +100,7 @@ export class RenewalEngine {
 
   /** Called at agent start: finishes or rolls back an install interrupted by a crash. */
   resume(progress: ProgressListener): Promise<LastResult | undefined> {
-    return this.exclusive('installing', async () => {
+    return this.exclusive('installing', 'resuming an interrupted install', async () => {
       const entry = await this.effects.journal.load();
       if (!entry || entry.phase !== 'installing') return undefined;
       return resumeInstall(this.effects, entry, progress);
@@ -101,13 +109,13 @@ export class RenewalEngine {
 
   /** Puts the newest keystore backup back (the one taken before the last install) and restarts. */
   rollback(): Promise<LastResult> {
-    return this.exclusive('rolling-back', async () => {
+    return this.exclusive('rolling-back', 'rolling back to the newest keystore backup', async () => {
       const entry = await this.effects.journal.load();
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
       const [newest] = await this.effects.backups.list();
       if (!newest) throw new MidcertError('BACKUP_MISSING', 'there is no keystore backup to roll back to');
       const previousSha256 = await this.currentSha();
-      const saved = await readFile(newest); // read first: taking the next backup may prune this one
+      const saved = await this.effects.backups.read(newest); // read first: taking the next backup may prune this one
       await this.effects.backups.take(this.effects.paths.keystore); // so a rollback can be rolled back
       await this.effects.service.stop().catch(() => undefined);
       await restoreFileAtomic(this.effects.paths.keystore, saved);
@@ -116,29 +124,43 @@ export class RenewalEngine {
     });
   }
 
-  /** Break-glass: `-b USER PASS`, then restart. The password is passed through, never stored. */
-  async revertToBasicAuth(username: string, password: string): Promise<LastResult> {
-    if (!username || !password) throw new MidcertError('USAGE', 'username and password are required');
-    return this.exclusive('restarting', async () => {
+  /**
+   * Break-glass: `-b USER PASS`, then restart. The password is passed through, never stored or
+   * logged. The vendor script takes it on its command line, so once the script has run, the
+   * result carries BASIC_AUTH_ARGV_WARNING in `warnings` (an error after that point, in its
+   * detail), and `onWarning` hears it right away (the daemon logs it).
+   */
+  async revertToBasicAuth(username: string, password: string, options: { onWarning?: (warning: string) => void } = {}): Promise<LastResult> {
+    assertCredentials(username, password);
+    return this.exclusive('restarting', 'reverting the MID to basic auth (break-glass)', async () => {
       const previousSha256 = await this.currentSha();
-      const backup = await readFile(this.effects.paths.configXml);
+      const backup = await readConfigXmlBytes(this.effects.paths.configXml);
+      let exposed = false;
       try {
         await this.effects.service.stop();
-        await this.effects.script.revertToBasicAuth(username, password);
+        exposed = true;
+        try {
+          await this.effects.script.revertToBasicAuth(username, password);
+        } finally {
+          options.onWarning?.(BASIC_AUTH_ARGV_WARNING);
+        }
         await this.restartAndVerify(true);
       } catch (err) {
         // The MID may be running on the reverted config: stop it, put config.xml back, start again.
         await this.effects.service.stop().catch(() => undefined);
-        await restoreFileAtomic(this.effects.paths.configXml, backup);
-        await this.effects.service.start().catch(() => undefined);
-        throw err;
+        try {
+          await restoreFileAtomic(this.effects.paths.configXml, backup);
+        } finally {
+          await this.effects.service.start().catch(() => undefined);
+        }
+        throw revertError(err, password, exposed);
       }
-      return this.record({ ok: true, renewalId: 'revert-to-basic-auth', failedStep: '', rolledBack: false, previousSha256 });
+      return this.record({ ok: true, renewalId: 'revert-to-basic-auth', failedStep: '', rolledBack: false, previousSha256, warnings: [BASIC_AUTH_ARGV_WARNING] });
     });
   }
 
   restartService(): Promise<LastResult> {
-    return this.exclusive('restarting', async () => {
+    return this.exclusive('restarting', 'restarting the MID service', async () => {
       const previousSha256 = await this.currentSha();
       await this.effects.service.stop();
       await this.restartAndVerify(true);
@@ -165,11 +187,12 @@ export class RenewalEngine {
     return result;
   }
 
-  private async exclusive<T>(state: RenewalState, work: () => Promise<T>): Promise<T> {
+  /** `doing` names the work in the state-dir lock, for the RENEWAL_BUSY another process gets. */
+  private async exclusive<T>(state: RenewalState, doing: string, work: () => Promise<T>): Promise<T> {
     if (this.busy) throw new MidcertError('RENEWAL_BUSY', `the agent is busy (${this.busy})`);
     this.busy = state;
     try {
-      const release = await acquireStateLock(this.effects.journal.stateDir, state);
+      const release = await acquireStateLock(this.effects.journal.stateDir, doing);
       try {
         return await work();
       } finally {
@@ -181,3 +204,9 @@ export class RenewalEngine {
   }
 }
 
+/** A failed revert's error: never the password (whatever a peer echoed), plus the warning once the script ran. */
+function revertError(err: unknown, password: string, exposed: boolean): unknown {
+  if (!(err instanceof MidcertError)) return err;
+  const detail = [err.detail ? redact(err.detail, [password]) : '', exposed ? `Warning: ${BASIC_AUTH_ARGV_WARNING}.` : ''].filter(Boolean).join('\n');
+  return new MidcertError(err.code, redact(err.message, [password]), detail ? { detail } : {});
+}

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { InstallProgressSchema, OperationResultSchema } from '../../proto/gen/midcert/v1/agent_pb.js';
+import { RenewalPhase, type InstallProgressSchema, type OperationResultSchema, type RenewalStateSchema } from '../../proto/gen/midcert/v1/agent_pb.js';
 import type { AgentConfig } from '../config.js';
 import { streamOf, type EventHub } from '../events.js';
-import type { LastResult } from '../journal.js';
+import type { LastResult, RenewalStatus } from '../journal.js';
 import { readConfigXml, summarizeMidConfig } from '../mid-config.js';
 import { runPreflight } from '../preflight.js';
 import type { HostEffects, Progress } from '../renewal/effects.js';
@@ -18,6 +18,8 @@ export interface HandlerDeps {
   engine: RenewalEngine;
   events: EventHub;
   startedAt: Date;
+  /** The agent log (pino); operator warnings such as the basic-auth revert's go here. */
+  log?: { warn(fields: Record<string, unknown>, message: string): void };
 }
 
 type ProgressInit = MessageInitShape<typeof InstallProgressSchema>;
@@ -38,6 +40,7 @@ export function agentHandlers(deps: HandlerDeps): AgentHandlers {
   return {
     getStatus: async () => collectStatus(sources),
     runPreflight: async () => runPreflight(sources),
+    getRenewal: async (req) => toRenewalState(await deps.engine.renewalStatus(req.renewalId)),
     watchEvents: async function* (req, ctx) {
       for await (const event of deps.events.subscribe(ctx.signal)) {
         yield { ...event, ...(req.includeStatus ? { status: await collectStatus(sources) } : {}) };
@@ -63,13 +66,29 @@ export function agentHandlers(deps: HandlerDeps): AgentHandlers {
       finalOf,
     ),
     rollback: async () => toOperationResult(await deps.engine.rollback()),
-    revertToBasicAuth: async (req) => toOperationResult(await deps.engine.revertToBasicAuth(req.username, req.password)),
+    revertToBasicAuth: async (req, ctx) => {
+      // Said as soon as the script has run, success or not: the password was on its command line.
+      const onWarning = (warning: string): void => {
+        deps.log?.warn({ rpc: 'RevertToBasicAuth', username: req.username, caller: ctx.identity?.subject ?? ctx.role }, `break-glass revert to basic auth: ${warning}`);
+        deps.events.publish('service', `break-glass revert to basic auth: ${warning}`);
+      };
+      return toOperationResult(await deps.engine.revertToBasicAuth(req.username, req.password, { onWarning }));
+    },
     restartService: async () => toOperationResult(await deps.engine.restartService()),
   };
 }
 
 export function toOperationResult(result: LastResult): MessageInitShape<typeof OperationResultSchema> {
   return { ...result, ...(result.error ? { error: { ...result.error } } : {}) };
+}
+
+const PHASES: Record<RenewalStatus['state'], RenewalPhase> = {
+  unknown: RenewalPhase.UNKNOWN, prepared: RenewalPhase.PREPARED, installing: RenewalPhase.INSTALLING,
+  installed: RenewalPhase.INSTALLED, 'rolled-back': RenewalPhase.ROLLED_BACK, failed: RenewalPhase.FAILED,
+};
+
+export function toRenewalState(status: RenewalStatus): MessageInitShape<typeof RenewalStateSchema> {
+  return { ...status, state: PHASES[status.state] };
 }
 
 /** The subject policy: `subject.template` with {midName} (from config.xml) and {hostname}. */

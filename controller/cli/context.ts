@@ -60,6 +60,7 @@ export function rotationOptions(ctx: Context, overrides: Partial<RotationOptions
     caTimeoutMs: ctx.cfg.ca.timeoutSeconds * 1000 * 20,
     caPollMs: 2000,
     upTimeoutMs: r.upTimeoutSeconds * 1000,
+    reconnectMs: (r.reconnectSeconds ?? r.upTimeoutSeconds) * 1000,
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };
 }

@@ -4,10 +4,10 @@ import { LIMITS } from '../../common/limits.js';
 import { fleetStatus, type AgentFleetStatus } from '../fleet-status.js';
 import { runCaRotation } from '../orchestrator/run-ca-rotation.js';
 import { runRotation, type RotationReport, type RotationResult } from '../orchestrator/run-rotation.js';
-import { resumeUnfinishedJobs } from '../orchestrator/resume.js';
+import { renewedByJobs, resumeUnfinishedJobs } from '../orchestrator/resume.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import { fleetDialer } from '../orchestrator/wiring.js';
-import { connectAgent } from '../agent-client.js';
+import { connectAgent } from '../../proto/agent-client.js';
 import { controllerIdentity, type FleetIdentity } from '../fleet-ca.js';
 import { agentClientOptions } from '../orchestrator/wiring.js';
 import { runPool } from '../orchestrator/waves.js';
@@ -161,7 +161,9 @@ export function rotateCommand(globals: () => GlobalOptions): Command {
 Each MID: PrepareRenewal on the agent (key stays on the host) → CA → instance (CA chain, leaf for
 the MID user, wait published) → InstallCertificate (backup, import, verify, restart, health check,
 rollback on failure) → instance reports the MID Up. Every step is saved: a controller killed
-mid-way resumes the job on its next run and never rotates a MID twice.
+mid-way resumes the job on its next run and never rotates a MID twice: an install that was in
+flight is settled by asking the agent (GetRenewal), and the MIDs the resumed job renewed are
+skipped by the new job, with or without --force (reason "already-renewed").
 Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`)
     .action(async (o: Selection & Record<string, string | boolean | undefined> & { json?: boolean }) => {
       const ctx = await openContext(globals());
@@ -175,11 +177,14 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
         });
         const { progress, onEvent } = progressFor(o);
         const deps = await rotationDeps(ctx, globals(), onEvent, (i, names) => progress.log(`wave ${i + 1}: ${names.join(', ')}`));
-        if (!options.dryRun) await resumeUnfinishedJobs(deps, options);
+        // A dry run resumes nothing, but plans as the real run would: without what those jobs renewed.
+        const renewed = options.dryRun
+          ? renewedByJobs(ctx.store, ctx.store.jobs.unfinished().map((j) => j.id), 'unfinished')
+          : renewedByJobs(ctx.store, await resumeUnfinishedJobs(deps, options));
         progress.start(agents.length, options.dryRun ? 'planning' : 'rotating');
         let report: RotationReport;
         try {
-          report = await runRotation(deps, agents, options);
+          report = await runRotation(deps, agents, options, renewed);
         } finally {
           progress.stop();
         }

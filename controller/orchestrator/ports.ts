@@ -25,6 +25,18 @@ export interface InstallOutcome {
   currentSha256: string;
 }
 
+/** GetRenewal's answer: what became of one renewal on the host, from the agent's journal. */
+export interface RenewalSnapshot {
+  state: 'unknown' | 'prepared' | 'installing' | 'installed' | 'rolled-back' | 'failed';
+  step: string;
+  /** The leaf the keystore held when the renewal finished. */
+  leafSha256: string;
+  failedStep: string;
+  errorCode: string;
+  errorMessage: string;
+  finishedAt: string;
+}
+
 export interface InstallProgressEvent {
   step: string;
   state: string;
@@ -37,6 +49,8 @@ export interface AgentPort {
   /** Converts a basic-auth MID: import + `manage-certificates -m`. */
   enableMutualAuth(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
   rollback(): Promise<InstallOutcome>;
+  /** GetRenewal: asked after an install stream broke, and when resuming an install in flight. */
+  renewal(renewalId: string): Promise<RenewalSnapshot>;
   /** The agent's event stream (keystore or config.xml changed, renewal progress) until aborted. */
   events?(signal: AbortSignal): AsyncIterable<{ type: string; message: string }>;
   close(): void;

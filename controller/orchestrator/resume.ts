@@ -1,4 +1,4 @@
-import type { Agent, Job, JobAgent } from '../store/index.js';
+import type { Agent, Job, JobAgent, Store } from '../store/index.js';
 import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './run-rotation.js';
 import type { RotationRecord } from './rotate-one.js';
 
@@ -6,8 +6,10 @@ const FINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
 const SWAPPED = new Set(['installing', 'succeeded']);
 
 /**
- * A controller killed mid-job left rows in flight. Each is continued from its saved state (the
- * agent answers repeated requests by renewal id, so nothing is rotated twice) and the job settled.
+ * A controller killed mid-job left rows in flight. Each is continued from its saved state and the
+ * job settled. An install that was in flight is not sent again blindly: the agent is asked
+ * GetRenewal by renewal id first (rotate-one.ts reconcileInstall), so the row records what the
+ * host did, and nothing is rotated twice.
  * A CA-chain rotation interrupted before its single chain swap is not continued MID by MID (that
  * would swap the chain with other MIDs unstaged): its open rows are closed and the operator
  * reruns `midcert rotate-ca`.
@@ -50,4 +52,19 @@ function resultOf(name: string, r: RotationRecord | JobAgent): RotationResult {
     name, state: ok ? 'succeeded' : skipped ? 'skipped' : 'failed', previousSha256: '', newSha256: '', notAfter: '', failedStep,
     error: ok || skipped ? null : { code: r.errorCode ?? 'FAILED', message: r.errorMessage ?? '' },
   };
+}
+
+/**
+ * The MIDs the given (just resumed) jobs renewed, with the reason a re-run reports when it skips
+ * them: a re-run of the same request after a controller kill must not rotate them again, not even
+ * with --force (that rotates each selected MID once: this job already did).
+ */
+export function renewedByJobs(store: Store, jobIds: number[], how: 'resumed' | 'unfinished' = 'resumed'): Map<string, string> {
+  const renewed = new Map<string, string>();
+  for (const jobId of jobIds) {
+    for (const row of store.jobAgents.list(jobId, { states: ['succeeded'] })) {
+      renewed.set(row.agentName, `already-renewed (by ${how} job ${jobId})`);
+    }
+  }
+  return renewed;
 }

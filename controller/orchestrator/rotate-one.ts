@@ -1,6 +1,7 @@
 import { MidcertError, isMidcertError } from '../../common/errors.js';
+import { readCertificates } from '../../pki/certificate.js';
 import type { CaOutcome } from '../ca/adapter.js';
-import type { AgentPort, CaPort, InstallOutcome, InstancePort } from './ports.js';
+import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot } from './ports.js';
 
 /** How far one MID's rotation got; persisted after every transition so a killed controller resumes. */
 export type RotationState = 'pending' | 'prepared' | 'submitted' | 'issued' | 'published' | 'installed' | 'verified' | 'failed';
@@ -32,12 +33,20 @@ export interface RotateOneContext {
   agentName: string;
   subject?: string;
   agent: AgentPort;
+  /** A new connection to the same agent (for asking GetRenewal after the install stream broke); default: reuse `agent`. */
+  redial?(): AgentPort;
   ca: CaPort;
   instance: InstancePort | undefined;
   load(): RotationRecord | undefined;
   save(record: RotationRecord): void;
   emit(event: RotationEvent): void;
-  options: { renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string };
+  options: {
+    renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string;
+    /** How long to keep asking an agent that went away mid-install what became of the renewal (default: upTimeoutMs). */
+    reconnectMs?: number;
+    /** First wait between those attempts; doubles up to RECONNECT_MAX_BACKOFF_MS. */
+    reconnectBackoffMs?: number;
+  };
 }
 
 /**
@@ -146,14 +155,136 @@ async function pollUntilSettled(ctx: RotateOneContext, cookie: string): Promise<
 }
 
 async function install(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
+  // Resumed from an `installing` row: the install may have run (or be running) on the host.
+  const inFlight = record.outageStartedAt !== undefined;
   const started = new Date().toISOString();
   save({ outageStartedAt: ctx.options.outageStartedAt ?? record.outageStartedAt ?? started });
-  const run = ctx.options.mode === 'enable-mutual' ? ctx.agent.enableMutualAuth.bind(ctx.agent) : ctx.agent.install.bind(ctx.agent);
-  const outcome: InstallOutcome = await run(record.renewalId, record.certificatePem as string, record.chainPem ?? '', (e) => {
-    ctx.emit({ agent: ctx.agentName, step: `install:${e.step}`, state: 'info', message: e.state });
-  });
+  const outcome: InstallOutcome = inFlight
+    ? await reconcileInstall(ctx, record, undefined)
+    : await sendInstall(ctx, ctx.agent, record).catch((err: unknown) => {
+      if (!connectionLost(err)) throw err;
+      return reconcileInstall(ctx, record, err as MidcertError);
+    });
   if (!outcome.ok) {
-    return save({ state: 'failed', failedStep: `install:${outcome.failedStep}`, errorCode: outcome.errorCode || 'INSTALL_FAILED', errorMessage: `${outcome.errorMessage}${outcome.rolledBack ? ' (the MID was rolled back to its previous certificate)' : ''}` });
+    return save({ state: 'failed', failedStep: outcome.failedStep ? `install:${outcome.failedStep}` : 'install', errorCode: outcome.errorCode || 'INSTALL_FAILED', errorMessage: `${outcome.errorMessage}${outcome.rolledBack ? ' (the MID was rolled back to its previous certificate)' : ''}` });
   }
   return save({ state: 'installed', newSha256: outcome.currentSha256 });
+}
+
+function sendInstall(ctx: RotateOneContext, port: AgentPort, record: RotationRecord): Promise<InstallOutcome> {
+  const run = ctx.options.mode === 'enable-mutual' ? port.enableMutualAuth.bind(port) : port.install.bind(port);
+  return run(record.renewalId, record.certificatePem as string, record.chainPem ?? '', (e) => {
+    ctx.emit({ agent: ctx.agentName, step: `install:${e.step}`, state: 'info', message: e.state });
+  });
+}
+
+/**
+ * gRPC failures after which nobody knows how the install ended: the agent (or the network) went
+ * away mid-stream, or the call outlived its deadline. The host may have finished the install.
+ */
+const CONNECTION_LOST = new Set(['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'CANCELLED']);
+const RECONNECT_MAX_BACKOFF_MS = 5000;
+/** InstallCertificate is sent again at most this often while the agent says PREPARED (it never reached the host). */
+const MAX_RESENDS = 2;
+
+function connectionLost(err: unknown): boolean {
+  return isMidcertError(err) && CONNECTION_LOST.has(err.code);
+}
+
+/**
+ * The record must match the host: instead of calling an install whose stream broke failed, dial
+ * the agent again (backing off, for at most `reconnectMs`) and ask GetRenewal what became of the
+ * renewal. INSTALLED with the leaf we sent → success; ROLLED_BACK / FAILED → failure with the
+ * agent's own code; PREPARED → the install never changed the host: send it again; INSTALLING →
+ * wait. Only an agent that stays unreachable for the whole window is recorded UNAVAILABLE.
+ * Resuming an install in flight (`cause` undefined) asks the same question first.
+ */
+async function reconcileInstall(ctx: RotateOneContext, record: RotationRecord, cause: MidcertError | undefined): Promise<InstallOutcome> {
+  const windowMs = ctx.options.reconnectMs ?? ctx.options.upTimeoutMs;
+  const until = Date.now() + windowMs;
+  let delay = ctx.options.reconnectBackoffMs ?? 500;
+  let lastError: MidcertError | undefined = cause;
+  let lastState: RenewalSnapshot | undefined;
+  let resends = 0;
+  const expected = leafSha256(record.certificatePem);
+  ctx.emit({ agent: ctx.agentName, step: 'install', state: 'info', message: cause ? `install stream lost ([${cause.code}] ${cause.message}); asking the agent what became of ${record.renewalId}` : `asking the agent what became of ${record.renewalId}` });
+  for (;;) {
+    const port = ctx.redial ? ctx.redial() : ctx.agent;
+    try {
+      const answer = await askRenewal(port, record.renewalId);
+      lastState = answer ?? lastState;
+      const settled = answer ? settledOutcome(answer, expected, record.renewalId) : undefined;
+      if (settled) return settled;
+      if (!answer || answer.state === 'prepared') {
+        // No answer means an agent from before GetRenewal; it answers a repeated install by renewal id.
+        if (resends >= MAX_RESENDS) {
+          return {
+            ok: false, failedStep: answer?.failedStep ?? '', errorCode: answer?.errorCode || lastError?.code || 'UNAVAILABLE', rolledBack: false, currentSha256: '',
+            errorMessage: answer?.errorMessage || `renewal ${record.renewalId} was sent ${resends + 1} times and never ran to the end on the agent${lastError ? `: ${lastError.message}` : ''}`,
+          };
+        }
+        resends += 1;
+        ctx.emit({ agent: ctx.agentName, step: 'install', state: 'info', message: `the agent ${answer ? 'has not installed' : 'cannot say (no GetRenewal) what became of'} ${record.renewalId}; sending InstallCertificate again` });
+        return await sendInstall(ctx, port, record);
+      }
+      // 'installing': the agent is still at it; ask again below.
+    } catch (err) {
+      // RENEWAL_BUSY to a re-sent install: the first one reached the agent after all and is running.
+      const busy = resends > 0 && isMidcertError(err) && err.code === 'RENEWAL_BUSY';
+      if (!busy && !connectionLost(err)) throw err;
+      lastError = err as MidcertError;
+    } finally {
+      if (ctx.redial) port.close();
+    }
+    const remaining = until - Date.now();
+    if (remaining <= 0) break;
+    await new Promise((r) => setTimeout(r, Math.min(delay, remaining))); // the last attempt falls at the window's end
+    delay = Math.min(delay * 2, RECONNECT_MAX_BACKOFF_MS);
+  }
+  const seconds = Math.round(windowMs / 1000);
+  if (lastState?.state === 'installing') {
+    throw new MidcertError('DEADLINE_EXCEEDED', `the agent still reports renewal ${record.renewalId} installing (step ${lastState.step || '?'}) after ${seconds} s`);
+  }
+  throw new MidcertError('UNAVAILABLE', `the agent stayed unreachable for ${seconds} s after the install was interrupted, so what became of renewal ${record.renewalId} on the host is unknown${lastError ? `: ${lastError.message}` : ''}`);
+}
+
+/** GetRenewal, or undefined from an agent that predates it (UNIMPLEMENTED). */
+async function askRenewal(port: AgentPort, renewalId: string): Promise<RenewalSnapshot | undefined> {
+  try {
+    return await port.renewal(renewalId);
+  } catch (err) {
+    if (isMidcertError(err) && err.code === 'UNIMPLEMENTED') return undefined;
+    throw err;
+  }
+}
+
+/** The outcome an answer settles, or undefined while it settles nothing yet (prepared, installing). */
+function settledOutcome(answer: RenewalSnapshot, expected: string, renewalId: string): InstallOutcome | undefined {
+  const failed = (errorCode: string, errorMessage: string, rolledBack: boolean): InstallOutcome => ({
+    ok: false, failedStep: answer.failedStep, errorCode, errorMessage, rolledBack, currentSha256: answer.leafSha256,
+  });
+  switch (answer.state) {
+    case 'installed':
+      if (expected && answer.leafSha256 !== expected) {
+        return failed('RENEWAL_MISMATCH', `the agent reports renewal ${renewalId} installed with leaf ${answer.leafSha256.slice(0, 16)}…, not the leaf ${expected.slice(0, 16)}… the controller sent`, false);
+      }
+      return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: answer.leafSha256 };
+    case 'rolled-back':
+      return failed(answer.errorCode || 'INSTALL_FAILED', answer.errorMessage || 'the install failed on the agent', true);
+    case 'failed':
+      return failed(answer.errorCode || 'INSTALL_FAILED', answer.errorMessage || 'the install failed on the agent', false);
+    case 'unknown':
+      return failed(answer.errorCode || 'RENEWAL_NOT_FOUND', answer.errorMessage || `the agent has no record of renewal ${renewalId}`, false);
+    default:
+      return undefined;
+  }
+}
+
+function leafSha256(pem: string | undefined): string {
+  if (!pem) return '';
+  try {
+    return readCertificates(Buffer.from(pem))[0]?.sha256 ?? '';
+  } catch {
+    return '';
+  }
 }

@@ -26,6 +26,8 @@ export interface RotationOptions {
   caTimeoutMs: number;
   caPollMs: number;
   upTimeoutMs: number;
+  /** How long an agent that went away mid-install is re-dialled and asked GetRenewal (default upTimeoutMs). */
+  reconnectMs?: number;
 }
 
 export interface RotationResult {
@@ -55,9 +57,16 @@ interface Candidate {
   leafSha256: string;
 }
 
-/** Fleet rotation: select (expiring or forced), plan waves, run them as one persisted job. */
-export async function runRotation(deps: RotationDeps, agents: Agent[], options: RotationOptions): Promise<RotationReport> {
-  const { selected, skipped } = await select(deps, agents, options);
+/**
+ * Fleet rotation: select (expiring or forced), plan waves, run them as one persisted job.
+ * `exclude` names MIDs to skip whatever `force` says, with the reason to report — the MIDs a job
+ * resumed just before renewed (see renewedByJobs), so a re-run rotates every MID once.
+ */
+export async function runRotation(deps: RotationDeps, agents: Agent[], options: RotationOptions, exclude: ReadonlyMap<string, string> = new Map()): Promise<RotationReport> {
+  const excluded = agents.filter((a) => exclude.has(a.name)).map((a) => ({ name: a.name, reason: exclude.get(a.name) as string }));
+  const chosen = await select(deps, agents.filter((a) => !exclude.has(a.name)), options);
+  const selected = chosen.selected;
+  const skipped = [...chosen.skipped, ...excluded].sort((a, b) => a.name.localeCompare(b.name));
   const waves = planWaves(selected.map((c) => ({ name: c.agent.name, cluster: c.agent.cluster ?? undefined })), { canary: options.canary, batch: options.batch });
   const plan = { waves: waves.map((w) => w.map((t) => t.name)), skipped };
   if (options.dryRun || selected.length === 0) {
@@ -103,16 +112,16 @@ async function select(deps: RotationDeps, agents: Agent[], options: RotationOpti
 }
 
 /** One MID inside a job; also what resuming an unfinished job calls. */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}): Promise<RotationRecord> {
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}): Promise<RotationRecord> {
   const port = deps.dial(agent);
   const record = jobRecord(deps.store, jobId, agent.name);
   try {
     const result = await rotateOne({
       agentName: agent.midName ?? agent.name,
-      agent: port, ca: deps.ca, instance: deps.instance,
+      agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
       load: record.load, save: record.save,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
-      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, ...extra },
+      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, ...extra },
     });
     if (result.state === 'verified' && result.certificatePem) recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
     return result;

@@ -1,9 +1,10 @@
-import { connectAgent, type AgentClient, type AgentClientOptions } from '../agent-client.js';
+import { connectAgent, type AgentClient, type AgentClientOptions } from '../../proto/agent-client.js';
 import { controllerIdentity, type FleetIdentity } from '../fleet-ca.js';
 import type { InstanceOperations } from '../instance/operations.js';
 import type { Agent } from '../store/index.js';
-import type { AgentPort, InstallOutcome, InstancePort } from './ports.js';
-import type { OperationResult } from '../../proto/gen/midcert/v1/agent_pb.js';
+import { MidcertError } from '../../common/errors.js';
+import type { AgentPort, InstallOutcome, InstancePort, RenewalSnapshot } from './ports.js';
+import { RenewalPhase, type OperationResult, type RenewalState } from '../../proto/gen/midcert/v1/agent_pb.js';
 
 /** The controller's mTLS client identity (fleet CA) for dialling agents. */
 export interface AgentDialer {
@@ -28,7 +29,8 @@ export function agentPort(client: AgentClient): AgentPort {
       onProgress({ step: p.step, state: p.state });
       if (p.result) last = p.result;
     }
-    if (!last) return { ok: false, failedStep: 'install', errorCode: 'INSTALL_FAILED', errorMessage: 'the agent ended the install stream without a result', rolledBack: false, currentSha256: '' };
+    // A stream that ends without a result is a lost connection: the orchestrator asks GetRenewal.
+    if (!last) throw new MidcertError('UNAVAILABLE', 'the agent ended the install stream without a result');
     return outcomeOf(last);
   };
   return {
@@ -49,9 +51,22 @@ export function agentPort(client: AgentClient): AgentPort {
     install: (renewalId, certificatePem, chainPem, onProgress) => stream(client.installCertificate({ renewalId, certificatePem, chainPem }), onProgress),
     enableMutualAuth: (renewalId, certificatePem, chainPem, onProgress) => stream(client.enableMutualAuth({ renewalId, certificatePem, chainPem }), onProgress),
     rollback: async () => outcomeOf(await client.rollback({})),
+    renewal: async (renewalId) => snapshotOf(await client.getRenewal({ renewalId }, { deadlineMs: RENEWAL_QUERY_DEADLINE_MS })),
     events: (signal) => client.watchEvents({}, { signal }),
     close: () => client.close(),
   };
+}
+
+/** GetRenewal reads two small files on the agent; an agent that cannot answer in this long is treated as unreachable. */
+const RENEWAL_QUERY_DEADLINE_MS = 10_000;
+
+const PHASE_NAMES: Record<RenewalPhase, RenewalSnapshot['state']> = {
+  [RenewalPhase.UNSPECIFIED]: 'unknown', [RenewalPhase.UNKNOWN]: 'unknown', [RenewalPhase.PREPARED]: 'prepared', [RenewalPhase.INSTALLING]: 'installing',
+  [RenewalPhase.INSTALLED]: 'installed', [RenewalPhase.ROLLED_BACK]: 'rolled-back', [RenewalPhase.FAILED]: 'failed',
+};
+
+function snapshotOf(r: RenewalState): RenewalSnapshot {
+  return { state: PHASE_NAMES[r.state] ?? 'unknown', step: r.step, leafSha256: r.leafSha256, failedStep: r.failedStep, errorCode: r.errorCode, errorMessage: r.message, finishedAt: r.finishedAt };
 }
 
 function outcomeOf(r: OperationResult): InstallOutcome {

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CaOutcome } from '../../controller/ca/adapter.js';
 import { jobRecord } from '../../controller/orchestrator/job-record.js';
-import type { AgentPort, CaPort, InstallOutcome, InstancePort } from '../../controller/orchestrator/ports.js';
+import { MidcertError } from '../../common/errors.js';
+import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot } from '../../controller/orchestrator/ports.js';
+import { readCertificates } from '../../pki/certificate.js';
 import { rotateOne, type RotationRecord } from '../../controller/orchestrator/rotate-one.js';
 import pino from 'pino';
 import { inMaintenanceWindow, renderMetrics, renewalDue, serve } from '../../controller/serve.js';
@@ -18,25 +20,52 @@ import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
  */
 class FakeAgent implements AgentPort {
   prepares = 0;
+  /** Installs that ran on the "host"; installCalls counts every InstallCertificate request. */
   installs = 0;
+  installCalls = 0;
+  queries = 0;
   installed = new Map<string, InstallOutcome>();
+  /** The next install runs on the host, then its stream breaks with this error before the result arrives. */
+  breakStream: MidcertError | undefined;
+  /** Scripted GetRenewal answers (an error = unreachable); when empty, the answer follows `installed`. */
+  answers: Array<Partial<RenewalSnapshot> | MidcertError> = [];
   constructor(private readonly pki: LabPki, private readonly failInstall = false) {}
   async status() { return { midName: 'mid01', leafSha256: 'old', leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + 5 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; }
   async prepare() { this.prepares++; return { csrPem: (await import('../../pki/csr.js')).buildCsr(this.pki.leaf.key, { subject: 'CN=mid01' }) }; }
-  async install(renewalId: string) {
+  async install(renewalId: string, certificatePem: string) {
+    this.installCalls++;
     const again = this.installed.get(renewalId);
     if (again) return again; // the agent answers a repeated request by renewal id
     this.installs++;
     const outcome: InstallOutcome = this.failInstall
       ? { ok: false, failedStep: 'verify-health', errorCode: 'HEALTH_CHECK_FAILED', errorMessage: 'SSLHandshakeException', rolledBack: true, currentSha256: 'old' }
-      : { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: 'new' };
+      : { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: shaOf(certificatePem) };
     this.installed.set(renewalId, outcome);
+    const broken = this.breakStream;
+    this.breakStream = undefined;
+    if (broken) throw broken;
     return outcome;
   }
-  enableMutualAuth(renewalId: string) { return this.install(renewalId); }
+  enableMutualAuth(renewalId: string, certificatePem: string) { return this.install(renewalId, certificatePem); }
   async rollback(): Promise<InstallOutcome> { throw new Error('unused'); }
+  async renewal(renewalId: string): Promise<RenewalSnapshot> {
+    this.queries++;
+    const base: RenewalSnapshot = { state: 'prepared', step: '', leafSha256: '', failedStep: '', errorCode: '', errorMessage: '', finishedAt: '' };
+    const scripted = this.answers.shift();
+    if (scripted instanceof MidcertError) throw scripted;
+    if (scripted) return { ...base, ...scripted };
+    const done = this.installed.get(renewalId);
+    if (!done) return base;
+    return { ...base, state: done.ok ? 'installed' : 'rolled-back', leafSha256: done.currentSha256, failedStep: done.failedStep, errorCode: done.errorCode, errorMessage: done.errorMessage, finishedAt: new Date().toISOString() };
+  }
   close() {}
 }
+
+function shaOf(pem: string): string {
+  return readCertificates(Buffer.from(pem))[0]?.sha256 ?? '';
+}
+
+const lost = (): MidcertError => new MidcertError('UNAVAILABLE', 'Connection dropped');
 
 function fakeCa(pki: LabPki, script: CaOutcome['kind'][]): CaPort & { submits: number; polls: number } {
   const next = (csrPem: string): CaOutcome => {
@@ -80,7 +109,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
 
   function context(agent: AgentPort, ca: CaPort, instance: InstancePort, jobId: number, events: string[] = []) {
     const rec = jobRecord(store, jobId, 'mid01');
-    return { agentName: 'mid01', agent, ca, instance, load: rec.load, save: rec.save, emit: (e: { step: string; state: string }) => events.push(`${e.step}:${e.state}`), options: { renewalId: `job${jobId}-mid01`, caPollMs: 1, caTimeoutMs: 2000, upTimeoutMs: 1000 } };
+    return { agentName: 'mid01', agent, ca, instance, load: rec.load, save: rec.save, emit: (e: { step: string; state: string }) => events.push(`${e.step}:${e.state}`), options: { renewalId: `job${jobId}-mid01`, caPollMs: 1, caTimeoutMs: 2000, upTimeoutMs: 1000, reconnectMs: 2000, reconnectBackoffMs: 10 } };
   }
 
   function newJob(): number {
@@ -156,6 +185,135 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'succeeded');
     });
   }
+
+  describe('an install stream that breaks: the controller asks the agent (GetRenewal) and records what the host did', () => {
+    it('records success with the new leaf when the agent, back after two refused dials, says INSTALLED', async () => {
+      const agent = new FakeAgent(pki);
+      agent.breakStream = lost();
+      agent.answers = [lost(), lost()]; // the agent is restarting
+      const jobId = newJob();
+      const events: string[] = [];
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), jobId, events));
+      assert.equal(record.state, 'verified', JSON.stringify(record));
+      assert.equal(record.newSha256, shaOf(record.certificatePem as string));
+      assert.equal(agent.queries, 3, 'asked until the agent answered');
+      assert.equal(agent.installCalls, 1, 'the install was not sent again');
+      const row = store.jobAgents.require(jobId, 'mid01');
+      assert.equal(row.state, 'succeeded');
+      assert.equal(row.errorCode, null);
+    });
+
+    it('records the agent\'s own failure when it says ROLLED_BACK', async () => {
+      const agent = new FakeAgent(pki);
+      agent.breakStream = lost();
+      agent.answers = [{ state: 'rolled-back', failedStep: 'verify-health', errorCode: 'HEALTH_CHECK_FAILED', errorMessage: 'the MID did not come back Up', leafSha256: 'old' }];
+      const jobId = newJob();
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), jobId));
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'HEALTH_CHECK_FAILED');
+      assert.equal(record.failedStep, 'install:verify-health');
+      assert.match(record.errorMessage ?? '', /rolled back/);
+      assert.equal(store.jobAgents.require(jobId, 'mid01').errorCode, 'HEALTH_CHECK_FAILED');
+    });
+
+    it('fails UNAVAILABLE only after the agent stayed unreachable for the whole reconnect window', async () => {
+      const agent = new FakeAgent(pki);
+      agent.breakStream = lost();
+      agent.answers = Array.from({ length: 1000 }, lost);
+      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+      const t0 = Date.now();
+      const record = await rotateOne({ ...ctx, options: { ...ctx.options, reconnectMs: 400, reconnectBackoffMs: 20 } });
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'UNAVAILABLE');
+      assert.equal(record.failedStep, 'install');
+      assert.match(record.errorMessage ?? '', /stayed unreachable/);
+      assert.ok(Date.now() - t0 >= 300, 'waited for (most of) the window');
+      assert.ok(agent.queries >= 3 && agent.queries < 40, `re-dialled with backoff (${agent.queries} queries)`);
+    });
+
+    it('refuses an INSTALLED answer that names another leaf than the one sent (RENEWAL_MISMATCH)', async () => {
+      const agent = new FakeAgent(pki);
+      agent.breakStream = lost();
+      agent.answers = [{ state: 'installed', leafSha256: 'ab'.repeat(32) }];
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'RENEWAL_MISMATCH');
+    });
+
+    it('sends the install again when the agent says PREPARED (the request never reached the host)', async () => {
+      const agent = new FakeAgent(pki);
+      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+      let first = true;
+      const port: AgentPort = Object.assign(Object.create(agent) as FakeAgent, {
+        install: async (id: string, pem: string) => {
+          if (first) { first = false; agent.installCalls++; throw lost(); } // lost before the agent saw it
+          return agent.install(id, pem);
+        },
+      });
+      const record = await rotateOne({ ...ctx, agent: port });
+      assert.equal(record.state, 'verified', JSON.stringify(record));
+      assert.equal(agent.installs, 1);
+      assert.equal(agent.installCalls, 2);
+    });
+
+    it('a non-connection error (RENEWAL_BUSY) is not reconciled: it fails at once with its code', async () => {
+      const agent = new FakeAgent(pki);
+      agent.breakStream = new MidcertError('RENEWAL_BUSY', 'another renewal is in progress');
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'RENEWAL_BUSY');
+      assert.equal(agent.queries, 0);
+    });
+  });
+
+  describe('resuming an install that was in flight when the controller died asks GetRenewal first', () => {
+    async function diedDuringInstall(agent: FakeAgent): Promise<{ jobId: number; ca: ReturnType<typeof fakeCa>; instance: ReturnType<typeof fakeInstance> }> {
+      const ca = fakeCa(pki, ['issued']);
+      const instance = fakeInstance();
+      const jobId = newJob();
+      const ctx = context(agent, ca, instance, jobId);
+      // The controller dies while the install stream is open: the row stays `installing`.
+      const dying: AgentPort = Object.assign(Object.create(agent) as FakeAgent, {
+        install: async (id: string, pem: string) => { await agent.install(id, pem); throw new Error('controller killed'); },
+      });
+      await rotateOne({ ...ctx, agent: dying, save: (r: RotationRecord) => { if (r.state === 'failed') throw new Error('killed'); ctx.save(r); } }).catch(() => undefined);
+      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'installing');
+      return { jobId, ca, instance };
+    }
+
+    it('the agent finished it: recorded succeeded, InstallCertificate not sent again', async () => {
+      const agent = new FakeAgent(pki);
+      const { jobId, ca, instance } = await diedDuringInstall(agent);
+      const callsBefore = agent.installCalls;
+      const record = await rotateOne(context(agent, ca, instance, jobId));
+      assert.equal(record.state, 'verified', JSON.stringify(record));
+      assert.equal(agent.installCalls, callsBefore, 'resume asked, it did not re-send');
+      assert.equal(agent.queries, 1);
+      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'succeeded');
+    });
+
+    it('the agent rolled it back: recorded failed with the agent\'s code', async () => {
+      const agent = new FakeAgent(pki, true);
+      const { jobId, ca, instance } = await diedDuringInstall(agent);
+      const record = await rotateOne(context(agent, ca, instance, jobId));
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'HEALTH_CHECK_FAILED');
+      assert.equal(agent.installs, 1);
+      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'failed');
+    });
+
+    it('the agent has no record of it: recorded failed RENEWAL_NOT_FOUND, nothing installed', async () => {
+      const agent = new FakeAgent(pki);
+      const { jobId, ca, instance } = await diedDuringInstall(agent);
+      agent.answers = [{ state: 'unknown', errorCode: 'RENEWAL_NOT_FOUND', errorMessage: 'no record' }];
+      const callsBefore = agent.installCalls;
+      const record = await rotateOne(context(agent, ca, instance, jobId));
+      assert.equal(record.state, 'failed');
+      assert.equal(record.errorCode, 'RENEWAL_NOT_FOUND');
+      assert.equal(record.failedStep, 'install');
+      assert.equal(agent.installCalls, callsBefore);
+    });
+  });
 });
 
 describe('controller serve: renewal window, maintenance windows, metrics', () => {
@@ -191,6 +349,7 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
       install: async () => { throw new Error('unused'); },
       enableMutualAuth: async () => { throw new Error('unused'); },
       rollback: async () => { throw new Error('unused'); },
+      renewal: async () => { throw new Error('unused'); },
       events: async function* (signal) {
         await new Promise((r) => setTimeout(r, 100));
         yield { type: 'keystore-changed', message: 'security/agent_keystore' };

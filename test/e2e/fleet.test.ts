@@ -146,8 +146,18 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
     }
   });
 
-  it('resumes a rotation after the controller is killed mid-fleet, rotating nothing twice', async () => {
-    const child = spawn(MIDCERT, ['--data-dir', lab.controller.dataDir, 'rotate', '--all', '--force', '--canary', '0', '--concurrency', '1'], { stdio: 'ignore' });
+  it('resumes a rotation after the controller is killed mid-fleet; a re-run of the same request rotates every MID once in total, --force once more', async () => {
+    // Installs per MID, counted on the hosts: the successful outcomes in each agent's journal history.
+    const installs = async (): Promise<Map<string, number>> => new Map(await Promise.all(lab.mids.map(async (m) => {
+      const history = JSON.parse(await readFile(join(dir, 'agents', m.name, 'state', 'history.json'), 'utf8')) as { ok: boolean }[];
+      return [m.name, history.filter((r) => r.ok).length] as [string, number];
+    })));
+    const delta = (after: Map<string, number>, before: Map<string, number>): Record<string, number> =>
+      Object.fromEntries(lab.mids.map((m) => [m.name, (after.get(m.name) ?? 0) - (before.get(m.name) ?? 0)]));
+    const every = (n: number): Record<string, number> => Object.fromEntries(lab.mids.map((m) => [m.name, n]));
+    const request = ['rotate', '--all', '--force', '--canary', '0', '--concurrency', '1'];
+    const before = await installs();
+    const child = spawn(MIDCERT, ['--data-dir', lab.controller.dataDir, ...request], { stdio: 'ignore' });
     let history: any;
     for (let i = 0; i < 600; i++) {
       history = await json('history', '--limit', '1');
@@ -158,13 +168,22 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     const killedJob = history.jobs[0].id as number;
-    // The next run resumes the killed job first; nothing is expiring now, so it rotates nothing new.
-    const next = await json('rotate', '--all', '--when-expiring-within', '1d');
-    assert.equal(next.summary.succeeded, 0);
+    // The same request again: it resumes the killed job first, and its new job skips what that renewed.
+    const next = await json(...request);
+    assert.equal(next.ok, true, JSON.stringify(next));
+    assert.equal(next.summary.succeeded, 0, JSON.stringify(next.results));
+    assert.equal(next.summary.skipped, MIDS);
+    for (const r of next.results) assert.equal(r.reason, `already-renewed (by resumed job ${killedJob})`, JSON.stringify(r));
     const resumed = (await json('history', '--limit', '5')).jobs.find((j: { id: number }) => j.id === killedJob);
     assert.equal(resumed.state, 'succeeded', JSON.stringify(resumed));
     assert.ok(resumed.agents.every((a: { state: string }) => a.state === 'succeeded'));
+    const afterRerun = await installs();
+    assert.deepEqual(delta(afterRerun, before), every(1), 'the kill and the re-run installed every MID exactly once');
     for (const m of lab.mids) assert.equal((await eccAgent(m.name))?.status, 'Up');
+    // With nothing left to resume, --force rotates every MID once more, and only once.
+    const forced = await json(...request);
+    assert.equal(forced.summary.succeeded, MIDS, JSON.stringify(forced.results));
+    assert.deepEqual(delta(await installs(), afterRerun), every(1), '--force rotated each MID once more');
   });
 
   it('rotates the CA chain across the fleet: staged, swapped once, all Up, outage reported per MID', async () => {

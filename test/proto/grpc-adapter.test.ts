@@ -48,6 +48,7 @@ function fakeHandlers(seen: CallContext[], held: { signal?: AbortSignal }): Hand
       await aborted(ctx.signal, 30_000);
     },
     async runPreflight(_req, ctx) { seen.push(ctx); return waitForAbort(ctx); },
+    async getRenewal(req, ctx) { seen.push(ctx); return { renewalId: req.renewalId }; },
     async prepareRenewal(_req, ctx) { seen.push(ctx); throw new MidcertError('KEY_UNSUPPORTED', 'EC keys are not supported by the MID\nsecond line', { detail: 'keytool said no' }); },
     async *installCertificate(req, ctx) {
       seen.push(ctx);

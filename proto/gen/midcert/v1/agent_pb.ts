@@ -10,15 +10,15 @@
 // @generated from file midcert/v1/agent.proto (package midcert.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file midcert/v1/agent.proto.
  */
 export const file_midcert_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZtaWRjZXJ0L3YxL2FnZW50LnByb3RvEgptaWRjZXJ0LnYxIjoKCUVycm9ySW5mbxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDgoGZGV0YWlsGAMgASgJIhIKEEdldFN0YXR1c1JlcXVlc3QifAoSQ2VydGlmaWNhdGVTdW1tYXJ5Eg8KB3N1YmplY3QYASABKAkSDgoGaXNzdWVyGAIgASgJEg4KBnNlcmlhbBgDIAEoCRISCgpub3RfYmVmb3JlGAQgASgJEhEKCW5vdF9hZnRlchgFIAEoCRIOCgZzaGEyNTYYBiABKAkiSwoLTGludEZpbmRpbmcSDAoEY29kZRgBIAEoCRIQCghzZXZlcml0eRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEgsKA2ZpeBgEIAEoCSK/AQoRQ2VydGlmaWNhdGVTdGF0dXMSDwoHcHJlc2VudBgBIAEoCBIsCgRsZWFmGAIgASgLMh4ubWlkY2VydC52MS5DZXJ0aWZpY2F0ZVN1bW1hcnkSLQoFY2hhaW4YAyADKAsyHi5taWRjZXJ0LnYxLkNlcnRpZmljYXRlU3VtbWFyeRIRCglkYXlzX2xlZnQYBCABKAUSKQoIZmluZGluZ3MYBSADKAsyFy5taWRjZXJ0LnYxLkxpbnRGaW5kaW5nIqEBCg5LZXlzdG9yZVN0YXR1cxIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSFQoNYWxpYXNfcHJlc2VudBgDIAEoCBINCgVhbGlhcxgEIAEoCRISCgplbnRyeV9raW5kGAUgASgJEhMKC21vZGlmaWVkX2F0GAYgASgJEiQKBWVycm9yGAcgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8iVwoLUHJveHlTdGF0dXMSDwoHZW5hYmxlZBgBIAEoCBIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKAUSGwoTY3JlZGVudGlhbHNfcHJlc2VudBgEIAEoCCLeAQoMQ29uZmlnU3RhdHVzEgwKBHBhdGgYASABKAkSFAoMaW5zdGFuY2VfdXJsGAIgASgJEhAKCG1pZF9uYW1lGAMgASgJEiYKBXByb3h5GAQgASgLMhcubWlkY2VydC52MS5Qcm94eVN0YXR1cxIhChliYXNpY19jcmVkZW50aWFsc19wcmVzZW50GAUgASgIEhEKCWF1dGhfbW9kZRgGIAEoCRIUCgxwbGFjZWhvbGRlcnMYByADKAkSJAoFZXJyb3IYCCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyJzCg1TZXJ2aWNlU3RhdHVzEg8KB21hbmFnZXIYASABKAkSDAoEdW5pdBgCIAEoCRIOCgZhY3RpdmUYAyABKAgSDQoFc2luY2UYBCABKAkSJAoFZXJyb3IYBSABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyLwAQoKSG9zdFN0YXR1cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgDIAEoARIRCgljcHVfbW9kZWwYBCABKAkSEQoJY3B1X2NvcmVzGAUgASgFEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgGIAEoARIeChZtZW1vcnlfYXZhaWxhYmxlX2J5dGVzGAcgASgBEhIKCmRpc2tfbW91bnQYCCABKAkSGAoQZGlza190b3RhbF9ieXRlcxgJIAEoARIcChRkaXNrX2F2YWlsYWJsZV9ieXRlcxgKIAEoASLHAQoPT3BlcmF0aW9uUmVzdWx0EgoKAm9rGAEgASgIEhIKCnJlbmV3YWxfaWQYAiABKAkSEwoLZmFpbGVkX3N0ZXAYAyABKAkSJAoFZXJyb3IYBCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbxITCgtyb2xsZWRfYmFjaxgFIAEoCBIXCg9wcmV2aW91c19zaGEyNTYYBiABKAkSFgoOY3VycmVudF9zaGEyNTYYByABKAkSEwoLZmluaXNoZWRfYXQYCCABKAkikQEKCUFnZW50SW5mbxIPCgd2ZXJzaW9uGAEgASgJEhYKDnVwdGltZV9zZWNvbmRzGAIgASgBEhUKDXJlbmV3YWxfc3RhdGUYAyABKAkSEgoKcmVuZXdhbF9pZBgEIAEoCRIwCgtsYXN0X3Jlc3VsdBgFIAEoCzIbLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0IrgCCgtBZ2VudFN0YXR1cxIQCghtaWRfbmFtZRgBIAEoCRIyCgtjZXJ0aWZpY2F0ZRgCIAEoCzIdLm1pZGNlcnQudjEuQ2VydGlmaWNhdGVTdGF0dXMSLAoIa2V5c3RvcmUYAyABKAsyGi5taWRjZXJ0LnYxLktleXN0b3JlU3RhdHVzEigKBmNvbmZpZxgEIAEoCzIYLm1pZGNlcnQudjEuQ29uZmlnU3RhdHVzEioKB3NlcnZpY2UYBSABKAsyGS5taWRjZXJ0LnYxLlNlcnZpY2VTdGF0dXMSJAoEaG9zdBgGIAEoCzIWLm1pZGNlcnQudjEuSG9zdFN0YXR1cxIkCgVhZ2VudBgHIAEoCzIVLm1pZGNlcnQudjEuQWdlbnRJbmZvEhMKC29ic2VydmVkX2F0GAggASgJIiwKEldhdGNoRXZlbnRzUmVxdWVzdBIWCg5pbmNsdWRlX3N0YXR1cxgBIAEoCCJgCgpBZ2VudEV2ZW50EgwKBHR5cGUYASABKAkSCgoCYXQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRInCgZzdGF0dXMYBCABKAsyFy5taWRjZXJ0LnYxLkFnZW50U3RhdHVzIhUKE1J1blByZWZsaWdodFJlcXVlc3QiWwoOUHJlZmxpZ2h0Q2hlY2sSDAoEbmFtZRgBIAEoCRIKCgJvaxgCIAEoCBIQCghzZXZlcml0eRgDIAEoCRIMCgRjb2RlGAQgASgJEg8KB21lc3NhZ2UYBSABKAkiSQoPUHJlZmxpZ2h0UmVwb3J0EgoKAm9rGAEgASgIEioKBmNoZWNrcxgCIAMoCzIaLm1pZGNlcnQudjEuUHJlZmxpZ2h0Q2hlY2sibgoVUHJlcGFyZVJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRzYW5zGAMgAygJEhAKCGtleV90eXBlGAQgASgJEhAKCGtleV9iaXRzGAUgASgFIlgKFlByZXBhcmVSZW5ld2FsUmVzcG9uc2USEgoKcmVuZXdhbF9pZBgBIAEoCRIPCgdjc3JfcGVtGAIgASgJEhkKEXB1YmxpY19rZXlfc2hhMjU2GAMgASgJIlsKGUluc3RhbGxDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKcmVuZXdhbF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSEQoJY2hhaW5fcGVtGAMgASgJIoABCg9JbnN0YWxsUHJvZ3Jlc3MSEgoKcmVuZXdhbF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEg0KBXN0YXRlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSKwoGcmVzdWx0GAUgASgLMhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQiEQoPUm9sbGJhY2tSZXF1ZXN0IlkKF0VuYWJsZU11dHVhbEF1dGhSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSFwoPY2VydGlmaWNhdGVfcGVtGAIgASgJEhEKCWNoYWluX3BlbRgDIAEoCSI+ChhSZXZlcnRUb0Jhc2ljQXV0aFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiFwoVUmVzdGFydFNlcnZpY2VSZXF1ZXN0MuYFCgxBZ2VudFNlcnZpY2USQgoJR2V0U3RhdHVzEhwubWlkY2VydC52MS5HZXRTdGF0dXNSZXF1ZXN0GhcubWlkY2VydC52MS5BZ2VudFN0YXR1cxJHCgtXYXRjaEV2ZW50cxIeLm1pZGNlcnQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhYubWlkY2VydC52MS5BZ2VudEV2ZW50MAESTAoMUnVuUHJlZmxpZ2h0Eh8ubWlkY2VydC52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GhsubWlkY2VydC52MS5QcmVmbGlnaHRSZXBvcnQSVwoOUHJlcGFyZVJlbmV3YWwSIS5taWRjZXJ0LnYxLlByZXBhcmVSZW5ld2FsUmVxdWVzdBoiLm1pZGNlcnQudjEuUHJlcGFyZVJlbmV3YWxSZXNwb25zZRJaChJJbnN0YWxsQ2VydGlmaWNhdGUSJS5taWRjZXJ0LnYxLkluc3RhbGxDZXJ0aWZpY2F0ZVJlcXVlc3QaGy5taWRjZXJ0LnYxLkluc3RhbGxQcm9ncmVzczABEkQKCFJvbGxiYWNrEhsubWlkY2VydC52MS5Sb2xsYmFja1JlcXVlc3QaGy5taWRjZXJ0LnYxLk9wZXJhdGlvblJlc3VsdBJWChBFbmFibGVNdXR1YWxBdXRoEiMubWlkY2VydC52MS5FbmFibGVNdXR1YWxBdXRoUmVxdWVzdBobLm1pZGNlcnQudjEuSW5zdGFsbFByb2dyZXNzMAESVgoRUmV2ZXJ0VG9CYXNpY0F1dGgSJC5taWRjZXJ0LnYxLlJldmVydFRvQmFzaWNBdXRoUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0ElAKDlJlc3RhcnRTZXJ2aWNlEiEubWlkY2VydC52MS5SZXN0YXJ0U2VydmljZVJlcXVlc3QaGy5taWRjZXJ0LnYxLk9wZXJhdGlvblJlc3VsdGIGcHJvdG8z");
+  fileDesc("ChZtaWRjZXJ0L3YxL2FnZW50LnByb3RvEgptaWRjZXJ0LnYxIjoKCUVycm9ySW5mbxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDgoGZGV0YWlsGAMgASgJIhIKEEdldFN0YXR1c1JlcXVlc3QifAoSQ2VydGlmaWNhdGVTdW1tYXJ5Eg8KB3N1YmplY3QYASABKAkSDgoGaXNzdWVyGAIgASgJEg4KBnNlcmlhbBgDIAEoCRISCgpub3RfYmVmb3JlGAQgASgJEhEKCW5vdF9hZnRlchgFIAEoCRIOCgZzaGEyNTYYBiABKAkiSwoLTGludEZpbmRpbmcSDAoEY29kZRgBIAEoCRIQCghzZXZlcml0eRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEgsKA2ZpeBgEIAEoCSK/AQoRQ2VydGlmaWNhdGVTdGF0dXMSDwoHcHJlc2VudBgBIAEoCBIsCgRsZWFmGAIgASgLMh4ubWlkY2VydC52MS5DZXJ0aWZpY2F0ZVN1bW1hcnkSLQoFY2hhaW4YAyADKAsyHi5taWRjZXJ0LnYxLkNlcnRpZmljYXRlU3VtbWFyeRIRCglkYXlzX2xlZnQYBCABKAUSKQoIZmluZGluZ3MYBSADKAsyFy5taWRjZXJ0LnYxLkxpbnRGaW5kaW5nIqEBCg5LZXlzdG9yZVN0YXR1cxIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSFQoNYWxpYXNfcHJlc2VudBgDIAEoCBINCgVhbGlhcxgEIAEoCRISCgplbnRyeV9raW5kGAUgASgJEhMKC21vZGlmaWVkX2F0GAYgASgJEiQKBWVycm9yGAcgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8iVwoLUHJveHlTdGF0dXMSDwoHZW5hYmxlZBgBIAEoCBIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKAUSGwoTY3JlZGVudGlhbHNfcHJlc2VudBgEIAEoCCLeAQoMQ29uZmlnU3RhdHVzEgwKBHBhdGgYASABKAkSFAoMaW5zdGFuY2VfdXJsGAIgASgJEhAKCG1pZF9uYW1lGAMgASgJEiYKBXByb3h5GAQgASgLMhcubWlkY2VydC52MS5Qcm94eVN0YXR1cxIhChliYXNpY19jcmVkZW50aWFsc19wcmVzZW50GAUgASgIEhEKCWF1dGhfbW9kZRgGIAEoCRIUCgxwbGFjZWhvbGRlcnMYByADKAkSJAoFZXJyb3IYCCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyJzCg1TZXJ2aWNlU3RhdHVzEg8KB21hbmFnZXIYASABKAkSDAoEdW5pdBgCIAEoCRIOCgZhY3RpdmUYAyABKAgSDQoFc2luY2UYBCABKAkSJAoFZXJyb3IYBSABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyLwAQoKSG9zdFN0YXR1cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgDIAEoARIRCgljcHVfbW9kZWwYBCABKAkSEQoJY3B1X2NvcmVzGAUgASgFEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgGIAEoARIeChZtZW1vcnlfYXZhaWxhYmxlX2J5dGVzGAcgASgBEhIKCmRpc2tfbW91bnQYCCABKAkSGAoQZGlza190b3RhbF9ieXRlcxgJIAEoARIcChRkaXNrX2F2YWlsYWJsZV9ieXRlcxgKIAEoASLZAQoPT3BlcmF0aW9uUmVzdWx0EgoKAm9rGAEgASgIEhIKCnJlbmV3YWxfaWQYAiABKAkSEwoLZmFpbGVkX3N0ZXAYAyABKAkSJAoFZXJyb3IYBCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbxITCgtyb2xsZWRfYmFjaxgFIAEoCBIXCg9wcmV2aW91c19zaGEyNTYYBiABKAkSFgoOY3VycmVudF9zaGEyNTYYByABKAkSEwoLZmluaXNoZWRfYXQYCCABKAkSEAoId2FybmluZ3MYCSADKAkikQEKCUFnZW50SW5mbxIPCgd2ZXJzaW9uGAEgASgJEhYKDnVwdGltZV9zZWNvbmRzGAIgASgBEhUKDXJlbmV3YWxfc3RhdGUYAyABKAkSEgoKcmVuZXdhbF9pZBgEIAEoCRIwCgtsYXN0X3Jlc3VsdBgFIAEoCzIbLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0IrgCCgtBZ2VudFN0YXR1cxIQCghtaWRfbmFtZRgBIAEoCRIyCgtjZXJ0aWZpY2F0ZRgCIAEoCzIdLm1pZGNlcnQudjEuQ2VydGlmaWNhdGVTdGF0dXMSLAoIa2V5c3RvcmUYAyABKAsyGi5taWRjZXJ0LnYxLktleXN0b3JlU3RhdHVzEigKBmNvbmZpZxgEIAEoCzIYLm1pZGNlcnQudjEuQ29uZmlnU3RhdHVzEioKB3NlcnZpY2UYBSABKAsyGS5taWRjZXJ0LnYxLlNlcnZpY2VTdGF0dXMSJAoEaG9zdBgGIAEoCzIWLm1pZGNlcnQudjEuSG9zdFN0YXR1cxIkCgVhZ2VudBgHIAEoCzIVLm1pZGNlcnQudjEuQWdlbnRJbmZvEhMKC29ic2VydmVkX2F0GAggASgJIiwKEldhdGNoRXZlbnRzUmVxdWVzdBIWCg5pbmNsdWRlX3N0YXR1cxgBIAEoCCJgCgpBZ2VudEV2ZW50EgwKBHR5cGUYASABKAkSCgoCYXQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRInCgZzdGF0dXMYBCABKAsyFy5taWRjZXJ0LnYxLkFnZW50U3RhdHVzIhUKE1J1blByZWZsaWdodFJlcXVlc3QiWwoOUHJlZmxpZ2h0Q2hlY2sSDAoEbmFtZRgBIAEoCRIKCgJvaxgCIAEoCBIQCghzZXZlcml0eRgDIAEoCRIMCgRjb2RlGAQgASgJEg8KB21lc3NhZ2UYBSABKAkiSQoPUHJlZmxpZ2h0UmVwb3J0EgoKAm9rGAEgASgIEioKBmNoZWNrcxgCIAMoCzIaLm1pZGNlcnQudjEuUHJlZmxpZ2h0Q2hlY2sibgoVUHJlcGFyZVJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRzYW5zGAMgAygJEhAKCGtleV90eXBlGAQgASgJEhAKCGtleV9iaXRzGAUgASgFIlgKFlByZXBhcmVSZW5ld2FsUmVzcG9uc2USEgoKcmVuZXdhbF9pZBgBIAEoCRIPCgdjc3JfcGVtGAIgASgJEhkKEXB1YmxpY19rZXlfc2hhMjU2GAMgASgJIlsKGUluc3RhbGxDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKcmVuZXdhbF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSEQoJY2hhaW5fcGVtGAMgASgJIoABCg9JbnN0YWxsUHJvZ3Jlc3MSEgoKcmVuZXdhbF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEg0KBXN0YXRlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSKwoGcmVzdWx0GAUgASgLMhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQiEQoPUm9sbGJhY2tSZXF1ZXN0IlkKF0VuYWJsZU11dHVhbEF1dGhSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSFwoPY2VydGlmaWNhdGVfcGVtGAIgASgJEhEKCWNoYWluX3BlbRgDIAEoCSI+ChhSZXZlcnRUb0Jhc2ljQXV0aFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiFwoVUmVzdGFydFNlcnZpY2VSZXF1ZXN0IicKEUdldFJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAki1gEKDFJlbmV3YWxTdGF0ZRISCgpyZW5ld2FsX2lkGAEgASgJEicKBXN0YXRlGAIgASgOMhgubWlkY2VydC52MS5SZW5ld2FsUGhhc2USDAoEc3RlcBgDIAEoCRITCgtsZWFmX3NoYTI1NhgEIAEoCRIXCg9wcmV2aW91c19zaGEyNTYYBSABKAkSEwoLZmFpbGVkX3N0ZXAYBiABKAkSEgoKZXJyb3JfY29kZRgHIAEoCRIPCgdtZXNzYWdlGAggASgJEhMKC2ZpbmlzaGVkX2F0GAkgASgJKtgBCgxSZW5ld2FsUGhhc2USHQoZUkVORVdBTF9QSEFTRV9VTlNQRUNJRklFRBAAEhkKFVJFTkVXQUxfUEhBU0VfVU5LTk9XThABEhoKFlJFTkVXQUxfUEhBU0VfUFJFUEFSRUQQAhIcChhSRU5FV0FMX1BIQVNFX0lOU1RBTExJTkcQAxIbChdSRU5FV0FMX1BIQVNFX0lOU1RBTExFRBAEEh0KGVJFTkVXQUxfUEhBU0VfUk9MTEVEX0JBQ0sQBRIYChRSRU5FV0FMX1BIQVNFX0ZBSUxFRBAGMq0GCgxBZ2VudFNlcnZpY2USQgoJR2V0U3RhdHVzEhwubWlkY2VydC52MS5HZXRTdGF0dXNSZXF1ZXN0GhcubWlkY2VydC52MS5BZ2VudFN0YXR1cxJHCgtXYXRjaEV2ZW50cxIeLm1pZGNlcnQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhYubWlkY2VydC52MS5BZ2VudEV2ZW50MAESTAoMUnVuUHJlZmxpZ2h0Eh8ubWlkY2VydC52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GhsubWlkY2VydC52MS5QcmVmbGlnaHRSZXBvcnQSRQoKR2V0UmVuZXdhbBIdLm1pZGNlcnQudjEuR2V0UmVuZXdhbFJlcXVlc3QaGC5taWRjZXJ0LnYxLlJlbmV3YWxTdGF0ZRJXCg5QcmVwYXJlUmVuZXdhbBIhLm1pZGNlcnQudjEuUHJlcGFyZVJlbmV3YWxSZXF1ZXN0GiIubWlkY2VydC52MS5QcmVwYXJlUmVuZXdhbFJlc3BvbnNlEloKEkluc3RhbGxDZXJ0aWZpY2F0ZRIlLm1pZGNlcnQudjEuSW5zdGFsbENlcnRpZmljYXRlUmVxdWVzdBobLm1pZGNlcnQudjEuSW5zdGFsbFByb2dyZXNzMAESRAoIUm9sbGJhY2sSGy5taWRjZXJ0LnYxLlJvbGxiYWNrUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0ElYKEEVuYWJsZU11dHVhbEF1dGgSIy5taWRjZXJ0LnYxLkVuYWJsZU11dHVhbEF1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5JbnN0YWxsUHJvZ3Jlc3MwARJWChFSZXZlcnRUb0Jhc2ljQXV0aBIkLm1pZGNlcnQudjEuUmV2ZXJ0VG9CYXNpY0F1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQSUAoOUmVzdGFydFNlcnZpY2USIS5taWRjZXJ0LnYxLlJlc3RhcnRTZXJ2aWNlUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0YgZwcm90bzM");
 
 /**
  * @generated from message midcert.v1.ErrorInfo
@@ -472,6 +472,14 @@ export type OperationResult = Message<"midcert.v1.OperationResult"> & {
    * @generated from field: string finished_at = 8;
    */
   finishedAt: string;
+
+  /**
+   * What the operator must act on although the operation succeeded, one sentence each; e.g. after
+   * RevertToBasicAuth: the password was briefly visible in the host's process list, rotate it.
+   *
+   * @generated from field: repeated string warnings = 9;
+   */
+  warnings: string[];
 };
 
 /**
@@ -899,7 +907,9 @@ export type RevertToBasicAuthRequest = Message<"midcert.v1.RevertToBasicAuthRequ
   username: string;
 
   /**
-   * travels only inside the mTLS channel; never logged
+   * Travels only inside the mTLS channel; never logged or stored. The vendor script takes it on its
+   * command line, so it is briefly visible in the MID host's process list: the result warns
+   * (OperationResult.warnings); rotate it after the emergency (docs/agent-config.md).
    *
    * @generated from field: string password = 2;
    */
@@ -925,6 +935,155 @@ export type RestartServiceRequest = Message<"midcert.v1.RestartServiceRequest"> 
  */
 export const RestartServiceRequestSchema: GenMessage<RestartServiceRequest> = /*@__PURE__*/
   messageDesc(file_midcert_v1_agent, 25);
+
+/**
+ * @generated from message midcert.v1.GetRenewalRequest
+ */
+export type GetRenewalRequest = Message<"midcert.v1.GetRenewalRequest"> & {
+  /**
+   * @generated from field: string renewal_id = 1;
+   */
+  renewalId: string;
+};
+
+/**
+ * Describes the message midcert.v1.GetRenewalRequest.
+ * Use `create(GetRenewalRequestSchema)` to create a new message.
+ */
+export const GetRenewalRequestSchema: GenMessage<GetRenewalRequest> = /*@__PURE__*/
+  messageDesc(file_midcert_v1_agent, 26);
+
+/**
+ * @generated from message midcert.v1.RenewalState
+ */
+export type RenewalState = Message<"midcert.v1.RenewalState"> & {
+  /**
+   * @generated from field: string renewal_id = 1;
+   */
+  renewalId: string;
+
+  /**
+   * @generated from field: midcert.v1.RenewalPhase state = 2;
+   */
+  state: RenewalPhase;
+
+  /**
+   * INSTALLING: the step in progress
+   *
+   * @generated from field: string step = 3;
+   */
+  step: string;
+
+  /**
+   * the leaf the keystore held when the renewal finished ("" before)
+   *
+   * @generated from field: string leaf_sha256 = 4;
+   */
+  leafSha256: string;
+
+  /**
+   * the leaf before the install
+   *
+   * @generated from field: string previous_sha256 = 5;
+   */
+  previousSha256: string;
+
+  /**
+   * @generated from field: string failed_step = 6;
+   */
+  failedStep: string;
+
+  /**
+   * stable code (common/errors.ts); "" on success
+   *
+   * @generated from field: string error_code = 7;
+   */
+  errorCode: string;
+
+  /**
+   * one line, secrets redacted
+   *
+   * @generated from field: string message = 8;
+   */
+  message: string;
+
+  /**
+   * "" while not finished
+   *
+   * @generated from field: string finished_at = 9;
+   */
+  finishedAt: string;
+};
+
+/**
+ * Describes the message midcert.v1.RenewalState.
+ * Use `create(RenewalStateSchema)` to create a new message.
+ */
+export const RenewalStateSchema: GenMessage<RenewalState> = /*@__PURE__*/
+  messageDesc(file_midcert_v1_agent, 27);
+
+/**
+ * Where a renewal stands on the host, from the agent's journal (the renewal in progress) and its
+ * bounded history of finished ones (the last 50 outcomes, by renewal id).
+ *
+ * @generated from enum midcert.v1.RenewalPhase
+ */
+export enum RenewalPhase {
+  /**
+   * never sent; read it as UNKNOWN
+   *
+   * @generated from enum value: RENEWAL_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * no record of this id here: never prepared, superseded, or older than the history (error_code RENEWAL_NOT_FOUND)
+   *
+   * @generated from enum value: RENEWAL_PHASE_UNKNOWN = 1;
+   */
+  UNKNOWN = 1,
+
+  /**
+   * key and CSR made; the install has not started, or stopped before changing the host (error_code says why)
+   *
+   * @generated from enum value: RENEWAL_PHASE_PREPARED = 2;
+   */
+  PREPARED = 2,
+
+  /**
+   * the install is running (step says where)
+   *
+   * @generated from enum value: RENEWAL_PHASE_INSTALLING = 3;
+   */
+  INSTALLING = 3,
+
+  /**
+   * installed and verified; leaf_sha256 is the new leaf
+   *
+   * @generated from enum value: RENEWAL_PHASE_INSTALLED = 4;
+   */
+  INSTALLED = 4,
+
+  /**
+   * the install failed and the previous keystore is back (error_code, failed_step say why)
+   *
+   * @generated from enum value: RENEWAL_PHASE_ROLLED_BACK = 5;
+   */
+  ROLLED_BACK = 5,
+
+  /**
+   * the install failed and the host could not be restored (ROLLBACK_FAILED), or it failed before changing anything and was superseded
+   *
+   * @generated from enum value: RENEWAL_PHASE_FAILED = 6;
+   */
+  FAILED = 6,
+}
+
+/**
+ * Describes the enum midcert.v1.RenewalPhase.
+ */
+export const RenewalPhaseSchema: GenEnum<RenewalPhase> = /*@__PURE__*/
+  enumDesc(file_midcert_v1_agent, 0);
 
 /**
  * @generated from service midcert.v1.AgentService
@@ -955,6 +1114,16 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof RunPreflightRequestSchema;
     output: typeof PreflightReportSchema;
+  },
+  /**
+   * What became of one renewal, by renewal id, from the agent's journal (docs/agent-status.md).
+   *
+   * @generated from rpc midcert.v1.AgentService.GetRenewal
+   */
+  getRenewal: {
+    methodKind: "unary";
+    input: typeof GetRenewalRequestSchema;
+    output: typeof RenewalStateSchema;
   },
   /**
    * Mutating RPCs (operator role only).

@@ -370,6 +370,22 @@ print(json.dumps(problems))
       assert.deepEqual(rotations, [['rotate', '--agent', 'mid03', '--force', '--json'], ['rotate', '--agent', 'mid02', '--force', '--json']]);
     });
 
+    // Issue 16 item 4: after a controller kill the resumed job renews the MID and the new job skips it.
+    it('midcert_certificate: a MID the resumed job just renewed counts as rotated (changed), not as a failure', async () => {
+      const state = fleetState();
+      state.renewedByResumedJob = { mid01: 'ab'.repeat(32) };
+      await resetFake(state);
+      const res = await playbook(play(`
+    - name: ensure
+      midcert.fleet.midcert_certificate: {name: mid01, min_days: 30}`));
+      assert.equal(res.code, 0, res.stderr);
+      const t = res.task('ensure');
+      assert.equal(t.changed, true);
+      assert.equal(t.rotated, true);
+      assert.equal(t.new_sha256, 'ab'.repeat(32));
+      assert.match(t.msg, /rotated mid01 by the resumed job \(already-renewed/);
+    });
+
     it('CLI failures fail the task with the controller error code: JSON error, stderr line, unknown agent, missing CLI', async () => {
       await resetFake(fleetState());
       const res = await playbook(play(`

@@ -178,6 +178,13 @@ def cmd_rotate(state, args):
             results.append({'name': n, 'state': 'skipped', 'previousSha256': prev, 'newSha256': None, 'notAfter': None,
                             'failedStep': None, 'error': None})
             continue
+        resumed = (state.get('renewedByResumedJob') or {}).get(n)
+        if resumed:
+            # Like the real controller after a kill: the resumed job renewed it, the new job skips it.
+            a['cert'] = dict(a.get('cert') or {}, daysLeft=state.get('validityDays', 90), sha256=resumed)
+            results.append({'name': n, 'state': 'skipped', 'previousSha256': '', 'newSha256': '', 'notAfter': '',
+                            'failedStep': '', 'error': None, 'reason': 'already-renewed (by resumed job 7)'})
+            continue
         fail = (state.get('failRotate') or {}).get(n)
         if fail:
             failed += 1

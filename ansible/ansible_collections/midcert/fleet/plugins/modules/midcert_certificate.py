@@ -244,6 +244,13 @@ def main():
     outcome = mine[0] if mine else None
     result['job_id'] = data.get('jobId')
     result['result'] = outcome
+    if outcome is not None and outcome.get('state') == 'skipped' and str(outcome.get('reason') or '').startswith('already-renewed'):
+        # A resumed job (after a controller kill) has just renewed this MID: that was our rotation.
+        after = status_certificate_summary(agent_status(cli, name))
+        result.update(rotated=True, certificate=after, not_after=(after or {}).get('not_after'), days_left=(after or {}).get('days_left'),
+                      new_sha256=(after or {}).get('sha256'))
+        result['msg'] = 'rotated %s by the resumed job (%s); valid until %s' % (name, outcome.get('reason'), result['not_after'])
+        module.exit_json(changed=True, **result)
     if outcome is None or outcome.get('state') != 'succeeded':
         err = (outcome or {}).get('error') or {}
         code = err.get('code') or ('ROTATION_FAILED' if outcome else 'ROTATION_NOT_RUN')

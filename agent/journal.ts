@@ -110,7 +110,8 @@ export class Journal {
    * replaced atomically. Callers hold the state lock, so the read-modify-write cannot interleave.
    * A damaged history is started afresh rather than keeping an outcome from being recorded.
    */
-  async saveLastResult(result: LastResult): Promise<void> {
+  async saveLastResult(full: LastResult): Promise<void> {
+    const result = capResultDetail(full); // 50 × a 2 MiB script output would near LIMITS.journalBytes
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(join(this.stateDir, 'last-result.json'), JSON.stringify(result, null, 2), { mode: 0o600 });
     const previous = await this.loadHistory().catch((): LastResult[] => []);
@@ -175,4 +176,20 @@ async function readJson<T>(path: string): Promise<T | undefined> {
   } catch (err) {
     throw new MidcertError('STATE_DIR_UNUSABLE', `the agent state file ${path} is damaged: it is not JSON`, { cause: err });
   }
+}
+
+/** The most of an error's `detail` (script output) kept in last-result.json and each history entry. */
+export const RESULT_DETAIL_MAX_CHARS = 8 * 1024;
+
+/**
+ * Caps `error.detail` at RESULT_DETAIL_MAX_CHARS, keeping its head and tail (the script's own
+ * error is usually at the end), so history.json (HISTORY_LIMIT entries) stays far below
+ * LIMITS.journalBytes.
+ */
+export function capResultDetail(result: LastResult): LastResult {
+  const detail = result.error?.detail ?? '';
+  if (!result.error || detail.length <= RESULT_DETAIL_MAX_CHARS) return result;
+  const half = RESULT_DETAIL_MAX_CHARS / 2 - 64;
+  const cut = `${detail.slice(0, half)}\n… [${detail.length - 2 * half} characters cut] …\n${detail.slice(-half)}`;
+  return { ...result, error: { ...result.error, detail: cut } };
 }

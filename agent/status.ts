@@ -14,7 +14,7 @@ import {
 import type { AgentConfig } from './config.js';
 import { hostInfo, type HostInfoInit } from './host-info.js';
 import type { LastResult } from './journal.js';
-import { readConfigXml, summarizeMidConfig, type MidConfigSummary } from './mid-config.js';
+import { readConfigXml, summarizeMidConfig, type AuthMode, type MidConfigSummary } from './mid-config.js';
 import type { MidPaths } from './mid-install.js';
 import type { RenewalEngine } from './renewal/engine.js';
 import type { ServiceManager } from './service-manager.js';
@@ -59,8 +59,10 @@ const SERVICE_QUERY_MAX_MS = 30_000;
 export async function collectStatus(sources: StatusSources): Promise<AgentStatusInit> {
   const now = (sources.now ?? (() => new Date()))();
   const secrets = typeof sources.storepass === 'string' ? [sources.storepass] : [];
+  // The keystore part needs the auth mode: a self-signed pair is normal under basic auth only.
+  const authMode = readConfigXml(sources.paths.configXml).then((p) => summarizeMidConfig(p).authMode, () => undefined);
   const [keystorePart, config, service, host, agent] = await Promise.all([
-    guard(() => collectKeystore(sources, now), 'KEYSTORE_UNREADABLE', secrets, (error) => ({
+    guard(async () => collectKeystore(sources, now, await authMode), 'KEYSTORE_UNREADABLE', secrets, (error) => ({
       keystore: { path: sources.paths.keystore, alias: sources.cfg.mid.alias, error },
       certificate: { present: false },
     })),
@@ -114,7 +116,7 @@ export async function inspectKeystore(path: string, storepass: string, alias: st
   return { type: store.type, modifiedAt: partial.modifiedAt ?? '', entry: findEntry(store, alias) };
 }
 
-async function collectKeystore(sources: StatusSources, now: Date): Promise<{ keystore: KeystoreStatusInit; certificate: CertificateStatusInit }> {
+async function collectKeystore(sources: StatusSources, now: Date, authMode?: AuthMode): Promise<{ keystore: KeystoreStatusInit; certificate: CertificateStatusInit }> {
   const alias = sources.cfg.mid.alias;
   const keystore: KeystoreStatusInit = { path: sources.paths.keystore, alias };
   const partial: { modifiedAt?: string } = {};
@@ -127,7 +129,7 @@ async function collectKeystore(sources: StatusSources, now: Date): Promise<{ key
       type: inspected.type, modifiedAt: inspected.modifiedAt, aliasPresent: entry !== undefined,
       ...(entry ? { alias: entry.alias, entryKind: entry.kind } : {}),
     });
-    return { keystore, certificate: certificateStatus(entry, now) };
+    return { keystore, certificate: certificateStatus(entry, now, authMode) };
   } catch (err) {
     return {
       keystore: { ...keystore, type: '', modifiedAt: partial.modifiedAt ?? '', error: errorInfo(err, 'KEYSTORE_UNREADABLE', storepass ? [storepass] : []) },
@@ -136,15 +138,44 @@ async function collectKeystore(sources: StatusSources, now: Date): Promise<{ key
   }
 }
 
-function certificateStatus(entry: KeystoreEntry | undefined, now: Date): CertificateStatusInit {
+function certificateStatus(entry: KeystoreEntry | undefined, now: Date, authMode?: AuthMode): CertificateStatusInit {
   const leaf = entry?.kind === 'PrivateKeyEntry' ? entry.chain[0] : undefined;
   if (!entry || !leaf) return { present: false };
+  const own = authMode !== 'mutual' ? selfSignedPairFinding(entry.alias, leaf) : undefined;
   return {
     present: true,
     leaf: certificateSummary(leaf),
     chain: entry.chain.map(certificateSummary),
     daysLeft: daysLeft(leaf, now),
-    findings: lintMaterial(entry.chain, entry.privateKey, { now }).map((f) => ({ code: f.code, severity: f.severity, message: f.message, fix: f.fix })),
+    // The MID's own self-signed pair under basic auth: one info finding, not the lint errors a
+    // client certificate for mutual auth would get (LEAF_SELF_SIGNED, EKU_CLIENT_AUTH_MISSING, …).
+    findings: own ? [own] : lintMaterial(entry.chain, entry.privateKey, { now }).map((f) => ({ code: f.code, severity: f.severity, message: f.message, fix: f.fix })),
+  };
+}
+
+/** The info finding code for the MID's own self-signed key pair (docs/agent-status.md). */
+export const MID_SELF_SIGNED = 'MID_SELF_SIGNED';
+
+/**
+ * Whether the client alias holds the MID's own self-signed pair: issuer = subject (self-signed);
+ * `vendorGenerated` when the subject also holds DC=service-now, the auto-generated pair public
+ * automation detects (docs/vendor-facts.md §6: "When the MID Server is created, it generates a
+ * keypair" — SND:…/t_RekeyAMIDServer.md; self-signed pairs are for "non-MTLS use cases" —
+ * SND:…/mid-unified-keystore.md, §4).
+ */
+export function midSelfSigned(leaf: Certificate): { selfSigned: boolean; vendorGenerated: boolean } {
+  const selfSigned = leaf.selfSigned === true;
+  return { selfSigned, vendorGenerated: selfSigned && /(^|,)\s*DC=service-now\s*(,|$)/i.test(leaf.subjectText) };
+}
+
+/** Under basic auth (or before config.xml says): the normal state before conversion, as an info finding. */
+export function selfSignedPairFinding(alias: string, leaf: Certificate): { code: string; severity: string; message: string; fix: string } | undefined {
+  const own = midSelfSigned(leaf);
+  if (!own.selfSigned) return undefined;
+  return {
+    code: MID_SELF_SIGNED, severity: 'info',
+    message: `alias "${alias}" holds ${own.vendorGenerated ? "the MID's own self-signed key pair" : 'a self-signed key pair'} ("${leaf.subjectText}"), selfSigned: true: the normal state of a basic-auth MID before conversion to mutual auth`,
+    fix: 'nothing to do under basic auth; to convert, install a CA-issued client certificate: midcert-agent enable-mutual (or midcert rotate --enable-mutual); self-signed certificates are not supported for mutual auth',
   };
 }
 

@@ -2,12 +2,15 @@ import { MidcertError } from '../../common/errors.js';
 import { redact } from '../../common/exec.js';
 import { restoreFileAtomic } from '../../common/fs.js';
 import { readConfigXmlBytes } from '../mid-config.js';
-import { logOffset, verifyMidHealthy } from '../health.js';
+import { markLogs, verifyMidHealthy } from '../health.js';
 import { acquireStateLock } from '../state-lock.js';
 import { assertCredentials, BASIC_AUTH_ARGV_WARNING } from '../manage-certificates.js';
 import type { LastResult, RenewalJournal, RenewalStatus } from '../journal.js';
 import type { HostEffects, ProgressListener } from './effects.js';
-import { runInstall, resumeInstall, type InstallInput } from './install.js';
+import { assertKeyTypeAllowed, runInstall, resumeInstall, type InstallInput } from './install.js';
+import { lintBundle, keyTypeLabel } from '../../pki/lint.js';
+import { isKeyLabel, readKeyBlock } from '../../pki/keys.js';
+import { scanPem } from '../../pki/pem.js';
 import { assertRenewalId, prepareKeyAndCsr, readPrepared, stageBundleKey, type PreparedRenewal } from './prepare.js';
 import { currentLeafSha256 } from './verify-keystore.js';
 
@@ -80,7 +83,7 @@ export class RenewalEngine {
    * The host-local path (`midcert-agent install --bundle`): a bundle made elsewhere, key included,
    * goes through the same steps as InstallCertificate.
    */
-  async installBundle(bundlePem: string, progress: ProgressListener): Promise<LastResult> {
+  async installBundle(bundlePem: string, progress: ProgressListener, options: { allowKeyTypes?: readonly string[] } = {}): Promise<LastResult> {
     const renewalId = `manual-${new Date().toISOString().replace(/[-:.]/g, '')}`;
     return this.exclusive('installing', `installing bundle ${renewalId} (midcert-agent install)`, async () => {
       const entry = await this.effects.journal.load();
@@ -90,11 +93,19 @@ export class RenewalEngine {
         await this.effects.journal.removeRenewalFiles(renewalId);
         throw err;
       });
+      // A key type the vendor does not document is refused here too, before a prepared renewal is discarded.
+      const allowKeyTypes = [...(this.effects.allowKeyTypes ?? []), ...(options.allowKeyTypes ?? [])];
+      try {
+        assertKeyTypeAllowed(lintBundle(Buffer.from(bundlePem)).findings, bundleKeyType(bundlePem), allowKeyTypes);
+      } catch (err) {
+        await this.effects.journal.removeRenewalFiles(renewalId);
+        throw err;
+      }
       if (entry) await this.effects.journal.clear(entry.renewalId);
       const now = new Date().toISOString();
       const prepared: RenewalJournal = { renewalId, phase: 'prepared', mode: 'install', preparedAt: now, updatedAt: now };
       await this.effects.journal.save(prepared);
-      return runInstall(this.effects, prepared, { certificatePem, chainPem }, progress);
+      return runInstall(this.effects, prepared, { certificatePem, chainPem, allowKeyTypes }, progress);
     });
   }
 
@@ -169,10 +180,10 @@ export class RenewalEngine {
   }
 
   private async restartAndVerify(checkLog: boolean): Promise<void> {
-    const offset = await logOffset(this.effects.paths.log);
+    const marks = await markLogs(this.effects.paths.log); // agent0.log.0, wrapper.log, wrapper.txt
     await this.effects.service.start();
     await verifyMidHealthy(this.effects.service, {
-      logPath: this.effects.paths.log, logOffset: offset,
+      logPath: this.effects.paths.log, logMarks: marks,
       startTimeoutMs: this.effects.verify.startTimeoutMs, settleMs: checkLog ? this.effects.verify.settleMs : 0,
     });
   }
@@ -209,4 +220,10 @@ function revertError(err: unknown, password: string, exposed: boolean): unknown 
   if (!(err instanceof MidcertError)) return err;
   const detail = [err.detail ? redact(err.detail, [password]) : '', exposed ? `Warning: ${BASIC_AUTH_ARGV_WARNING}.` : ''].filter(Boolean).join('\n');
   return new MidcertError(err.code, redact(err.message, [password]), detail ? { detail } : {});
+}
+
+/** The key type label of the one key in a bundle that already linted clean (undefined if none). */
+function bundleKeyType(bundlePem: string): string | undefined {
+  const block = scanPem(bundlePem.replace(/\r/g, '')).find((b) => isKeyLabel(b.label));
+  return block ? keyTypeLabel(readKeyBlock(block).key) : undefined;
 }

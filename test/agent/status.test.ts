@@ -307,6 +307,7 @@ describe('agent status when parts of the host are broken', function () {
     assert.deepEqual(json.agent.lastResult, {
       ok: false, renewalId: 'r-7', failedStep: 'import', rolledBack: true, previousSha256: 'aa', currentSha256: 'aa',
       finishedAt: '2025-01-02T03:04:05.000Z', error: { code: 'SCRIPT_FAILED', message: 'manage-certificates failed', detail: 'Could not find valid private key' },
+      warnings: [],
     });
   });
 });

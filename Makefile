@@ -24,7 +24,11 @@ typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 
 # Runs the whole suite over the TypeScript sources (mocha + tsx); no build step needed.
+# deps comes first (make builds prerequisites left to right): npm ci compiles the optional
+# `kerberos` binding, which needs libkrb5-dev; a node_modules made before that lacks it, so
+# install again then.
 test: deps $(NODE_MODULES)
+	@test -f node_modules/kerberos/build/Release/kerberos.node || { echo "midcert: npm kerberos binding missing; running npm ci again" >&2; npm ci --no-audit --no-fund; }
 	npx tsc -p tsconfig.json --noEmit
 	npx mocha 'test/**/*.test.ts'
 

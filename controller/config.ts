@@ -17,6 +17,13 @@ const caSchema = z.object({
   command: z.array(z.string().min(1)).min(1).optional(),
   username: z.string().min(1).optional(),
   passwordFile: z.string().min(1).optional(),
+  /** `adcs`: how to authenticate to IIS (default basic with ca.username, client-cert with ca.clientCertFile). */
+  auth: z.enum(['basic', 'negotiate', 'ntlm', 'client-cert']).optional(),
+  /** `adcs` negotiate: a client keytab + its principal to get the controller's own ticket (else KRB5CCNAME). */
+  keytab: z.string().min(1).optional(),
+  principal: z.string().min(1).optional(),
+  /** `adcs` negotiate: the service principal (default HTTP@<host of ca.url>). */
+  spn: z.string().min(1).optional(),
   /** The issuing chain (intermediates + root, PEM) for CAs that return only the leaf. */
   chainFile: z.string().min(1).optional(),
   /** Trust anchors for the CA's HTTPS endpoint (default: system roots). */
@@ -51,7 +58,8 @@ const rotationSchema = z.object({
   maxFailures: z.number().int().min(0).default(1),
   concurrency: z.number().int().positive().max(200).default(10),
   renewWithinDays: z.number().int().positive().default(30),
-  upTimeoutSeconds: z.number().int().positive().default(180),
+  /** ≥ 600 s: the instance probes MIDs every 5 min (SND r_MIDServerHeartbeat.md, docs/vendor-facts.md §7). */
+  upTimeoutSeconds: z.number().int().positive().default(600),
   /** An agent that went away mid-install is re-dialled and asked what became of it this long (default upTimeoutSeconds). */
   reconnectSeconds: z.number().int().positive().max(3600).optional(),
 }).strict();
@@ -104,7 +112,7 @@ export function parseControllerConfig(text: string, source: string): ControllerC
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p));
   return {
     ...cfg,
-    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), dir: abs(cfg.ca.dir) },
+    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), keytab: abs(cfg.ca.keytab), dir: abs(cfg.ca.dir) },
     instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile) },
   };
 }

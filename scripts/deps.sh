@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers (openssl, keytool, cfssl, certmonger's
-# local-submit, ansible-playbook). As root it runs apt-get; otherwise it names what is missing and
-# the one command that installs it, and fails. `make test` and `make demo` call it first.
+# local-submit, ansible-playbook, Kerberos + Apache + go-ntlm for ca.auth). As root it runs
+# apt-get; otherwise it names what is missing and the one command that installs it, and fails. `make test` and `make demo` call it first.
 set -euo pipefail
 
 missing=()
@@ -10,6 +10,19 @@ command -v keytool >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v cfssl >/dev/null 2>&1 || missing+=(golang-cfssl)
 [ -x /usr/lib/certmonger/local-submit ] || missing+=(certmonger)
 command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
+# ca.auth negotiate / ntlm peers (test/peers/, scripts/peers/): MIT KDC, Apache + mod_auth_gssapi,
+# the go-ntlm acceptor's toolchain and library, and libkrb5-dev for npm kerberos (built by npm ci,
+# which is why `make test` runs this script first).
+[ -x /usr/sbin/krb5kdc ] || missing+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || missing+=(krb5-admin-server)
+command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
+[ -x /usr/sbin/apache2 ] || missing+=(apache2-bin)
+[ -f /usr/lib/apache2/modules/mod_auth_gssapi.so ] || missing+=(libapache2-mod-auth-gssapi)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/ThomsonReutersEikon/go-ntlm/ntlm ] || missing+=(golang-github-thomsonreuterseikon-go-ntlm-dev)
+command -v krb5-config >/dev/null 2>&1 && [ -f /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
+command -v make >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || missing+=(make g++)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

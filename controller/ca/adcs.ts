@@ -5,14 +5,16 @@ import type { CaConfig } from '../config.js';
 import { CaAnswer, excerpt, rejected, settle, type CaAdapter, type CaOutcome } from './adapter.js';
 import { readRenewals, readRetrievalPage, readSubmitPage } from './adcs-pages.js';
 import { adcsCookie, readAdcsCookie } from './cookie.js';
-import { readBasicAuth, readCertificateFile, readTlsMaterial, requireKey, type TlsMaterial } from './files.js';
-import { assertSuccess, httpCall, mediaType, originOf, type HttpReply } from './http.js';
+import { CaAuthFailure, createAdcsAuth, type AdcsAuth } from './adcs-auth.js';
+import { readCertificateFile, readTlsMaterial, requireKey, type TlsMaterial } from './files.js';
+import { assertSuccess, mediaType, originOf, type HttpReply } from './http.js';
 import { readSubmittedCsr, verifyIssued, type IssuerSource } from './verify.js';
 
 /**
  * `adcs`: Microsoft ADCS web enrollment (certsrv), exactly as DESIGN.md §4 describes it.
  * ca.url is the certsrv base (https://ca.example.com/certsrv); ca.template names the template.
- * Basic auth (ca.username + ca.passwordFile) and/or a client certificate; trust from ca.caFile.
+ * ca.auth: basic, negotiate (Kerberos), ntlm (NTLMv2) or client-cert (adcs-auth.ts); trust
+ * from ca.caFile.
  */
 // certsrv changes its answers for clients it does not take for a browser.
 const USER_AGENT = 'Mozilla/5.0 (compatible; midcert CA adapter)';
@@ -23,6 +25,7 @@ interface Session {
   where: string;
   template: string;
   headers: Record<string, string>;
+  auth: AdcsAuth;
   tls: TlsMaterial;
   timeoutMs: number;
   chainFile: string | undefined;
@@ -31,15 +34,7 @@ interface Session {
 export async function createAdcsAdapter(cfg: CaConfig): Promise<CaAdapter> {
   const base = requireKey(cfg, 'url').replace(/\/+$/, '');
   const template = requireKey(cfg, 'template');
-  const authorization = await readBasicAuth(cfg);
-  const tls = await readTlsMaterial(cfg);
-  if (!authorization && !tls.cert) {
-    throw new MidcertError('CONFIG_INVALID', 'ca.type adcs needs credentials: ca.username + ca.passwordFile, or ca.clientCertFile + ca.clientKeyFile');
-  }
-  if (cfg.chainFile) await readCertificateFile(cfg.chainFile, 'chainFile');
-  const headers: Record<string, string> = { 'User-Agent': USER_AGENT };
-  if (authorization) headers.Authorization = authorization;
-  const session: Session = { base, where: originOf(base), template, headers, tls, timeoutMs: cfg.timeoutSeconds * 1000, chainFile: cfg.chainFile };
+  const session = await openSession(cfg, base, template);
 
   return {
     type: 'adcs',
@@ -66,6 +61,56 @@ export async function createAdcsAdapter(cfg: CaConfig): Promise<CaAdapter> {
       return retrieve(session, requestId, keyId);
     }),
   };
+}
+
+async function openSession(cfg: CaConfig, base: string, template: string): Promise<Session> {
+  const tls = await readTlsMaterial(cfg);
+  const auth = await createAdcsAuth(cfg, base, tls);
+  if (cfg.chainFile) await readCertificateFile(cfg.chainFile, 'chainFile');
+  const headers: Record<string, string> = { 'User-Agent': USER_AGENT };
+  return { base, where: originOf(base), template, headers, auth, tls, timeoutMs: cfg.timeoutSeconds * 1000, chainFile: cfg.chainFile };
+}
+
+/** What `midcert ca probe` and `preflight` report (docs/controller-cli.md). */
+export interface CaProbe {
+  ok: boolean;
+  type: string;
+  url: string;
+  auth: string;
+  authenticated: boolean;
+  code: string;
+  message: string;
+}
+
+/**
+ * GETs the certsrv start page with the configured authentication, once (no retry on 401).
+ * code: OK | CA_AUTH_FAILED | CA_UNREACHABLE | CA_REFUSED | CONFIG_INVALID / CONFIG_UNREADABLE.
+ */
+export async function probeAdcs(cfg: CaConfig): Promise<CaProbe> {
+  const url = cfg.url ?? '';
+  let auth = cfg.auth ?? (cfg.username ? 'basic' : cfg.clientCertFile ? 'client-cert' : '');
+  const result = (ok: boolean, authenticated: boolean, code: string, message: string): CaProbe => ({ ok, type: 'adcs', url, auth, authenticated, code, message });
+  let session: Session;
+  try {
+    session = await openSession(cfg, requireKey(cfg, 'url').replace(/\/+$/, ''), cfg.template ?? '');
+    auth = session.auth.mode;
+  } catch (err) {
+    if (err instanceof MidcertError) return result(false, false, err.code, err.message);
+    throw err;
+  }
+  try {
+    const reply = await call(session, '');
+    return result(true, true, 'OK', `authenticated to the CA at ${session.where} with ${auth} (HTTP ${reply.status})`);
+  } catch (err) {
+    if (err instanceof CaAuthFailure) return result(false, false, 'CA_AUTH_FAILED', err.message);
+    if (err instanceof CaAnswer) {
+      const o = err.outcome;
+      const reason = 'reason' in o ? o.reason : o.kind;
+      return result(false, false, o.kind === 'unreachable' ? 'CA_UNREACHABLE' : 'CA_REFUSED', reason);
+    }
+    if (err instanceof MidcertError) return result(false, false, err.code, err.message);
+    throw err;
+  }
 }
 
 /**
@@ -120,7 +165,7 @@ function certificatesIn(body: Buffer, what: string): Certificate[] {
 }
 
 async function call(session: Session, path: string, post?: { body: string; contentType: string }): Promise<HttpReply> {
-  const reply = await httpCall(`${session.base}/${path}`, {
+  const reply = await session.auth.send(`${session.base}/${path}`, {
     method: post ? 'POST' : 'GET',
     headers: post ? { ...session.headers, 'Content-Type': post.contentType } : session.headers,
     body: post?.body,
@@ -128,6 +173,6 @@ async function call(session: Session, path: string, post?: { body: string; conte
     timeoutMs: session.timeoutMs,
     maxBytes: LIMITS.pemBytes,
   });
-  assertSuccess(reply, session.where, session.headers.Authorization ? 'ca.username and ca.passwordFile' : 'ca.clientCertFile (is it mapped to an account?)');
+  assertSuccess(reply, session.where, session.auth.mode === 'client-cert' ? 'ca.clientCertFile (is it mapped to an account?)' : `ca.auth ${session.auth.mode} credentials`);
   return reply;
 }

@@ -1,4 +1,5 @@
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { request as httpsRequest } from 'node:https';
 import { excerpt, rejected, unreachable } from './adapter.js';
 import type { TlsMaterial } from './files.js';
@@ -16,6 +17,10 @@ export interface HttpOptions {
   timeoutMs: number;
   /** Bytes of body read at most; a longer answer is refused. */
   maxBytes: number;
+  /** A keep-alive agent (NTLM authenticates the connection); default: a new connection per call. */
+  agent?: Agent;
+  /** Told which socket carried the request (NTLM checks its handshake stayed on one). */
+  onSocket?: (socket: Socket) => void;
 }
 
 export interface HttpReply {
@@ -51,7 +56,7 @@ export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> 
     const req = send(target, {
       method: options.method,
       headers,
-      agent: false,
+      agent: options.agent ?? false,
       ...(isHttps ? { ca: options.tls?.ca, cert: options.tls?.cert, key: options.tls?.key, minVersion: 'TLSv1.2' as const } : {}),
     }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
@@ -73,6 +78,7 @@ export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> 
       req.destroy();
     }, options.timeoutMs);
     req.on('error', (err) => finish(() => reject(unreachable(transportReason(where, err)))));
+    if (options.onSocket) req.on('socket', options.onSocket);
     req.end(options.body);
   });
 }

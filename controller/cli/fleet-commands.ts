@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { EXIT, printJson, readInput, usageError } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
+import { probeCa } from '../ca/index.js';
 import { fleetStatus, type AgentFleetStatus } from '../fleet-status.js';
 import { runCaRotation } from '../orchestrator/run-ca-rotation.js';
 import { runRotation, type RotationReport, type RotationResult } from '../orchestrator/run-rotation.js';
@@ -77,25 +78,31 @@ function statusTable(rows: AgentFleetStatus[]): string {
 
 export function preflightCommand(globals: () => GlobalOptions): Command {
   return new Command('preflight')
-    .description('check the instance (ADCv2, mTLS support, plugin, SNI property, CA chain, MID users) and every agent\'s host before rotating')
+    .description('check the instance (ADCv2, mTLS support, plugin, SNI property, CA chain, MID users), the CA\'s authentication (adcs) and every agent\'s host before rotating')
     .option('--agent <name>', 'only these agents (repeatable)', collect, [])
     .option('--tag <tag>', 'only agents with this tag', collect, [])
-    .option('--json', 'print {"ok","instance":[Check],"agents":[{"name","ok","checks":[Check]}]}')
+    .option('--json', 'print {"ok","instance":[Check],"ca":[Check],"agents":[{"name","ok","checks":[Check]}]}')
     .addHelpText('after', '\nExit status: 0 when no error-severity check failed, 1 otherwise.')
     .action(async (o: Selection & { json?: boolean }) => {
       const ctx = await openContext(globals());
       try {
         const agents = selectAgents(ctx.store, o, false);
         const instance = ctx.instance ? await ctx.instance.preflightInstance(agents.map((a) => a.midName ?? a.name)) : [];
+        // The same check as `midcert ca probe` (adcs only): can the controller authenticate to its CA?
+        const ca: Check[] = [];
+        if (ctx.cfg.ca.type === 'adcs') {
+          const p = await probeCa(ctx.cfg.ca);
+          ca.push({ name: 'ca-auth', ok: p.authenticated, severity: 'error', code: p.code, message: `${p.auth || 'no ca.auth'} → ${p.url}: ${p.message}` });
+        }
         const id = globals().insecureDev ? undefined : await controllerIdentity(ctx.dataDir);
         const hosts: { name: string; ok: boolean; checks: Check[] }[] = [];
         await runPool(agents, 16, async (agent) => { hosts.push({ name: agent.name, ...(await agentPreflight(agent, id)) }); });
         hosts.sort((a, b) => a.name.localeCompare(b.name));
         const failed = (c: { ok: boolean; severity: string }): boolean => !c.ok && c.severity === 'error';
-        const ok = !instance.some(failed) && hosts.every((h) => h.ok);
-        if (o.json) printJson({ ok, instance, agents: hosts });
+        const ok = !instance.some(failed) && !ca.some(failed) && hosts.every((h) => h.ok);
+        if (o.json) printJson({ ok, instance, ca, agents: hosts });
         else {
-          const rows = [...instance.map((c) => ['instance', c.name, c.ok ? 'ok' : c.severity, c.code, c.message]), ...hosts.flatMap((h) => h.checks.map((c) => [h.name, c.name, c.ok ? 'ok' : c.severity, c.code, c.message]))];
+          const rows = [...instance.map((c) => ['instance', c.name, c.ok ? 'ok' : c.severity, c.code, c.message]), ...ca.map((c) => ['ca', c.name, c.ok ? 'ok' : c.severity, c.code, c.message]), ...hosts.flatMap((h) => h.checks.map((c) => [h.name, c.name, c.ok ? 'ok' : c.severity, c.code, c.message]))];
           process.stdout.write(renderTable(['where', 'check', 'result', 'code', 'message'], rows));
         }
         if (!ok) process.exitCode = EXIT.findings;

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { EXIT_CODES_HELP, runProgram } from '../../common/cli.js';
 import { VERSION } from '../../common/version.js';
 import { agentsCommand, identityCommand } from './agents-command.js';
+import { caCommand } from './ca-command.js';
 import type { GlobalOptions } from './context.js';
 import { historyCommand, preflightCommand, rotateCaCommand, rotateCommand, statusCommand } from './fleet-commands.js';
 import { initCommand } from './init-command.js';
@@ -21,6 +22,7 @@ export function controllerProgram(): Command {
     .addCommand(agentsCommand(globals))
     .addCommand(statusCommand(globals))
     .addCommand(preflightCommand(globals))
+    .addCommand(caCommand(globals))
     .addCommand(rotateCommand(globals))
     .addCommand(rotateCaCommand(globals))
     .addCommand(convertCommand(globals))

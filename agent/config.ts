@@ -1,7 +1,8 @@
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { readBoundedText } from '../common/bounded-read.js';
 import { parseYamlConfig } from '../common/config-file.js';
+import { MidcertError } from '../common/errors.js';
 import { LIMITS } from '../common/limits.js';
 
 /**
@@ -9,6 +10,8 @@ import { LIMITS } from '../common/limits.js';
  * in docs/agent-config.md; keys under `mid`, `service`, `verify` and `stateDir` are a contract.
  */
 const argv = z.array(z.string().min(1)).min(1);
+/** A key type label as pki/lint.ts keyTypeLabel() writes it: rsa-<bits>, ec-<curve>, ed25519, ... */
+const KEY_TYPE_LABEL = /^(rsa-[0-9]{3,5}|ec-p(256|384|521)|ed25519|ed448)$/;
 
 const schema = z.object({
   mid: z.object({
@@ -20,6 +23,8 @@ const schema = z.object({
     script: z.string().min(1).optional(),
     scriptTimeoutSeconds: z.number().int().positive().max(3600).default(120),
     logFile: z.string().min(1).default('agent/logs/agent0.log.0'),
+    /** `-a` succeeds only with "Installed certificate with alias: <alias> into the MID keystore." (docs/agent-config.md). */
+    requireImportSuccessLine: z.boolean().default(true),
   }).strict(),
   service: z.object({
     manager: z.enum(['systemd', 'sysv', 'mid-scripts', 'command']),
@@ -53,6 +58,13 @@ const schema = z.object({
     operators: z.array(z.string().min(1)).default([]),
     readers: z.array(z.string().min(1)).default([]),
   }).strict().default({ operators: [], readers: [] }),
+  install: z.object({
+    /**
+     * Key types besides the vendor-documented RSA 2048 that install accepts (lint KEY_TYPE_UNVERIFIED),
+     * e.g. ["rsa-3072", "rsa-4096", "ec-p256"]. docs/agent-config.md, docs/vendor-facts.md §4.
+     */
+    allowKeyTypes: z.array(z.string().regex(KEY_TYPE_LABEL)).max(16).default([]),
+  }).strict().default({ allowKeyTypes: [] }),
   backups: z.object({ keep: z.number().int().min(1).max(100).default(5) }).strict().default({ keep: 5 }),
   preflight: z.object({
     /** Extra CA certificates (PEM) trusted for the instance connection, besides the system roots. */
@@ -83,7 +95,16 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
 
 export function parseAgentConfig(text: string, source: string): AgentConfig {
   const data = parseYamlConfig(text, source, schema);
-  return resolvePaths(data, dirname(resolve(source)));
+  const cfg = resolvePaths(data, dirname(resolve(source)));
+  // The MID's own keystore backups live in agent/security_backup/ (pruned to mid.keystore.max_backups,
+  // with keystore_backup_audit_trail.log — docs/vendor-facts.md §14): ours must never land there,
+  // nor anywhere else in the MID's agent/ tree where the MID or an upgrade may touch them.
+  const agentDir = join(cfg.mid.home, 'agent');
+  const rel = relative(agentDir, cfg.stateDir);
+  if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+    throw new MidcertError('CONFIG_INVALID', `${source}: stateDir ${cfg.stateDir} is inside the MID's ${agentDir}; keep the agent state (and its keystore backups) outside the MID install, e.g. /var/lib/midcert-agent`);
+  }
+  return cfg;
 }
 
 function resolvePaths(cfg: AgentConfig, base: string): AgentConfig {

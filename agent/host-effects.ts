@@ -14,10 +14,11 @@ export async function hostEffectsFrom(cfg: AgentConfig): Promise<HostEffects> {
     paths,
     alias: cfg.mid.alias,
     storepass: await resolveStorepass(cfg),
-    script: scriptRunner(paths, { timeoutMs: cfg.mid.scriptTimeoutSeconds * 1000 }),
+    script: scriptRunner(paths, { timeoutMs: cfg.mid.scriptTimeoutSeconds * 1000, requireImportSuccessLine: cfg.mid.requireImportSuccessLine }),
     service: await createServiceManager(cfg, paths.home),
     backups: new KeystoreBackups(join(cfg.stateDir, 'backups'), cfg.backups.keep),
     journal: new Journal(cfg.stateDir),
+    allowKeyTypes: cfg.install.allowKeyTypes,
     verify: { settleMs: cfg.verify.settleSeconds * 1000, startTimeoutMs: cfg.verify.startTimeoutSeconds * 1000 },
   };
 }

@@ -110,6 +110,67 @@ export function parameterValue(params: ConfigParameter[], name: string): string 
   return params.find((p) => p.name === name)?.value;
 }
 
+/**
+ * Settings the MID reads under either of two names in config.xml (docs/vendor-facts.md §9):
+ * "mid.instance.username or glide.glidesoap.username", "mid.instance.password or
+ * glide.glidesoap.password", "mid.instance.use_proxy or mid.proxy.use_proxy", and for the
+ * *upgrade* proxy (not the instance proxy) "glide.mid.autoupgrade.proxy_host or
+ * glide.glidesoap.proxy_host", "glide.mid.autoupgrade.proxy_port or glide.glidesoap.proxy_port" —
+ * SND:servicenow-platform/mid-server/mid-server-parameters.md. mid.proxy.host/port/username/password
+ * have no alias. Which name wins when both are present is not documented: both present with
+ * different values is a conflict (CONFIG_ALIAS_CONFLICT), never a guess.
+ */
+export const CONFIG_ALIASES = {
+  username: ['mid.instance.username', 'glide.glidesoap.username'],
+  password: ['mid.instance.password', 'glide.glidesoap.password'],
+  useProxy: ['mid.instance.use_proxy', 'mid.proxy.use_proxy'],
+  upgradeProxyHost: ['glide.mid.autoupgrade.proxy_host', 'glide.glidesoap.proxy_host'],
+  upgradeProxyPort: ['glide.mid.autoupgrade.proxy_port', 'glide.glidesoap.proxy_port'],
+} as const;
+
+export type AliasedSetting = keyof typeof CONFIG_ALIASES;
+
+/** Which config.xml name is in force for one aliased setting; never its value (it may be a credential). */
+export interface SettingKey {
+  /** The name in force; '' when none is present, or when the names present conflict. */
+  key: string;
+  /** Present with a non-empty value that is not a vendor placeholder. */
+  set: boolean;
+  /** Every alias present in the file, in CONFIG_ALIASES order. */
+  present: string[];
+}
+
+export interface AliasConflict {
+  setting: AliasedSetting;
+  keys: string[];
+  /** error for the credentials, warning otherwise (vendor-facts §9). */
+  severity: 'error' | 'warning';
+  message: string;
+}
+
+/** The in-force name and the conflicts of every aliased setting. */
+export function resolveAliases(params: ConfigParameter[]): { settings: Record<AliasedSetting, SettingKey & { value: string }>; conflicts: AliasConflict[] } {
+  const settings = {} as Record<AliasedSetting, SettingKey & { value: string }>;
+  const conflicts: AliasConflict[] = [];
+  for (const [setting, names] of Object.entries(CONFIG_ALIASES) as [AliasedSetting, readonly string[]][]) {
+    const present = names.filter((n) => params.some((p) => p.name === n));
+    const values = [...new Set(present.map((n) => parameterValue(params, n) ?? ''))];
+    if (values.length > 1) {
+      const severity = setting === 'username' || setting === 'password' ? 'error' : 'warning';
+      conflicts.push({
+        setting, keys: present, severity,
+        message: `config.xml sets both ${present.join(' and ')} to different values; ServiceNow does not document which one the MID uses: keep only one`,
+      });
+      settings[setting] = { key: '', set: false, present, value: '' };
+      continue;
+    }
+    const key = present[0] ?? '';
+    const value = key ? parameterValue(params, key) ?? '' : '';
+    settings[setting] = { key, set: value !== '' && !PLACEHOLDER_VALUES.has(value), present, value };
+  }
+  return { settings, conflicts };
+}
+
 export type AuthMode = 'mutual' | 'basic' | 'unconfigured';
 
 /** What the agent reports about config.xml; never includes a credential value. */
@@ -122,6 +183,16 @@ export interface MidConfigSummary {
   authMode: AuthMode;
   /** Parameter names still holding a vendor placeholder. */
   placeholders: string[];
+  /** Which config.xml name is in force for each aliased setting (no values). */
+  keys: {
+    username: SettingKey;
+    password: SettingKey;
+    /** The instance proxy: use_proxy under either name; host and port are mid.proxy.host / mid.proxy.port (no alias). */
+    proxy: { useProxy: SettingKey; host: string; port: number };
+    upgradeProxy: { host: SettingKey; port: SettingKey };
+  };
+  /** Aliases present with different values (CONFIG_ALIAS_CONFLICT). */
+  conflicts: AliasConflict[];
 }
 
 export function summarizeMidConfig(params: ConfigParameter[]): MidConfigSummary {
@@ -131,10 +202,13 @@ export function summarizeMidConfig(params: ConfigParameter[]): MidConfigSummary 
     return v !== undefined && v !== '' && !PLACEHOLDER_VALUES.has(v);
   };
   const placeholders = params.filter((p) => PLACEHOLDER_VALUES.has(p.value)).map((p) => p.name);
-  const hasUser = params.some((p) => p.name === 'mid.instance.username');
-  const basicCredentialsPresent = filled('mid.instance.username') && filled('mid.instance.password');
+  const { settings, conflicts } = resolveAliases(params);
+  // A credential name present at all (even conflicting) means the MID is not on mutual auth.
+  const hasUser = settings.username.present.length > 0;
+  const basicCredentialsPresent = settings.username.set && settings.password.set;
   const authMode: AuthMode = basicCredentialsPresent ? 'basic' : hasUser ? 'unconfigured' : 'mutual';
-  const proxyEnabled = value('mid.proxy.use_proxy').toLowerCase() === 'true';
+  const proxyEnabled = settings.useProxy.value.toLowerCase() === 'true';
+  const strip = ({ key, set, present }: SettingKey): SettingKey => ({ key, set, present });
   const port = Number.parseInt(value('mid.proxy.port'), 10);
   return {
     instanceUrl: filled('url') ? value('url') : '',
@@ -149,5 +223,12 @@ export function summarizeMidConfig(params: ConfigParameter[]): MidConfigSummary 
     basicCredentialsPresent,
     authMode,
     placeholders,
+    keys: {
+      username: strip(settings.username),
+      password: strip(settings.password),
+      proxy: { useProxy: strip(settings.useProxy), host: filled('mid.proxy.host') ? value('mid.proxy.host') : '', port: Number.isFinite(port) ? port : 0 },
+      upgradeProxy: { host: strip(settings.upgradeProxyHost), port: strip(settings.upgradeProxyPort) },
+    },
+    conflicts,
   };
 }

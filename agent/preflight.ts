@@ -11,7 +11,7 @@ import { PreflightReportSchema, type PreflightCheckSchema } from '../proto/gen/m
 import { detectInterception } from './preflight/interception.js';
 import { probeInstance, type ProbeProxy, type ProbeResult } from './preflight/instance-probe.js';
 import { PLACEHOLDERS, parameterValue, readConfigXml, summarizeMidConfig, type ConfigParameter, type MidConfigSummary } from './mid-config.js';
-import { inspectKeystore, redact, type InspectedKeystore, type StatusSources } from './status.js';
+import { MID_SELF_SIGNED, inspectKeystore, redact, selfSignedPairFinding, type InspectedKeystore, type StatusSources } from './status.js';
 
 /**
  * RunPreflight and `midcert-agent preflight`: is this host ready for (or still fit for) a MID with
@@ -99,17 +99,25 @@ const PROXY_PARAMETERS = ['mid.proxy.host', 'mid.proxy.port', 'mid.proxy.usernam
 
 function configFindings({ params, summary }: MidConfig): Check {
   const problems: string[] = [];
-  const placeholders = summary.placeholders.filter((n) => REQUIRED_FILLED.includes(n) || (summary.proxy.enabled && PROXY_PARAMETERS.includes(n)));
+  // Alias pairs set to different values (docs/vendor-facts.md §9): never guess which one the MID uses.
+  const conflictErrors = summary.conflicts.filter((c) => c.severity === 'error');
+  if (conflictErrors.length > 0) return fail('config', 'error', 'CONFIG_ALIAS_CONFLICT', conflictErrors.map((c) => c.message).join('; '));
+  // The credential names in force may be the glide.glidesoap.* aliases.
+  const required = [...REQUIRED_FILLED, ...summary.keys.username.present, ...summary.keys.password.present];
+  const placeholders = summary.placeholders.filter((n) => required.includes(n) || (summary.proxy.enabled && PROXY_PARAMETERS.includes(n)));
   if (placeholders.length > 0) problems.push(`vendor placeholders in ${placeholders.join(', ')}`);
   const url = parameterValue(params, 'url') ?? '';
   if (!summary.instanceUrl && !placeholders.includes('url')) problems.push('url is empty');
   if (!summary.midName && !placeholders.includes('name')) problems.push('name is empty');
   if (summary.instanceUrl && !/^https:\/\//i.test(url)) problems.push(`url ${url} is not an https:// URL`);
   if (summary.proxy.enabled && !placeholders.some((n) => n === 'mid.proxy.host' || n === 'mid.proxy.port')) {
-    if (!summary.proxy.host) problems.push('mid.proxy.use_proxy is true but mid.proxy.host is empty');
-    if (!(summary.proxy.port > 0 && summary.proxy.port < 65_536)) problems.push('mid.proxy.use_proxy is true but mid.proxy.port is not a port number');
+    const useProxyKey = summary.keys.proxy.useProxy.key || 'mid.proxy.use_proxy';
+    if (!summary.proxy.host) problems.push(`${useProxyKey} is true but mid.proxy.host is empty`);
+    if (!(summary.proxy.port > 0 && summary.proxy.port < 65_536)) problems.push(`${useProxyKey} is true but mid.proxy.port is not a port number`);
   }
   if (problems.length > 0) return fail('config', 'error', 'MID_CONFIG_INCOMPLETE', `config.xml: ${problems.join('; ')}`);
+  const conflictWarnings = summary.conflicts.filter((c) => c.severity === 'warning');
+  if (conflictWarnings.length > 0) return fail('config', 'warning', 'CONFIG_ALIAS_CONFLICT', conflictWarnings.map((c) => c.message).join('; '));
   const where = `MID "${summary.midName}" for ${summary.instanceUrl}${summary.proxy.enabled ? ` through the proxy ${summary.proxy.host}:${summary.proxy.port}` : ''}`;
   if (summary.basicCredentialsPresent) {
     return pass('config', `config.xml names ${where}; basic auth; conversion possible (midcert-agent enable-mutual, or the controller's rotate --enable-mutual)`, 'BASIC_AUTH');
@@ -139,10 +147,16 @@ async function keystoreCheck(sources: PreflightSources, config: MidConfigSummary
   if (!entry || !leaf) {
     return noCertificate('KEYSTORE_ALIAS_MISSING', entry ? `alias "${entry.alias}" is a ${entry.kind}, not a PrivateKeyEntry` : `the ${type} keystore has no alias "${alias}"`);
   }
+  // A fresh basic-auth MID holds its own self-signed pair (docs/vendor-facts.md §6): normal before
+  // conversion, an info finding. Under mutual auth it stays an error (LEAF_SELF_SIGNED below):
+  // self-signed certificates are for "non-MTLS use cases" (SND:…/mid-unified-keystore.md, §4).
+  const own = config && config.authMode !== 'mutual' ? selfSignedPairFinding(entry.alias, leaf) : undefined;
+  if (own) return pass('keystore', own.message, MID_SELF_SIGNED);
   const findings = lintMaterial(entry.chain, entry.privateKey, { now });
   const errors = findings.filter((f) => f.severity === 'error');
   if (errors.length > 0) {
-    return fail('keystore', 'error', errors[0]!.code, `alias "${entry.alias}": ${errors.map((f) => `[${f.code}] ${f.message}`).join('; ')}`);
+    const selfSignedNote = errors.some((f) => f.code === 'LEAF_SELF_SIGNED') ? ' (the MID is on mutual auth, which does not support self-signed certificates: install a CA-issued client certificate)' : '';
+    return fail('keystore', 'error', errors[0]!.code, `alias "${entry.alias}": ${errors.map((f) => `[${f.code}] ${f.message}`).join('; ')}${selfSignedNote}`);
   }
   const warnings = findings.filter((f) => f.severity === 'warning').sort((a, b) => Number(b.code === 'CERT_EXPIRING') - Number(a.code === 'CERT_EXPIRING'));
   if (warnings.length > 0) {
@@ -252,7 +266,7 @@ function proxyOf({ params, summary }: MidConfig): ProbeProxy & { encryptedCreden
 }
 
 function configSecrets(params: ConfigParameter[]): string[] {
-  return ['mid.proxy.password', 'mid.instance.password'].map((n) => parameterValue(params, n) ?? '').filter((v) => v.length >= 4);
+  return ['mid.proxy.password', 'mid.instance.password', 'glide.glidesoap.password'].map((n) => parameterValue(params, n) ?? '').filter((v) => v.length >= 4);
 }
 
 function reachableCheck(url: URL, probe: ProbeResult, proxy: (ProbeProxy & { encryptedCredentials: boolean }) | undefined): Check {

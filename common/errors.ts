@@ -30,6 +30,13 @@ export const ERROR_CODES = {
   SCRIPT_TIMEOUT: 'manage-certificates did not finish in time',
   SERVICE_FAILED: 'the MID service could not be stopped, started or queried',
   HEALTH_CHECK_FAILED: 'the MID did not come back healthy after the change',
+  // What the MID logged after a restart (agent/health.ts; docs/vendor-facts.md §5, §8).
+  MID_AUTH_FAILED: 'the MID logged "User cannot be authenticated or is missing the proper roles": the instance refused its credentials or certificate',
+  MID_KEYS_MISMATCH: "the MID's key pair no longer matches the public key the instance holds; credentials sent by the instance cannot be decrypted (KB0535234, KB1048088)",
+  MID_HANDSHAKE_FAILED: 'the MID logged a TLS handshake failure with the instance (SSLHandshakeException, PKIX path building failed, bad_certificate, certificate_required)',
+  MID_KEY_INVALID: 'the MID logged "Could not find valid private key": the imported key is not a usable PKCS#8 key',
+  MID_LOG_SEVERE: 'the MID logged a SEVERE *** ERROR *** line after the restart',
+  KEY_TYPE_REFUSED: 'the bundle key type or size is not documented by the vendor (RSA 2048) and was not allowed',
   RENEWAL_NOT_PREPARED: 'no prepared renewal matches the request',
   RENEWAL_BUSY: 'another renewal is in progress',
   RENEWAL_NOT_FOUND: 'the agent has no record of this renewal id (never prepared there, superseded, or older than its remembered history)',
@@ -43,6 +50,7 @@ export const ERROR_CODES = {
   LAB_STOP_FAILED: 'a lab process could not be stopped',
   // Agent status and preflight (agent/status.ts, agent/preflight.ts): host-side readiness findings.
   MID_CONFIG_INCOMPLETE: 'config.xml lacks a required value or still holds a vendor placeholder',
+  CONFIG_ALIAS_CONFLICT: 'config.xml sets two documented names of one setting (e.g. mid.instance.username and glide.glidesoap.username) to different values; which one the MID uses is not documented',
   KEYSTORE_ALIAS_MISSING: 'the keystore holds no private key entry under the client alias',
   SERVICE_INACTIVE: 'the MID service is not running',
   STATE_DIR_UNUSABLE: 'the agent state directory cannot be created or written, or others can read it',

@@ -35,6 +35,7 @@ export const LINT_CODES = {
   DUPLICATE_CERT: 'warning',
   UNRELATED_CERT: 'warning',
   WEAK_SIGNATURE: 'warning',
+  KEY_TYPE_UNVERIFIED: 'warning',
 } as const;
 
 export type LintCode = keyof typeof LINT_CODES;

@@ -168,8 +168,38 @@ export function lintMaterial(certs: Certificate[], key: KeyObject | undefined, o
   return [
     ...lintChain(certs, built),
     ...lintLeaf(built),
+    ...lintKeyType(built),
     ...lintValidity(built, options),
   ];
+}
+
+/** The key type a vendor document shows for MID mutual auth (docs/vendor-facts.md §4). */
+export const VENDOR_KEY_TYPE = 'rsa-2048';
+
+/** A stable label for a key: rsa-<bits>, ec-p256 / ec-p384 / ec-p521, ed25519, ... (agent config install.allowKeyTypes uses these). */
+export function keyTypeLabel(key: KeyObject): string {
+  const d = describeKey(key);
+  if (d.type === 'RSA') return `rsa-${d.bits}`;
+  if (d.type === 'EC') return `ec-${(d.curve ?? 'unknown').toLowerCase().replace(/-/g, '')}`;
+  return d.type.toLowerCase();
+}
+
+/**
+ * KEY_TYPE_UNVERIFIED: the leaf key is not RSA 2048. The vendor's only key-generation command is
+ * `openssl req -newkey rsa:2048 …` and its sample bundle key is RSA 2048
+ * (SND:servicenow-platform/mid-server/mid-unified-keystore.md); the documents are silent on EC and
+ * on RSA 3072/4096, and the MID checks keys with `openssl rsa` (install-mid-mutual-auth.md).
+ * RSA under 2048 bits is KEY_WEAK instead (an error).
+ */
+function lintKeyType(built: BuiltChain): Finding[] {
+  const leaf = built.chain[0];
+  if (!leaf) return [];
+  const d = describeKey(leaf.publicKey);
+  if (d.type === 'RSA' && d.bits <= 2048) return [];
+  const label = keyTypeLabel(leaf.publicKey);
+  return [finding('KEY_TYPE_UNVERIFIED',
+    `the leaf key is ${label}; ServiceNow documents only RSA 2048 keys for MID mutual authentication, so the MID or the instance may refuse it`,
+    `use an RSA 2048 key (midcert-agent csr --key-type rsa --bits 2048 …); or accept it knowingly: agent config install.allowKeyTypes: ["${label}"], midcert-agent install --allow-key-type ${label}`)];
 }
 
 function lintChain(certs: Certificate[], built: BuiltChain): Finding[] {

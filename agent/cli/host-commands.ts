@@ -85,12 +85,13 @@ export function installCommand(): Command {
     .description('install a complete bundle (certificates + PKCS#8 key) into the MID keystore: the same steps as the controller\'s InstallCertificate (lint, backup, stop, import, verify, start, health check, roll back on failure)')
     .option('-c, --config <file>', CONFIG_HELP, DEFAULT_CONFIG)
     .requiredOption('--bundle <file>', 'the PEM bundle (see: midcert-agent bundle build)')
+    .option('--allow-key-type <type>', 'accept a bundle key other than the vendor-documented RSA 2048 (lint KEY_TYPE_UNVERIFIED), e.g. rsa-3072, ec-p256; repeatable (docs/agent-config.md)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--json', 'print the result: {"ok","renewalId","failedStep","error","rolledBack","previousSha256","currentSha256","finishedAt"}')
     .addHelpText('after', '\nExit status: 0 installed and verified; 1 failed (the MID was left on its previous certificate; see "rolledBack").')
-    .action(async (options: { config: string; bundle: string; json?: boolean }) => {
+    .action(async (options: { config: string; bundle: string; json?: boolean; allowKeyType: string[] }) => {
       const bundle = (await readInput(options.bundle, LIMITS.pemBytes, 'bundle')).toString('latin1');
       const { engine } = await localContext(options.config);
-      const result = await engine.installBundle(bundle, (p) => progressLine(p, options.json));
+      const result = await engine.installBundle(bundle, (p) => progressLine(p, options.json), { allowKeyTypes: options.allowKeyType });
       report(result, options.json);
     });
 }

@@ -14,6 +14,8 @@ export interface HostEffects {
   backups: KeystoreBackups;
   journal: Journal;
   verify: { settleMs: number; startTimeoutMs: number };
+  /** Key types install accepts besides RSA 2048 (agent config install.allowKeyTypes); none when absent. */
+  allowKeyTypes?: readonly string[];
 }
 
 export interface Progress {

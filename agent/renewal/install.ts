@@ -1,11 +1,14 @@
-import { copyFile, readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import { restoreFileAtomic, writeFileAtomic } from '../../common/fs.js';
 import { buildBundle } from '../../pki/bundle.js';
 import { readCertificates } from '../../pki/certificate.js';
 import { readPrivateKey } from '../../pki/keys.js';
-import { logOffset, verifyMidHealthy } from '../health.js';
+import { keyTypeLabel } from '../../pki/lint.js';
+import type { Finding } from '../../pki/lint-codes.js';
+import { markLogs, verifyMidHealthy } from '../health.js';
+import { readConfigXmlBytes } from '../mid-config.js';
 import type { InstallStep, LastResult, RenewalJournal } from '../journal.js';
 import type { HostEffects, ProgressListener } from './effects.js';
 import { currentLeafSha256, verifyKeystoreHolds } from './verify-keystore.js';
@@ -13,6 +16,25 @@ import { currentLeafSha256, verifyKeystoreHolds } from './verify-keystore.js';
 export interface InstallInput {
   certificatePem: string;
   chainPem: string;
+  /**
+   * Key types the caller allows besides RSA 2048 for this install (`midcert-agent install
+   * --allow-key-type`, later InstallCertificateRequest.allow_key_types), on top of the agent config's
+   * install.allowKeyTypes.
+   */
+  allowKeyTypes?: readonly string[];
+}
+
+/**
+ * Refuses a bundle whose lint says KEY_TYPE_UNVERIFIED unless its key type is allowed: the vendor
+ * documents RSA 2048 only (docs/vendor-facts.md §4). Never silent: the error names the type and
+ * both ways to allow it.
+ */
+export function assertKeyTypeAllowed(findings: readonly Finding[], keyType: string | undefined, allowed: readonly string[]): void {
+  if (!findings.some((f) => f.code === 'KEY_TYPE_UNVERIFIED') || !keyType) return;
+  if (allowed.some((a) => a.toLowerCase() === keyType)) return;
+  throw new MidcertError('KEY_TYPE_REFUSED',
+    `the bundle key is ${keyType}, which ServiceNow does not document for MID mutual authentication (only RSA 2048; docs/vendor-facts.md §4); `
+    + `to install it anyway set install.allowKeyTypes: ["${keyType}"] in the agent config, or pass --allow-key-type ${keyType} (midcert-agent install; midcert rotate)`);
 }
 
 /** What a step needs to know across a crash; kept in the journal entry. */
@@ -98,9 +120,10 @@ async function step<T>(run: Run, name: InstallStep, action: () => Promise<T>): P
 
 async function assembleBundleFile(run: Run, input: InstallInput): Promise<{ bundlePath: string; expectedChain: string[] }> {
   const dir = await run.effects.journal.renewalDir(run.entry.renewalId);
-  const key = readPrivateKey(await readFile(join(dir, 'key.pem'))).key;
+  const key = readPrivateKey(await run.effects.journal.readRenewalFile(run.entry.renewalId, 'key.pem')).key;
   const certs = [...readCertificates(Buffer.from(input.certificatePem)), ...(input.chainPem ? readCertificates(Buffer.from(input.chainPem)) : [])];
   const built = buildBundle(certs, key);
+  assertKeyTypeAllowed(built.report.findings, keyTypeLabel(key), [...(run.effects.allowKeyTypes ?? []), ...(input.allowKeyTypes ?? [])]);
   const bundlePath = join(dir, 'bundle.pem');
   await writeFileAtomic(bundlePath, built.pem, { mode: 0o600 });
   return { bundlePath, expectedChain: built.chain.map((c) => c.sha256) };
@@ -110,7 +133,8 @@ async function takeBackups(run: Run): Promise<void> {
   run.entry.backupPath = await run.effects.backups.take(run.effects.paths.keystore);
   if (run.entry.mode === 'enable-mutual') {
     const copy = join(await run.effects.journal.renewalDir(run.entry.renewalId), 'config.xml.bak');
-    await copyFile(run.effects.paths.configXml, copy);
+    // Bounded (a regular file of at most LIMITS.configXmlBytes), written atomically, 0600: it may hold credentials.
+    await writeFileAtomic(copy, await readConfigXmlBytes(run.effects.paths.configXml), { mode: 0o600 });
     run.entry.configBackupPath = copy;
   }
   await run.effects.journal.save(run.entry);
@@ -118,9 +142,9 @@ async function takeBackups(run: Run): Promise<void> {
 
 async function startAndVerify(run: Run): Promise<void> {
   const { effects } = run;
-  const offset = await logOffset(effects.paths.log);
+  const marks = await markLogs(effects.paths.log); // only lines written after the restart count, in every watched log
   await step(run, 'start', () => effects.service.start());
-  await step(run, 'verify-health', () => verifyMidHealthy(effects.service, { logPath: effects.paths.log, logOffset: offset, startTimeoutMs: effects.verify.startTimeoutMs, settleMs: effects.verify.settleMs }));
+  await step(run, 'verify-health', () => verifyMidHealthy(effects.service, { logPath: effects.paths.log, logMarks: marks, startTimeoutMs: effects.verify.startTimeoutMs, settleMs: effects.verify.settleMs }));
 }
 
 /** The single failure path once the host was touched: old keystore (and config.xml) back, MID started. */
@@ -131,7 +155,7 @@ async function restoreAfter(run: Run, failedStep: InstallStep, cause: unknown): 
       await effects.service.stop().catch(() => undefined); // it may not be running
       if (!entry.backupPath) throw new MidcertError('BACKUP_MISSING', 'no backup was recorded for this renewal');
       await effects.backups.restore(entry.backupPath, effects.paths.keystore);
-      if (entry.configBackupPath) await restoreFileAtomic(effects.paths.configXml, await readFile(entry.configBackupPath));
+      if (entry.configBackupPath) await restoreFileAtomic(effects.paths.configXml, await readConfigXmlBytes(entry.configBackupPath));
       await effects.service.start();
     });
   } catch (restoreErr) {

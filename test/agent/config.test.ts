@@ -18,6 +18,21 @@ describe('agent and controller config files', () => {
     assert.equal(cfg.backups.keep, 5);
   });
 
+  it('install.allowKeyTypes and mid.requireImportSuccessLine: documented defaults and labels (docs/agent-config.md)', () => {
+    const cfg = parseAgentConfig(`${minimal}stateDir: state\n`, '/etc/midcert/agent.yaml');
+    assert.deepEqual(cfg.install.allowKeyTypes, []);
+    assert.equal(cfg.mid.requireImportSuccessLine, true);
+    assert.deepEqual(parseAgentConfig(`${minimal}install:\n  allowKeyTypes: [rsa-3072, ec-p256]\n`, 'agent.yaml').install.allowKeyTypes, ['rsa-3072', 'ec-p256']);
+    assert.throws(() => parseAgentConfig(`${minimal}install:\n  allowKeyTypes: [EC]\n`, 'agent.yaml'), invalid(/install\.allowKeyTypes/));
+  });
+
+  // docs/vendor-facts.md §14: agent/security_backup/ is the MID's own (pruned to mid.keystore.max_backups).
+  it("refuses a stateDir inside the MID's agent/ tree (e.g. agent/security_backup), where the MID keeps its own backups", () => {
+    assert.throws(() => parseAgentConfig(`${minimal}stateDir: mid/agent/security_backup\n`, '/etc/midcert/agent.yaml'), invalid(/stateDir .*security_backup is inside the MID's/));
+    assert.throws(() => parseAgentConfig(`${minimal}stateDir: mid/agent\n`, '/etc/midcert/agent.yaml'), invalid(/inside the MID's/));
+    assert.equal(parseAgentConfig(`${minimal}stateDir: mid-state\n`, '/etc/midcert/agent.yaml').stateDir, '/etc/midcert/mid-state');
+  });
+
   it('names the key at fault', () => {
     assert.throws(() => parseAgentConfig('mid:\n  home: x\nservice:\n  manager: command\n', 'agent.yaml'), invalid(/agent\.yaml: service\.start: required/));
     assert.throws(() => parseAgentConfig(`${minimal}servcie: {}\n`, 'agent.yaml'), invalid(/servcie|Unrecognized/));

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HISTORY_LIMIT, Journal, type LastResult } from '../../agent/journal.js';
+import { HISTORY_LIMIT, Journal, RESULT_DETAIL_MAX_CHARS, type LastResult } from '../../agent/journal.js';
+import { LIMITS } from '../../common/limits.js';
 
 /**
  * The journal's memory of renewals (what GetRenewal answers from): the entry in progress and a
@@ -88,6 +89,19 @@ describe('agent journal: renewal outcomes by id (GetRenewal)', () => {
     assert.equal((await stat(join(dir, 'state', 'history.json'))).mode & 0o777, 0o600);
     assert.deepEqual((await readdir(join(dir, 'state'))).sort(), ['history.json', 'last-result.json'], 'no temporary files left');
     assert.ok(Array.isArray(JSON.parse(await readFile(join(dir, 'state', 'history.json'), 'utf8'))));
+  });
+
+  it(`caps each result's error detail (script output) at ${RESULT_DETAIL_MAX_CHARS} characters, head and tail kept, so ${HISTORY_LIMIT} × 2 MiB stays far below LIMITS.journalBytes`, async () => {
+    const detail = `HEAD-${'x'.repeat(2 * 1024 * 1024)}-TAIL SEVERE *** ERROR *** the real cause`;
+    for (let i = 0; i < HISTORY_LIMIT; i++) {
+      await journal.saveLastResult(result(`big${i}`, { ok: false, rolledBack: true, error: { code: 'SCRIPT_FAILED', message: 'manage-certificates -a exited 1', detail } }));
+    }
+    const size = (await stat(join(dir, 'state', 'history.json'))).size;
+    assert.ok(size < HISTORY_LIMIT * (RESULT_DETAIL_MAX_CHARS + 2048) && size < LIMITS.journalBytes / 10, `history.json is ${size} bytes`);
+    const saved = (await journal.findResult('big3'))?.error?.detail ?? '';
+    assert.ok(saved.length <= RESULT_DETAIL_MAX_CHARS, String(saved.length));
+    assert.ok(saved.startsWith('HEAD-') && saved.endsWith('the real cause') && /characters cut/.test(saved));
+    assert.equal((await journal.loadLastResult())?.error?.detail, saved);
   });
 
   it('reads the outcome of a state dir written before history.json existed (last-result.json only)', async () => {

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MidcertError } from '../../common/errors.js';
 import type { HostEffects, Progress } from '../../agent/renewal/effects.js';
 import { RenewalEngine } from '../../agent/renewal/engine.js';
 import { readKeystore, findEntry } from '../../pki/keystore.js';
 import { createLabCa } from '../../lab/lab-ca.js';
+import { buildCsr } from '../../pki/csr.js';
+import { generateKey, keySpecFrom, toPkcs8Pem } from '../../pki/keys.js';
 import { startMidWorld, waitFor, type MidWorld } from '../helpers/mid-world.js';
 
 async function leafSha(world: MidWorld): Promise<string> {
@@ -111,7 +114,8 @@ describe('agent renewal engine against a simulated MID and instance', function (
     const result = await engine.install('r5', { certificatePem: rogue.signCsr(prepared.csrPem), chainPem: rogue.chainPem }, () => undefined);
     assert.equal(result.ok, false);
     assert.equal(result.failedStep, 'verify-health');
-    assert.equal(result.error?.code, 'HEALTH_CHECK_FAILED');
+    // The log line maps to its own code (agent/health.ts; docs/vendor-facts.md §8 handshake errors).
+    assert.equal(result.error?.code, 'MID_HANDSHAKE_FAILED');
     assert.match(result.error?.message ?? '', /SSLHandshakeException/);
     assert.equal(result.rolledBack, true);
     assert.deepEqual(await readFile(world.host.keystorePath), bytes);
@@ -175,7 +179,7 @@ describe('agent renewal engine against a simulated MID and instance', function (
   it('break-glass revert to basic auth is undone when the MID does not come back healthy (instance requires mTLS)', async () => {
     const engine = new RenewalEngine(world.effects());
     const config = await readFile(world.host.configPath);
-    await assert.rejects(engine.revertToBasicAuth('mid.mid01', 'Basic-Pa55word'), (e: unknown) => e instanceof MidcertError && e.code === 'HEALTH_CHECK_FAILED' && !e.message.includes('Basic-Pa55word'));
+    await assert.rejects(engine.revertToBasicAuth('mid.mid01', 'Basic-Pa55word'), (e: unknown) => e instanceof MidcertError && e.code === 'MID_AUTH_FAILED' && !e.message.includes('Basic-Pa55word'));
     assert.deepEqual(await readFile(world.host.configPath), config, 'config.xml restored byte for byte');
     await waitFor(() => world.midStatus().state === 'active', 10_000, 'MID not running');
     await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
@@ -199,4 +203,73 @@ describe('agent renewal engine against a simulated MID and instance', function (
     assert.equal(await leafSha(world), before);
     await heartbeatsAfter(world, world.midStatus().heartbeatsOk);
   });
+
+  // docs/vendor-facts.md §4: vendor material shows RSA 2048 only; another key type is refused unless allowed.
+  it('refuses a bundle whose key is not RSA 2048 (KEY_TYPE_REFUSED naming the type, the config key and the flag); nothing on the host changes', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const bytes = await readFile(world.host.keystorePath);
+    const prepared = await engine.prepare({ renewalId: 'ec1', subject: `CN=${world.name},O=midcert Lab`, sans: [], keyType: 'ec' });
+    const result = await engine.install('ec1', { certificatePem: world.ca.signCsr(prepared.csrPem, { days: 365 }), chainPem: world.ca.chainPem }, () => undefined);
+    assert.equal(result.ok, false);
+    assert.equal(result.failedStep, 'lint');
+    assert.equal(result.error?.code, 'KEY_TYPE_REFUSED');
+    assert.match(result.error?.message ?? '', /ec-p256.*install\.allowKeyTypes: \["ec-p256"\].*--allow-key-type ec-p256/);
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+    // host-local `midcert-agent install --bundle` refuses it too, before anything is staged or discarded.
+    const key = await generateKey(keySpecFrom('rsa', 3072));
+    const csr = buildCsr(key, { subject: `CN=${world.name},O=midcert Lab`, sans: [] });
+    const bundle = world.ca.signCsr(csr, { days: 365 }) + world.ca.chainPem + toPkcs8Pem(key);
+    await assert.rejects(engine.installBundle(bundle, () => undefined), (e: unknown) => e instanceof MidcertError && e.code === 'KEY_TYPE_REFUSED' && /rsa-3072/.test(e.message));
+    assert.deepEqual(await readFile(world.host.keystorePath), bytes);
+  });
+
+  it('installs an RSA 3072 key when allowed: by the agent config (install.allowKeyTypes) or by the request (--allow-key-type)', async () => {
+    const byConfig = new RenewalEngine(world.effects({ allowKeyTypes: ['rsa-3072'] }));
+    const prepared = await byConfig.prepare({ renewalId: 'rsa3k', subject: `CN=${world.name},O=midcert Lab`, sans: [], keyType: 'rsa', keyBits: 3072 });
+    const certificatePem = world.ca.signCsr(prepared.csrPem, { days: 365 });
+    await world.publishLeaf(certificatePem);
+    const result = await byConfig.install('rsa3k', { certificatePem, chainPem: world.ca.chainPem }, () => undefined);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    const engine = new RenewalEngine(world.effects());
+    const again = await engine.prepare({ renewalId: 'rsa3k2', subject: `CN=${world.name},O=midcert Lab`, sans: [], keyType: 'rsa', keyBits: 3072 });
+    const cert2 = world.ca.signCsr(again.csrPem, { days: 365 });
+    await world.publishLeaf(cert2);
+    const allowed = await engine.install('rsa3k2', { certificatePem: cert2, chainPem: world.ca.chainPem, allowKeyTypes: ['RSA-3072'] }, () => undefined);
+    assert.equal(allowed.ok, true, JSON.stringify(allowed));
+  });
+
+  // docs/vendor-facts.md §14: the MID keeps its own backups in agent/security_backup/ with
+  // keystore_backup_audit_trail.log, pruned to mid.keystore.max_backups (3) — SND:…/mid-unified-keystore.md,
+  // SND:…/r_MIDServerProperties.md. Ours live in the agent's state dir; we never write, prune or restore there.
+  it('leaves a full agent/security_backup/ byte-identical through an install, a failed install and a rollback', async () => {
+    // "If it is 0 or negative, no backup will be made" (r_MIDServerProperties.md): the MID's script adds none, so any change would be ours.
+    const config = await readFile(world.host.configPath, 'utf8');
+    await writeFile(world.host.configPath, config.replace('</parameters>', '  <parameter name="mid.keystore.max_backups" value="0"/>\n</parameters>'));
+    const backups = join(world.host.agentDir, 'security_backup');
+    await mkdir(backups, { recursive: true });
+    const ks = await readFile(world.host.keystorePath);
+    for (const stamp of ['20240101T000000Z', '20240201T000000Z', '20240301T000000Z']) await writeFile(join(backups, `agent_keystore.${stamp}`), ks, { mode: 0o600 });
+    await writeFile(join(backups, 'keystore_backup_audit_trail.log'), 'agent_keystore.20240301T000000Z keypairs.mid_id=abc aliases=defaultsecuritykeypairhandle\n');
+    const before = await snapshot(backups);
+    const engine = new RenewalEngine(world.effects());
+    assert.equal((await engine.install('sb1', await prepareAndSign(engine, 'sb1'), () => undefined)).ok, true);
+    const rogue = await createLabCa('Rogue SB');
+    const prepared = await engine.prepare({ renewalId: 'sb2', subject: 'CN=mid01', sans: [], keyType: 'rsa' });
+    const failed = await engine.install('sb2', { certificatePem: rogue.signCsr(prepared.csrPem), chainPem: rogue.chainPem }, () => undefined);
+    assert.equal(failed.rolledBack, true);
+    assert.equal((await engine.rollback()).ok, true);
+    assert.deepEqual(await snapshot(backups), before);
+    const ours = await readdir(join(world.dir, 'state', 'backups'));
+    assert.ok(ours.length > 0 && ours.every((n) => n.endsWith('.keystore')), ours.join(' '));
+  });
 });
+
+/** Every file under dir: name, mode and bytes. */
+async function snapshot(dir: string): Promise<Record<string, { mode: number; sha256: string }>> {
+  const out: Record<string, { mode: number; sha256: string }> = {};
+  for (const name of (await readdir(dir)).sort()) {
+    const info = await stat(join(dir, name));
+    out[name] = { mode: info.mode, sha256: createHash('sha256').update(await readFile(join(dir, name))).digest('hex') };
+  }
+  return out;
+}

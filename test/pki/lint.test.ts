@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLabCa } from '../../lab/lab-ca.js';
 import { PROFILES } from '../../pki/issue.js';
-import { lintBundle } from '../../pki/lint.js';
+import { keyTypeLabel, lintBundle } from '../../pki/lint.js';
+import { generateKey, keySpecFrom } from '../../pki/keys.js';
 import { LINT_CODES, type LintCode } from '../../pki/lint-codes.js';
 import { DAY, issueLeaf, makeLabPki, weakRsaKey, type LabPki } from '../helpers/lab-pki.js';
 import { armour, beginLine, PRIVATE_KEY_LABEL } from '../helpers/pem-text.js';
@@ -253,5 +254,33 @@ describe('pki/lint: bundle linter', () => {
       const later = new Date(pki.leaf.cert.notAfter.getTime() + DAY);
       assert.ok(lintBundle(Buffer.from(pki.bundle), { now: later }).findings.some((f) => f.code === 'CERT_EXPIRED'));
     });
+  });
+
+  // docs/vendor-facts.md §4: the vendor's only key command is `openssl req -newkey rsa:2048 …` and its
+  // sample bundle key is RSA 2048 (SND:servicenow-platform/mid-server/mid-unified-keystore.md); the
+  // documents are silent on EC and RSA 3072/4096. Anything else is KEY_TYPE_UNVERIFIED (a warning).
+  describe('KEY_TYPE_UNVERIFIED: any key but RSA 2048 (vendor material shows RSA 2048 only)', () => {
+    const bundleWith = async (key: Awaited<ReturnType<typeof generateKey>>): Promise<string> => {
+      const leaf = await issueLeaf(pki.ca, { key });
+      return leaf.certPem + pki.ca.chainPem + leaf.keyPem;
+    };
+
+    it('RSA 2048 (the default, and the vendor sample): no finding', () => {
+      assert.ok(!codes(pki.bundle).includes('KEY_TYPE_UNVERIFIED'));
+      assert.equal(keyTypeLabel(pki.leaf.key), 'rsa-2048');
+    });
+
+    for (const [label, spec] of [['rsa-3072', keySpecFrom('rsa', 3072)], ['rsa-4096', keySpecFrom('rsa', 4096)], ['ec-p256', keySpecFrom('ec')]] as const) {
+      it(`${label}: a warning naming the key type and how to allow it; the bundle still lints ok`, async () => {
+        const report = lintBundle(Buffer.from(await bundleWith(await generateKey(spec))));
+        const hit = report.findings.find((f) => f.code === 'KEY_TYPE_UNVERIFIED');
+        assert.ok(hit, JSON.stringify(report.findings));
+        assert.equal(hit.severity, 'warning');
+        assert.equal(LINT_CODES.KEY_TYPE_UNVERIFIED, 'warning');
+        assert.match(hit.message, new RegExp(`${label}.*only RSA 2048`));
+        assert.match(hit.fix, new RegExp(`install\\.allowKeyTypes: \\["${label}"\\].*--allow-key-type ${label}`));
+        assert.equal(report.ok, true);
+      });
+    }
   });
 });

@@ -11,50 +11,101 @@ export interface MidStatus {
   status: string;
   /** The raw `validated` value ("true", "false", …). */
   validated: string;
+  /** `last_refreshed` (not a documented column, vendor-facts §1) when the instance has it. */
   lastRefreshed: Date | undefined;
+  /** `sys_updated_on`: moves whenever the instance writes the record (the MID's start/stop, status). */
+  updatedOn: Date | undefined;
   isUsingCustomCert: boolean;
   hostName: string;
   version: string;
 }
 
-const AGENT_FIELDS = ['sys_id', 'name', 'status', 'validated', 'last_refreshed', 'is_using_custom_cert', 'host_name', 'version'];
+const AGENT_FIELDS = ['sys_id', 'name', 'status', 'validated', 'last_refreshed', 'sys_updated_on', 'is_using_custom_cert', 'host_name', 'version'];
 
 export async function midStatus(client: InstanceClient, midName: string): Promise<MidStatus | undefined> {
-  const [row] = await client.tableGet('ecc_agent', { query: `name=${queryValue(midName)}`, fields: AGENT_FIELDS, limit: 1 });
+  const rows = await client.tableGet('ecc_agent', { query: `name=${queryValue(midName)}`, fields: AGENT_FIELDS, limit: 10 });
+  // Re-checked: a dropped condition returns every agent (vendor-facts §1).
+  const row = rows.find((r) => r['name'] === midName);
   return row && toMidStatus(row);
 }
 
 export interface WaitForUpOptions {
-  /** Only a heartbeat after this instant counts (e.g. when the MID was restarted). */
+  /** Only evidence after this instant counts (e.g. when the MID was restarted). */
   since?: Date;
-  timeoutMs: number;
+  /** Default 600 s (the 5-minute heartbeat probe + JVM start, vendor-facts §7). */
+  timeoutMs?: number;
   pollIntervalMs?: number;
+  /** Confirm with an ECC queue round trip after Up (default true; docs/lab/mid-instance-protocol.md §7). */
+  eccRoundTrip?: boolean;
 }
 
+/** vendor-facts §7: "Default timeout ≥ 10 min (5-min heartbeat + JVM start)". */
+export const DEFAULT_UP_TIMEOUT_MS = 600_000;
 /** Beyond this, the instance's clock (from its Date header) is used to place `since`. */
 const SKEW_TOLERANCE_MS = 2000;
+export const PING_COMMAND = 'midcert.ping';
 
 /**
- * Polls until the MID reads Up with `last_refreshed` after `since`, so an Up left over from before
- * a restart does not count. last_refreshed has whole seconds and comes from the instance's clock:
- * it must be strictly later than `since` (a heartbeat in the same second is not trusted; the next
- * one is), and a controller clock more than 2 s off the instance's is corrected for.
- * HEALTH_CHECK_FAILED on timeout, with the last status seen.
+ * Waits for documented evidence that the MID is back (vendor-facts §7):
+ *
+ * 1. ecc_agent status `Up` with a timestamp that moved after `since` — `last_refreshed` when the
+ *    instance has that (undocumented) column, else `sys_updated_on`. An `Up` alone is no evidence:
+ *    the instance marks a MID Down only after an unanswered Heartbeat probe, up to 5 minutes
+ *    later (SND r_MIDServerHeartbeat.md), so a stale Up can outlive a stop.
+ * 2. then an ECC queue round trip: an output SystemCommand `midcert.ping` for
+ *    `agent=mid.server.<name>` and its input answer (`response_to` = our sys_id). The MID polls
+ *    the queue every mid.poll.time (40 s, SND ecc-queue-mid-server.md).
+ *
+ * Timestamps have whole seconds from the instance's clock: strictly later than `since`, and a
+ * controller clock more than 2 s off the instance's is corrected for. Paused, Upgrading, Upgrade
+ * Failed and unknown statuses are "not healthy yet" and reported verbatim. HEALTH_CHECK_FAILED on
+ * timeout, with the last status seen.
  */
-export async function waitForMidUp(client: InstanceClient, midName: string, options: WaitForUpOptions): Promise<MidStatus> {
-  const deadline = Date.now() + options.timeoutMs;
+export async function waitForMidUp(client: InstanceClient, midName: string, options: WaitForUpOptions = {}): Promise<MidStatus> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  const pollMs = options.pollIntervalMs ?? 2000;
+  const after = options.since ? ` with evidence after ${options.since.toISOString()}` : '';
+  let up: MidStatus | undefined;
   for (;;) {
     const status = await midStatus(client, midName);
     const offset = client.clockOffsetMs() ?? 0;
     const since = options.since && options.since.getTime() + (Math.abs(offset) > SKEW_TOLERANCE_MS ? offset : 0);
-    const fresh = since === undefined || (status?.lastRefreshed !== undefined && status.lastRefreshed.getTime() > since);
-    if (status?.status === 'Up' && fresh) return status;
+    const stamp = status?.lastRefreshed ?? status?.updatedOn;
+    const fresh = since === undefined || (stamp !== undefined && stamp.getTime() > since);
+    if (status?.status === 'Up' && fresh) { up = status; break; }
     if (Date.now() >= deadline) {
-      const seen = status ? `status ${status.status}, last_refreshed ${status.lastRefreshed?.toISOString() ?? 'never'}` : 'no ecc_agent record';
-      const after = options.since ? ` with a heartbeat after ${options.since.toISOString()}` : '';
-      throw new MidcertError('HEALTH_CHECK_FAILED', `MID "${midName}" did not read Up${after} within ${Math.round(options.timeoutMs / 1000)} s (last seen: ${seen})`);
+      const seen = status ? `status ${status.status}, ${status.lastRefreshed ? 'last_refreshed' : 'sys_updated_on'} ${stamp?.toISOString() ?? 'never'}` : 'no ecc_agent record';
+      throw new MidcertError('HEALTH_CHECK_FAILED', `MID "${midName}" did not read Up${after} within ${Math.round(timeoutMs / 1000)} s (last seen: ${seen})`);
     }
-    await sleep(Math.min(options.pollIntervalMs ?? 2000, Math.max(1, deadline - Date.now())));
+    await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
+  }
+  if (options.eccRoundTrip === false) return up;
+  await eccRoundTrip(client, midName, { deadline, pollMs, what: `MID "${midName}" read Up${after} but` });
+  return up;
+}
+
+/**
+ * One ECC queue round trip (protocol §7): inserts the output command and waits for the input row
+ * answering it. Every row read is re-checked client-side (response_to, agent, queue).
+ */
+export async function eccRoundTrip(client: InstanceClient, midName: string, options: { deadline: number; pollMs: number; what?: string }): Promise<TableRecord> {
+  const agent = `mid.server.${queryValue(midName)}`;
+  const output = await client.tableInsert('ecc_queue', {
+    agent, queue: 'output', state: 'ready', topic: 'SystemCommand', name: PING_COMMAND, source: 'midcert',
+  });
+  const id = output['sys_id'] ?? '';
+  if (!/^[0-9a-f]{32}$/.test(id)) throw new MidcertError('INSTANCE_RESPONSE_INVALID', 'POST ecc_queue: the answer has no sys_id');
+  for (;;) {
+    const rows = await client.tableGet('ecc_queue', {
+      query: `response_to=${id}^queue=input`, fields: ['sys_id', 'agent', 'queue', 'state', 'response_to', 'topic', 'name'], limit: 10,
+    });
+    const answer = rows.find((r) => r['response_to'] === id && r['queue'] === 'input' && (r['agent'] ?? agent) === agent);
+    if (answer) return answer;
+    if (Date.now() >= options.deadline) {
+      throw new MidcertError('HEALTH_CHECK_FAILED', `${options.what ?? `MID "${midName}"`} did not answer the ECC queue command ${PING_COMMAND} (ecc_queue ${id}) in time`);
+    }
+    await sleep(Math.min(options.pollMs, Math.max(1, options.deadline - Date.now())));
   }
 }
 
@@ -106,13 +157,52 @@ async function capabilityValues(client: InstanceClient, names: string[]): Promis
 }
 
 /**
- * Marks the MID not validated before its conversion to mutual TLS (the vendor KB says to
- * invalidate a validated MID first). The vendor documents only the "Invalidate" UI action; over
- * REST we write `validated` = `value` (default "false") — an assumption, see docs/instance-client.md.
+ * Sets ecc_agent.validated (default "false"). Low level; for the conversion use
+ * invalidateForConversion. NEVER for an mTLS MID (vendor-facts §5: invalidation queues
+ * delete_mid_keypair, which deletes the MID's custom certificate, and an mTLS MID "cannot be
+ * re-keyed or validated as a UI action", SND install-mid-mutual-auth.md): refused with USAGE.
  */
 export async function invalidateMid(client: InstanceClient, midName: string, value = 'false'): Promise<MidStatus> {
   const agent = await requireAgent(client, midName);
+  if (agent.isUsingCustomCert) {
+    throw new MidcertError('USAGE', `MID "${midName}" uses a custom (mutual-auth) certificate: invalidating it would delete that certificate (delete_mid_keypair) and it cannot be validated again from the instance`);
+  }
   return toMidStatus(await client.tablePatch('ecc_agent', agent.sysId, { validated: value }));
+}
+
+/**
+ * The documented step before converting a validated basic-auth MID to mutual auth (SND
+ * install-mid-mutual-auth.md step 8: "If the MID Server is validated, invalidate the MID Server
+ * before continuing"), done BEFORE the certificate is installed so the queued delete_mid_keypair
+ * deletes the old self-signed pair, not the new one (vendor-facts §5). Waits until the MID has
+ * processed that command (its output row reads processed, or an input row answers it), so the
+ * import that follows cannot be deleted by it. A MID that is not validated is left alone.
+ */
+export async function invalidateForConversion(client: InstanceClient, midName: string, options: { timeoutMs?: number; pollIntervalMs?: number } = {}): Promise<{ invalidated: boolean; command?: string }> {
+  const agent = await requireAgent(client, midName);
+  if (agent.isUsingCustomCert) {
+    throw new MidcertError('USAGE', `MID "${midName}" already uses a custom (mutual-auth) certificate: it is never invalidated (that would delete its certificate)`);
+  }
+  if (agent.validated !== 'true') return { invalidated: false };
+  const startedAt = Date.now();
+  await invalidateMid(client, midName, 'false');
+  const deadline = startedAt + (options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS);
+  const queue = `mid.server.${queryValue(midName)}`;
+  for (;;) {
+    const rows = await client.tableGet('ecc_queue', {
+      query: `agent=${queue}^source=delete_mid_keypair^ORDERBYDESCsys_created_on`, fields: ['sys_id', 'agent', 'queue', 'source', 'state', 'response_to', 'sys_created_on'], limit: 20,
+    });
+    const mine = rows.filter((r) => r['agent'] === queue && r['source'] === 'delete_mid_keypair');
+    const command = mine.find((r) => r['queue'] === 'output');
+    if (command && (command['state'] === 'processed' || mine.some((r) => r['queue'] === 'input' && r['response_to'] === command['sys_id']))) {
+      return { invalidated: true, command: command['sys_id'] ?? '' };
+    }
+    if (Date.now() >= deadline) {
+      const seen = command ? `delete_mid_keypair ${command['sys_id']} reads state "${command['state']}"` : 'no delete_mid_keypair command is visible in ecc_queue';
+      throw new MidcertError('HEALTH_CHECK_FAILED', `MID "${midName}" was invalidated but did not process the delete_mid_keypair command in time (${seen}); do not install the certificate yet`);
+    }
+    await sleep(Math.min(options.pollIntervalMs ?? 2000, Math.max(1, deadline - Date.now())));
+  }
 }
 
 async function requireAgent(client: InstanceClient, midName: string): Promise<MidStatus> {
@@ -128,6 +218,7 @@ function toMidStatus(r: TableRecord): MidStatus {
     status: r['status'] ?? '',
     validated: r['validated'] ?? '',
     lastRefreshed: parseGlideDateTime(r['last_refreshed']),
+    updatedOn: parseGlideDateTime(r['sys_updated_on']),
     isUsingCustomCert: isTrue(r['is_using_custom_cert']),
     hostName: r['host_name'] ?? '',
     version: r['version'] ?? '',

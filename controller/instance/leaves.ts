@@ -1,4 +1,6 @@
 import { MidcertError } from '../../common/errors.js';
+import { withSha256 } from './fingerprints.js';
+import { forbiddenHint } from './publish.js';
 import { LEAF_FIELDS, normalizeFingerprint, toCertificateRecord, type CertificateRecord } from './records.js';
 import { queryValue, type InstanceClient } from './rest.js';
 
@@ -13,11 +15,15 @@ export async function listLeaves(client: InstanceClient, userSysId: string): Pro
   const rows = await client.tableGet('sys_user_certificate', {
     query: `user=${queryValue(userSysId)}^ORDERBYDESCsys_created_on`, fields: LEAF_FIELDS,
   });
-  return rows.map(toCertificateRecord);
+  // Re-checked: a dropped condition would return every user's leaves (vendor-facts §1).
+  const mine = rows.map(toCertificateRecord).filter((r) => r.user === userSysId);
+  // No documented fingerprint field: hash the attachment when the instance gave none (vendor-facts §12).
+  return Promise.all(mine.map((r) => withSha256(client, 'sys_user_certificate', r)));
 }
 
 export async function retireLeaf(client: InstanceClient, sysId: string): Promise<CertificateRecord> {
-  return toCertificateRecord(await client.tablePatch('sys_user_certificate', sysId, { active: 'false' }));
+  const patched = await client.tablePatch('sys_user_certificate', sysId, { active: 'false' }).catch((err: unknown) => { throw forbiddenHint(err, 'sys_user_certificate'); });
+  return toCertificateRecord(patched);
 }
 
 /**
@@ -32,7 +38,7 @@ export async function retireOldLeaves(client: InstanceClient, userSysId: string,
   }
   const retired: CertificateRecord[] = [];
   for (const leaf of leaves) {
-    if (leaf.active && leaf.sha256 !== keep) retired.push(await retireLeaf(client, leaf.sysId));
+    if (leaf.active && leaf.sha256 !== keep && leaf.sha256 !== '') retired.push(await retireLeaf(client, leaf.sysId));
   }
   return retired;
 }

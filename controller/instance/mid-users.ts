@@ -15,7 +15,7 @@ import { queryValue, type InstanceClient, type TableRecord } from './rest.js';
  */
 export interface MidUserLookup {
   users?: Readonly<Record<string, string>>;
-  /** Default ['user', 'user_name']. */
+  /** Default ['user_name'] (the ecc_agent column public automation shows, vendor-facts §1). */
   agentUserFields?: readonly string[];
   /** Default 'mid.{name}'. */
   userNamePattern?: string;
@@ -29,7 +29,7 @@ export interface MidUser {
 }
 
 export const DEFAULT_USER_PATTERN = 'mid.{name}';
-const DEFAULT_AGENT_USER_FIELDS = ['user', 'user_name'] as const;
+const DEFAULT_AGENT_USER_FIELDS = ['user_name'] as const;
 const SYS_ID = /^[0-9a-f]{32}$/;
 
 export async function findMidUser(client: InstanceClient, midName: string, lookup: MidUserLookup = {}): Promise<MidUser> {
@@ -52,7 +52,8 @@ async function locate(client: InstanceClient, midName: string, lookup: MidUserLo
 
   const fields = lookup.agentUserFields ?? DEFAULT_AGENT_USER_FIELDS;
   if (fields.length > 0) {
-    const [agent] = await client.tableGet('ecc_agent', { query: `name=${queryValue(midName)}`, fields: ['sys_id', 'name', ...fields], limit: 1 });
+    const agents = await client.tableGet('ecc_agent', { query: `name=${queryValue(midName)}`, fields: ['sys_id', 'name', ...fields], limit: 10 });
+    const agent = agents.find((a) => a['name'] === midName); // re-checked (vendor-facts §1)
     const named = fields.map((f) => agent?.[f] ?? '').find((v) => v !== '');
     if (named !== undefined) {
       const user = SYS_ID.test(named) ? await userById(client, named) : await userByName(client, named);
@@ -67,8 +68,8 @@ async function locate(client: InstanceClient, midName: string, lookup: MidUserLo
 const USER_FIELDS = ['sys_id', 'user_name', 'active', 'locked_out'];
 
 async function userByName(client: InstanceClient, userName: string): Promise<TableRecord | undefined> {
-  const [user] = await client.tableGet('sys_user', { query: `user_name=${queryValue(userName)}`, fields: USER_FIELDS, limit: 1 });
-  return user;
+  const users = await client.tableGet('sys_user', { query: `user_name=${queryValue(userName)}`, fields: USER_FIELDS, limit: 10 });
+  return users.find((u) => u['user_name'] === userName); // re-checked (vendor-facts §1)
 }
 
 async function userById(client: InstanceClient, sysId: string): Promise<TableRecord | undefined> {

@@ -1,6 +1,6 @@
 import type { InstanceConfig } from '../config.js';
-import { activeCaChain, type PublishedChain } from './ca-chain.js';
-import { addCapabilities, invalidateMid, midStatus, waitForMidUp, type MidStatus, type WaitForUpOptions } from './agents.js';
+import { activeCaChain, retireOtherCaChains, type PublishedChain } from './ca-chain.js';
+import { addCapabilities, invalidateForConversion, invalidateMid, midStatus, waitForMidUp, type MidStatus, type WaitForUpOptions } from './agents.js';
 import { listLeaves, retireLeaf, retireOldLeaves } from './leaves.js';
 import { findMidUser, type MidUser, type MidUserLookup } from './mid-users.js';
 import { preflightInstance, type InstanceCheck } from './preflight.js';
@@ -71,6 +71,11 @@ export class InstanceOperations {
     return activeCaChain(this.client);
   }
 
+  /** After a CA swap with every MID moved: the other active chains → active=false (vendor-facts §10). */
+  retireOtherCaChains(keepChainPem: string): Promise<CertificateRecord[]> {
+    return retireOtherCaChains(this.client, keepChainPem);
+  }
+
   midStatus(midName: string): Promise<MidStatus | undefined> {
     return midStatus(this.client, midName);
   }
@@ -83,8 +88,14 @@ export class InstanceOperations {
     return addCapabilities(this.client, midName, capabilityNames);
   }
 
+  /** Low level; refused for an mTLS MID. Use invalidateForConversion for the basic → mTLS switch. */
   invalidateMid(midName: string, value?: string): Promise<MidStatus> {
     return invalidateMid(this.client, midName, value);
+  }
+
+  /** Basic → mTLS conversion of a validated MID, BEFORE the certificate is installed (vendor-facts §5). */
+  invalidateForConversion(midName: string, options: { timeoutMs?: number } = {}): Promise<{ invalidated: boolean; command?: string }> {
+    return invalidateForConversion(this.client, midName, { pollIntervalMs: this.pollIntervalMs, ...options });
   }
 
   preflightInstance(midNames?: readonly string[]): Promise<InstanceCheck[]> {

@@ -36,7 +36,7 @@ const skipped = (name: InstanceCheckName, why: string): InstanceCheck => fail(na
 export async function preflightInstance(client: InstanceClient, options: InstancePreflightOptions = {}): Promise<InstanceCheck[]> {
   const [probe, sni] = await Promise.all([
     settle(client.request('GET', '/adcv2/supports_tls', { authenticate: false, accept: 'text/plain, */*', anyStatus: true })),
-    settle(client.tableGet('sys_properties', { query: `name=${SNI_PROPERTY}`, fields: ['name', 'value'], limit: 1 })),
+    settle(client.tableGet('sys_properties', { query: `name=${SNI_PROPERTY}`, fields: ['name', 'value'], limit: 10 })),
   ]);
   const checks = new Map<InstanceCheckName, InstanceCheck>();
 
@@ -57,7 +57,8 @@ export async function preflightInstance(client: InstanceClient, options: Instanc
     for (const name of ['mutual-auth-plugin', 'tls-sni', 'ca-chain', 'mid-users'] as const) checks.set(name, skipped(name, why));
   } else {
     checks.set('credentials', pass('credentials', 'the configured credentials can read the instance'));
-    checks.set('tls-sni', tlsSni(sni.value[0]));
+    // Re-checked: a dropped condition would return any property (SND c_TableAPI.md, vendor-facts §1).
+    checks.set('tls-sni', tlsSni(sni.value.find((r) => r['name'] === SNI_PROPERTY)));
     const [plugin, chain, users] = await Promise.all([
       guard('mutual-auth-plugin', () => mutualAuthPlugin(client)),
       guard('ca-chain', () => caChain(client)),
@@ -71,12 +72,17 @@ export async function preflightInstance(client: InstanceClient, options: Instanc
   return INSTANCE_CHECKS.flatMap((name) => checks.get(name) ?? []);
 }
 
+/**
+ * SND platform-administration/search-administration/verify-adcv2-inbound-mtls-enabled.md: "If the
+ * response … is anything other than `true`, inbound mTLS support isn't activated" (vendor-facts §2).
+ * Only `true` passes; `mixed`, `false`, HTML, an error status: MTLS_NOT_SUPPORTED, quoting the body.
+ */
 function supportsTls(status: number, body: string): InstanceCheck {
-  const word = body.trim().toLowerCase();
-  if (status === 200 && word === 'true') return pass('supports-tls', '/adcv2/supports_tls answers true');
-  if (status === 200 && word === 'mixed') return pass('supports-tls', '/adcv2/supports_tls answers mixed (mutual TLS is supported)');
-  if (status === 200 && word === 'false') return fail('supports-tls', 'error', 'MTLS_NOT_SUPPORTED', '/adcv2/supports_tls answers false: the instance does not support mutual TLS');
-  return fail('supports-tls', 'warning', 'MTLS_NOT_SUPPORTED', `could not confirm mutual TLS support: /adcv2/supports_tls answered HTTP ${status} "${word.slice(0, 40)}"`);
+  const word = body.trim();
+  if (status === 200 && word.toLowerCase() === 'true') return pass('supports-tls', '/adcv2/supports_tls answers true');
+  const quoted = JSON.stringify(word.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, 100));
+  return fail('supports-tls', 'error', 'MTLS_NOT_SUPPORTED',
+    `/adcv2/supports_tls answered HTTP ${status} ${quoted}, not true: inbound mutual TLS is not activated on this instance (only "true" means it is)`);
 }
 
 function tlsSni(property: TableRecord | undefined): InstanceCheck {
@@ -87,19 +93,47 @@ function tlsSni(property: TableRecord | undefined): InstanceCheck {
   return pass('tls-sni', `${SNI_PROPERTY} is ${property['value'] || '(empty)'}`);
 }
 
-/** sys_plugins first; some instances expose plugins only through the v_plugin view. */
+/**
+ * vendor-facts §1: sys_plugins keeps the plugin ID in `source` (SND c_GlidePluginManagerScopedAPI.md
+ * `now_GR.getValue('source')`), v_plugin has `id`. A condition on a field the table lacks is
+ * silently dropped by default (SND c_TableAPI.md), so every row returned is re-checked here: only a
+ * row whose source/id IS the plugin counts. No `active` condition: it is interpreted client-side.
+ */
 async function mutualAuthPlugin(client: InstanceClient): Promise<InstanceCheck> {
-  let [plugin] = await client.tableGet('sys_plugins', { query: `id=${PLUGIN}`, fields: ['id', 'name', 'active'], limit: 1 });
+  let plugin: TableRecord | undefined;
+  let note = '';
+  try {
+    const rows = await client.tableGet('sys_plugins', { query: `source=${PLUGIN}`, fields: ['source', 'name', 'active'], limit: 10 });
+    plugin = rows.find((r) => r['source'] === PLUGIN);
+  } catch (err) {
+    if (!isMidcertError(err) || err.code !== 'INSTANCE_FORBIDDEN') throw err;
+    note = ' (sys_plugins is not readable for this user; checked v_plugin)';
+  }
   if (!plugin) {
-    [plugin] = await client.tableGet('v_plugin', { query: `id=${PLUGIN}`, fields: ['id', 'name', 'active'], limit: 1 }).catch((err: unknown) => {
-      if (isMidcertError(err) && (err.code === 'INSTANCE_NOT_FOUND' || err.code === 'INSTANCE_BAD_REQUEST')) return [];
+    const rows = await client.tableGet('v_plugin', { query: `id=${PLUGIN}`, fields: ['id', 'name', 'active'], limit: 10 }).catch((err: unknown) => {
+      if (isMidcertError(err) && (err.code === 'INSTANCE_NOT_FOUND' || err.code === 'INSTANCE_BAD_REQUEST' || (err.code === 'INSTANCE_FORBIDDEN' && note !== ''))) {
+        if (err.code === 'INSTANCE_FORBIDDEN') return undefined;
+        return [];
+      }
       throw err;
     });
+    if (rows === undefined) return fail('mutual-auth-plugin', 'warning', 'CHECK_SKIPPED', `cannot check the plugin ${PLUGIN}: neither sys_plugins nor v_plugin is readable for this user`);
+    plugin = rows.find((r) => r['id'] === PLUGIN);
   }
-  if (!plugin) return fail('mutual-auth-plugin', 'error', 'MUTUAL_AUTH_PLUGIN_INACTIVE', `the plugin ${PLUGIN} is not installed`);
+  if (!plugin) return fail('mutual-auth-plugin', 'error', 'MUTUAL_AUTH_PLUGIN_INACTIVE', `the plugin ${PLUGIN} is not installed${note}`);
   const active = (plugin['active'] ?? '').trim().toLowerCase();
-  if (active === 'true' || active === 'active') return pass('mutual-auth-plugin', `the plugin ${PLUGIN} is active`);
-  return fail('mutual-auth-plugin', 'error', 'MUTUAL_AUTH_PLUGIN_INACTIVE', `the plugin ${PLUGIN} is not active (active = "${active}")`);
+  const state = pluginState(active);
+  if (state === 'active') return pass('mutual-auth-plugin', `the plugin ${PLUGIN} is active (active = "${active}")${note}`);
+  if (state === 'inactive') return fail('mutual-auth-plugin', 'error', 'MUTUAL_AUTH_PLUGIN_INACTIVE', `the plugin ${PLUGIN} is not active (active = "${active}")${note}`);
+  return fail('mutual-auth-plugin', 'warning', 'MUTUAL_AUTH_PLUGIN_UNKNOWN', `cannot tell whether the plugin ${PLUGIN} is active: active = "${active.slice(0, 40)}"${note}`);
+}
+
+/** vendor-facts §1: true/1/active are active; false/0/inactive/empty are not; anything else unknown. */
+export function pluginState(active: string): 'active' | 'inactive' | 'unknown' {
+  const word = active.trim().toLowerCase();
+  if (['true', '1', 'active'].includes(word)) return 'active';
+  if (['false', '0', 'inactive', ''].includes(word)) return 'inactive';
+  return 'unknown';
 }
 
 async function caChain(client: InstanceClient): Promise<InstanceCheck> {

@@ -13,17 +13,23 @@ export interface CertificateRecord {
   publishStatus: string;
   /** publish_status reads Exists (vendor docs) or Active (community guides): both mean published. */
   published: boolean;
-  /** SHA-256 of the record's (first) certificate, lower-case hex without colons; '' until filled. */
+  /**
+   * SHA-256 of the record's (first) certificate, lower-case hex without colons; '' until filled or
+   * when the instance has no such field (none is documented, vendor-facts §12): then compare by
+   * the attachment's content (fingerprints.ts).
+   */
   sha256: string;
   expires: string;
   subject: string;
   issuer: string;
+  /** Whether the instance returned the (undocumented) sha256_fingerprint field at all. */
+  hasFingerprintField: boolean;
   /** sys_user_certificate only: the user's sys_id. */
   user: string;
   createdOn: string;
 }
 
-export const CERTIFICATE_FIELDS = ['sys_id', 'name', 'type', 'format', 'active', 'expires', 'subject', 'issuer',
+export const CERTIFICATE_FIELDS = ['sys_id', 'name', 'short_description', 'type', 'format', 'active', 'expires', 'subject', 'issuer',
   'publish_status', 'sha256_fingerprint', 'sys_created_on'] as const;
 export const LEAF_FIELDS = [...CERTIFICATE_FIELDS, 'user'] as const;
 
@@ -60,6 +66,7 @@ export function toCertificateRecord(r: TableRecord): CertificateRecord {
     publishStatus,
     published: isPublished(publishStatus),
     sha256: normalizeFingerprint(r['sha256_fingerprint'] ?? ''),
+    hasFingerprintField: Object.hasOwn(r, 'sha256_fingerprint'),
     expires: r['expires'] ?? '',
     subject: r['subject'] ?? '',
     issuer: r['issuer'] ?? '',

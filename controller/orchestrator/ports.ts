@@ -68,4 +68,6 @@ export interface InstancePort {
   /** Resolves when ecc_agent reads Up with a heartbeat after `since`. */
   waitForMidUp(midName: string, since: Date, timeoutMs: number): Promise<void>;
   retireOldLeaves(midName: string, keepSha256: string): Promise<void>;
+  /** After a CA swap, every MID moved: the other active CA chains → active=false (vendor-facts §10; the instance does not do it). */
+  retireOtherCaChains?(keepChainPem: string): Promise<void>;
 }

@@ -41,6 +41,14 @@ export async function rotateCaChain(plan: CaRotationPlan): Promise<CaRotationRes
   const swappedAt = new Date().toISOString();
   plan.onPhase?.('install', `${staged.length} MIDs in parallel`);
   await runPool(plan.targets, Math.max(plan.concurrency, plan.targets.length), async (t) => { results.set(t.name, await plan.rotate(t, 'finish', swappedAt)); });
+  // The instance does not deactivate the old chain (vendor-facts §10): once every MID is verified on
+  // the new chain, midcert sets the others active=false; if any MID failed, the old chain stays for it.
+  if ([...results.values()].every((r) => r.state === 'verified')) {
+    plan.onPhase?.('install', 'every MID verified: deactivating the previous CA chain(s)');
+    await plan.instance?.retireOtherCaChains?.(plan.newChainPem).catch((err: unknown) => {
+      plan.onPhase?.('install', `the previous CA chain(s) stay active: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
   const outageSeconds = new Map<string, number>();
   for (const [name, r] of results) {
     if (r.state === 'verified' && r.outageEndedAt) outageSeconds.set(name, (Date.parse(r.outageEndedAt) - Date.parse(swappedAt)) / 1000);

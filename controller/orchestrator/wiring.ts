@@ -96,8 +96,10 @@ export function instancePort(ops: InstanceOperations): InstancePort {
       }
       await publish;
     },
-    publishLeaf: async (midName, certificatePem) => { await ops.publishLeaf(certificatePem, await userOf(midName), `midcert ${midName}`); },
+    // The record's name is the MID Server's name (SND install-mid-mutual-auth.md step 9, vendor-facts §11).
+    publishLeaf: async (midName, certificatePem) => { await ops.publishLeaf(certificatePem, await userOf(midName), midName); },
     waitForMidUp: async (midName, since, timeoutMs) => { await ops.waitForMidUp(midName, { since, timeoutMs }); },
     retireOldLeaves: async (midName, keepSha256) => { await ops.retireOldLeaves(await userOf(midName), keepSha256); },
+    retireOtherCaChains: async (keepChainPem) => { await ops.retireOtherCaChains(keepChainPem); },
   };
 }

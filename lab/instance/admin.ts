@@ -2,8 +2,8 @@ import type { ClientTrust } from './client-trust.js';
 import type { InstanceContext } from './context.js';
 import { parseQuery, runQuery } from './query.js';
 import { readableFields } from './schema.js';
-import { upsertBy } from './seed.js';
-import type { InstanceAdmin, SupportsTls, TableAccess, TableRecord } from './types.js';
+import { pluginWord, upsertBy } from './seed.js';
+import { AGENT_STATUSES, type InstanceAdmin, type SupportsTls, type TableAccess, type TableRecord } from './types.js';
 import { ensureUser, findUserByName } from './users.js';
 
 const SUPPORTS_TLS: readonly SupportsTls[] = ['true', 'mixed', 'false'];
@@ -18,7 +18,7 @@ export function createAdmin(ctx: InstanceContext, trust: ClientTrust, flush: () 
     clearFaults: () => ctx.faults.clear(),
     setLatency: (ms) => ctx.faults.setLatency(ms),
     setProperty: (name, value) => upsertBy(ctx.tables, 'sys_properties', 'name', name, { value }),
-    setPlugin: (id, active) => upsertBy(ctx.tables, 'sys_plugins', 'id', id, { active: pluginWord(active) }),
+    setPlugin: (id, active) => upsertBy(ctx.tables, 'sys_plugins', 'source', id, { active: pluginWord(active, ctx.settings.pluginActiveStyle) }),
     setSupportsTls: (value) => {
       if (!SUPPORTS_TLS.includes(value)) throw new RangeError(`supports_tls must be one of ${SUPPORTS_TLS.join(', ')}`);
       ctx.settings.supportsTls = value;
@@ -32,6 +32,13 @@ export function createAdmin(ctx: InstanceContext, trust: ClientTrust, flush: () 
       ctx.credentials.addToken(token, user['sys_id'] as string, expiresAt);
       ctx.markDirty();
     },
+    setAgentStatus: (name, status) => {
+      if (!(AGENT_STATUSES as readonly string[]).includes(status)) throw new RangeError(`status must be one of ${AGENT_STATUSES.join(', ')}`);
+      const agent = ctx.tables.rawRows('ecc_agent').find((a) => a['name'] === name);
+      if (!agent) throw new Error(`no ecc_agent "${name}"`);
+      ctx.tables.update('ecc_agent', agent['sys_id'] as string, { status }, { system: true });
+    },
+    runMonitor: () => ctx.agents.runMonitor(),
     trustAnchors: () => trust.fingerprints(),
     flush,
   };
@@ -51,10 +58,4 @@ function tableAccess(ctx: InstanceContext): TableAccess {
     update: (table, sysId, fields) => ({ ...ctx.tables.update(table, sysId, fields) }),
     delete: (table, sysId) => { ctx.tables.delete(table, sysId); },
   };
-}
-
-function pluginWord(active: boolean | string): string {
-  if (active === true) return 'active';
-  if (active === false) return 'inactive';
-  return active;
 }

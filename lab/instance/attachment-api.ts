@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { assertMayWrite, type Principal } from './auth.js';
-import type { InstanceContext } from './context.js';
+import { queryModeOf, type InstanceContext } from './context.js';
 import { readBody, sendBytes, sendJson, sendNoContent } from './http.js';
-import { refuse } from './instance-error.js';
+import { InstanceError, refuse } from './instance-error.js';
 import { parseQuery, runQuery } from './query.js';
 import { renderOptionsFrom, renderRecord } from './render.js';
 import { readableFields } from './schema.js';
@@ -40,12 +40,21 @@ async function upload(req: IncomingMessage, res: ServerResponse, url: URL, ctx: 
   const params = url.searchParams;
   const tableName = params.get('table_name') ?? '';
   if (!ctx.tables.has(tableName)) throw refuse.badRequest('Invalid table name', `table_name "${tableName.slice(0, 80)}" is not a table`);
-  // Attaching is writing to the target table: the same roles apply.
+  // Attaching is writing to the target table: the same roles apply (SND c_AttachmentAPI.md: "roles
+  // required to read and write records on the target table"; vendor-facts §3).
   assertMayWrite(principal, ctx.tables.schema(tableName).writeRoles, 'Insert', tableName);
   const body = await readBody(req, ctx.limits.attachmentBytes);
+  const tableSysId = params.get('table_sys_id') ?? '';
+  // SND c_AttachmentAPI.md: 404 "the record specified by the table_name and table_sys_id
+  // parameters does not exist" — mode '404'; 'accept' is what public automation relies on (vendor-facts §13).
+  if (ctx.settings.attachmentToMissingRecord === '404' && /^[0-9a-f]{32}$/.test(tableSysId) && !ctx.tables.rawRows(tableName).some((r) => r['sys_id'] === tableSysId)) {
+    throw new InstanceError(404, 'No Record found', {
+      detail: "Record doesn't exist or ACL restricts the record retrieval", reason: `attachment for ${tableName} ${tableSysId}: no such record`,
+    });
+  }
   const record = ctx.attachments.add({
     tableName,
-    tableSysId: params.get('table_sys_id') ?? '',
+    tableSysId,
     fileName: params.get('file_name') ?? '',
     contentType: req.headers['content-type'] ?? '',
     body,
@@ -56,7 +65,7 @@ async function upload(req: IncomingMessage, res: ServerResponse, url: URL, ctx: 
 
 function list(res: ServerResponse, params: URLSearchParams, ctx: InstanceContext): void {
   const schema = ctx.tables.schema('sys_attachment');
-  const query = parseQuery(params.get('sysparm_query') ?? '', readableFields(schema));
+  const query = parseQuery(params.get('sysparm_query') ?? '', readableFields(schema), queryModeOf(ctx));
   const limit = boundedInteger(params.get('sysparm_limit'), 'sysparm_limit', 10_000, 10_000);
   const selected = runQuery(ctx.tables.rows('sys_attachment'), query);
   sendJson(res, 200, { result: selected.slice(0, limit).map((r) => view(r, ctx, params)) }, { 'X-Total-Count': String(selected.length) });

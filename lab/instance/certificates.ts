@@ -9,7 +9,7 @@ import type { PublishWord, TableRecord } from './types.js';
 const CERT_TABLES = ['sys_ca_certificate', 'sys_user_certificate'];
 export const PENDING = 'Pending';
 
-/** Both words mean published (DESIGN §4: "Exists" in vendor docs, "Active" in community guides). */
+/** Both words mean published ("Exists" documented, SND install-mid-mutual-auth.md; "Active" a lab alternative, vendor-facts §12). */
 export function isPublished(record: TableRecord): boolean {
   return record['publish_status'] === 'Exists' || record['publish_status'] === 'Active';
 }
@@ -24,32 +24,41 @@ export interface CertificateRulesOptions {
   publishDelayMs: number;
   publishWord: PublishWord;
   log: Log;
+  /** Deactivate other chains when one becomes live (lab test mode; not documented, vendor-facts §10). */
+  oneActiveChain: boolean;
   /** Called whenever the set of active, published CA records may have changed. */
   onTrustChange: () => void;
 }
 
 /**
- * The certificate-table rules as documented for real instances: the PEM must be attached before
- * the record is inserted; on insert the instance reads it, fills the read-only fields and starts
- * publishing; a record saved without its attachment never publishes. One CA chain is active at a
- * time: when a chain becomes active and published, the others are deactivated.
+ * The certificate-table rules: the instance reads the attached PEM when the record is saved,
+ * fills the read-only fields and starts publishing ("During the certificate upload, the read-only
+ * fields … are extracted and auto-populated", SND set-up-mutual-auth.md). A record saved with no
+ * attachment does not publish until it is saved again (a client update) after the PEM was
+ * attached — the UI flow "upload the certificate. Click Submit" and the Attachment-404 fallback
+ * (vendor-facts §13). Several CA chains may be active at once (nothing documents automatic
+ * deactivation, vendor-facts §10); option oneActiveChain restores the old lab rule.
  */
 export class CertificateRules implements TableRules {
   private readonly timers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly options: CertificateRulesOptions) {}
 
-  beforeWrite(table: string, record: TableRecord, previous: TableRecord | undefined): void {
+  beforeWrite(table: string, record: TableRecord, previous: TableRecord | undefined, system: boolean): void {
     if (!CERT_TABLES.includes(table)) return;
     if (table === 'sys_user_certificate' && record['user'] !== previous?.['user']) this.assertUser(record['user'] ?? '');
-    if (!previous) this.fillFromAttachment(table, record);
+    if (!previous) this.fillFromAttachment(table, record, true);
+    else if (!system && (previous['publish_status'] ?? '') === '') this.fillFromAttachment(table, record, false);
   }
 
   afterWrite(table: string, record: TableRecord, previous: TableRecord | undefined): void {
     if (!CERT_TABLES.includes(table)) return;
-    if (!previous && record['publish_status'] === PENDING) this.schedulePublish(table, record['sys_id'] as string);
-    if (table !== 'sys_ca_certificate') return;
-    if (isLive(record) && !(previous && isLive(previous))) this.deactivateOtherChains(record['sys_id'] as string);
+    if (record['publish_status'] === PENDING && previous?.['publish_status'] !== PENDING) this.schedulePublish(table, record['sys_id'] as string);
+    if (table === 'sys_user_certificate') {
+      if (!previous || record['name'] !== previous['name']) this.checkLeafName(record);
+      return;
+    }
+    if (this.options.oneActiveChain && isLive(record) && !(previous && isLive(previous))) this.deactivateOtherChains(record['sys_id'] as string);
     this.options.onTrustChange();
   }
 
@@ -94,11 +103,22 @@ export class CertificateRules implements TableRules {
     }
   }
 
-  private fillFromAttachment(table: string, record: TableRecord): void {
+  /**
+   * SND install-mid-mutual-auth.md step 9: "The record must have the MID Server's name". The lab
+   * warns (log) when the name is no ecc_agent's (vendor-facts §11); it does not refuse.
+   */
+  private checkLeafName(record: TableRecord): void {
+    const name = record['name'] ?? '';
+    if (!this.options.tables.rawRows('ecc_agent').some((a) => a['name'] === name)) {
+      this.options.log(`sys_user_certificate ${record['sys_id']} is named "${name.slice(0, 80)}", which is no MID Server's name (the record must have the MID Server's name)`);
+    }
+  }
+
+  private fillFromAttachment(table: string, record: TableRecord, onInsert: boolean): void {
     const attachments = this.options.attachments.listFor(table, record['sys_id'] as string);
     const latest = attachments[attachments.length - 1];
     if (!latest) {
-      this.options.log(`${table} ${record['sys_id']} saved with no attachment: it will never publish`);
+      if (onInsert) this.options.log(`${table} ${record['sys_id']} saved with no attachment: it publishes only if saved again after the PEM is attached`);
       return;
     }
     const leaf = firstCertificate(latest.content);
@@ -108,6 +128,7 @@ export class CertificateRules implements TableRules {
     record['issuer'] = leaf.issuerText;
     record['sha256_fingerprint'] = leaf.sha256;
     record['publish_status'] = PENDING;
+    if (!onInsert) this.options.log(`${table} ${record['sys_id']} saved again with its attachment: publishing`);
   }
 
   /** The certificates of the attachment this record was read from (matched by fingerprint). */

@@ -10,7 +10,10 @@ import type { InstanceOptions } from './types.js';
  *   "tls": { "certFile": "instance.pem", "keyFile": "instance.key" },
  *   "host": "127.0.0.1", "port": 0,
  *   "admin": { "username": "admin", "passwordFile": "admin.password" },
- *   "publishDelayMs": 1000, "publishWord": "Exists", "downAfterMs": 15000,
+ *   "publishDelayMs": 1000, "publishWord": "Exists", "timeScale": 1,
+ *   "invalidQuery": "ignore", "autoValidate": true, "mtlsKeyUpdate": "update",
+ *   "oneActiveChain": false, "attachmentToMissingRecord": "accept", "fingerprintField": true,
+ *   "pluginActiveStyle": "true", "supportsTls": "true",
  *   "stateFile": "instance-state.json", "logFile": "instance.log"
  * }
  */
@@ -21,7 +24,17 @@ export interface InstanceConfigFile {
   admin: { username: string; password?: string; passwordFile?: string };
   publishDelayMs?: number;
   publishWord?: 'Exists' | 'Active';
+  /** Deprecated, ignored (Down follows the MID Server Monitor now). */
   downAfterMs?: number;
+  timeScale?: number;
+  invalidQuery?: InstanceOptions['invalidQuery'];
+  autoValidate?: boolean;
+  mtlsKeyUpdate?: InstanceOptions['mtlsKeyUpdate'];
+  oneActiveChain?: boolean;
+  attachmentToMissingRecord?: InstanceOptions['attachmentToMissingRecord'];
+  fingerprintField?: boolean;
+  pluginActiveStyle?: InstanceOptions['pluginActiveStyle'];
+  supportsTls?: InstanceOptions['supportsTls'];
   stateFile?: string;
   logFile?: string;
 }
@@ -48,7 +61,10 @@ export async function loadInstanceConfig(path: string): Promise<InstanceOptions>
   if (config.port !== undefined) options.port = config.port;
   if (config.publishDelayMs !== undefined) options.publishDelayMs = config.publishDelayMs;
   if (config.publishWord !== undefined) options.publishWord = config.publishWord;
-  if (config.downAfterMs !== undefined) options.downAfterMs = config.downAfterMs;
+  for (const key of ['timeScale', 'invalidQuery', 'autoValidate', 'mtlsKeyUpdate', 'oneActiveChain', 'attachmentToMissingRecord',
+    'fingerprintField', 'pluginActiveStyle', 'supportsTls'] as const) {
+    if (config[key] !== undefined) (options as unknown as Record<string, unknown>)[key] = config[key];
+  }
   if (config.stateFile !== undefined) options.stateFile = at(config.stateFile);
   if (config.logFile !== undefined) options.log = at(config.logFile);
   return options;

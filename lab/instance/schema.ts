@@ -15,12 +15,19 @@ export interface TableSchema {
   /** Roles that may insert, update or delete through REST; empty = nobody (instance-maintained). */
   writeRoles: readonly string[];
   defaults?: Readonly<Record<string, string>>;
+  /**
+   * Fields the lab has but no vendor document names (docs/vendor-facts.md §12): a client must not
+   * depend on them being there (the lab can hide them: option `fingerprintField: false`).
+   */
+  invented?: readonly string[];
 }
 
 export const SYSTEM_FIELDS = ['sys_id', 'sys_created_on', 'sys_updated_on'] as const;
 
 const CERTIFICATE_FIELDS = ['name', 'short_description', 'type', 'format', 'active', 'expires', 'subject', 'issuer',
   'publish_status', 'sha256_fingerprint'] as const;
+/** Writing certificate records (and their attachments) needs sso_config_admin or admin (vendor-facts §3, SND set-up-mutual-auth.md). */
+export const CERTIFICATE_WRITE_ROLES = ['admin', 'sso_config_admin'] as const;
 const CERTIFICATE_READ_ONLY = ['expires', 'subject', 'issuer', 'publish_status', 'sha256_fingerprint'] as const;
 
 const SCHEMAS: Readonly<Record<string, TableSchema>> = {
@@ -40,29 +47,46 @@ const SCHEMAS: Readonly<Record<string, TableSchema>> = {
   sys_ca_certificate: {
     fields: CERTIFICATE_FIELDS,
     readOnly: CERTIFICATE_READ_ONLY,
-    writeRoles: ['admin'],
+    writeRoles: CERTIFICATE_WRITE_ROLES,
+    // `trust_store_ca` is the lab's stored value for the label "CA Cert" (sys_choice); not documented.
     defaults: { type: 'trust_store_ca', format: 'pem', active: 'true' },
+    invented: ['sha256_fingerprint'],
   },
   sys_user_certificate: {
     fields: [...CERTIFICATE_FIELDS.slice(0, 1), 'user', ...CERTIFICATE_FIELDS.slice(1)],
     readOnly: CERTIFICATE_READ_ONLY,
     references: { user: 'sys_user' },
-    writeRoles: ['admin'],
+    writeRoles: CERTIFICATE_WRITE_ROLES,
     defaults: { type: 'client_cert', format: 'pem', active: 'true' },
+    invented: ['sha256_fingerprint'],
   },
   ecc_agent: {
-    fields: ['name', 'status', 'validated', 'host_name', 'ip_address', 'version', 'last_refreshed', 'is_using_custom_cert'],
-    writeRoles: ['admin'],
+    // Column names from public automation (vendor-facts §1); last_refreshed/host_name are not documented.
+    fields: ['name', 'status', 'validated', 'validated_by', 'validated_at', 'public_key', 'user_name', 'host_name', 'ip_address', 'version',
+      'last_refreshed', 'is_using_custom_cert'],
+    writeRoles: ['admin', 'agent_admin'],
     defaults: { status: 'Down', validated: 'false', is_using_custom_cert: 'false' },
+    invented: ['last_refreshed', 'host_name'],
   },
   ecc_agent_capability_m2m: {
     // capability is stored by name (real instances reference ecc_agent_capability).
     fields: ['agent', 'capability'],
     references: { agent: 'ecc_agent' },
-    writeRoles: ['admin'],
+    writeRoles: ['admin', 'agent_admin'],
   },
   sys_plugins: {
+    // The plugin ID is in `source`, the display name in `name` (vendor-facts §1, GlidePluginManager doc). No `id`.
+    fields: ['source', 'name', 'active', 'version'],
+    writeRoles: ['admin'],
+  },
+  v_plugin: {
+    // The plugin view has `id` (public automation, vendor-facts §1); the lab mirrors sys_plugins into it.
     fields: ['id', 'name', 'active', 'version'],
+    writeRoles: [],
+  },
+  sys_choice: {
+    // Choice lists (e.g. name=sys_ca_certificate, element=type): the stored value behind a label.
+    fields: ['name', 'element', 'value', 'label', 'inactive', 'sequence'],
     writeRoles: ['admin'],
   },
   sys_properties: {
@@ -70,14 +94,17 @@ const SCHEMAS: Readonly<Record<string, TableSchema>> = {
     writeRoles: ['admin'],
   },
   ecc_queue: {
-    fields: ['agent', 'topic', 'name', 'source', 'queue', 'state', 'payload', 'error_string'],
-    writeRoles: ['admin', 'mid_server'],
-    defaults: { state: 'ready' },
+    // SND ecc-queue-mid-server.md: Agent, Topic, Name, Source, Response to, Queue, State, Processed, Sequence, Error string, Payload.
+    fields: ['agent', 'topic', 'name', 'source', 'response_to', 'queue', 'state', 'processed', 'sequence', 'error_string', 'payload'],
+    // agent_admin: the lab's choice for the controller's ECC round trip (no vendor document names the role).
+    writeRoles: ['admin', 'mid_server', 'agent_admin'],
+    defaults: { state: 'ready', queue: 'output' },
   },
   sys_attachment: {
-    // Written only through the Attachment API.
+    // Written only through the Attachment API. `hash` is the lab's (the documented metadata has none).
     fields: ['table_name', 'table_sys_id', 'file_name', 'content_type', 'size_bytes', 'hash'],
     writeRoles: [],
+    invented: ['hash'],
   },
 };
 
@@ -87,6 +114,13 @@ export function schemaOf(table: string): TableSchema | undefined {
 
 export function tableNames(): string[] {
   return Object.keys(SCHEMAS);
+}
+
+/** The schema with some fields hidden (not rendered, not queryable; still stored). */
+export function hidingFields(schema: TableSchema, hidden: readonly string[]): TableSchema {
+  const present = hidden.filter((f) => schema.fields.includes(f));
+  if (present.length === 0) return schema;
+  return { ...schema, writeOnly: [...(schema.writeOnly ?? []), ...present] };
 }
 
 /** Fields a client may read, filter and order by. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { assertMayWrite, type Principal } from './auth.js';
-import type { InstanceContext } from './context.js';
+import { queryModeOf, type InstanceContext } from './context.js';
 import { readJsonObject, sendJson, sendNoContent } from './http.js';
 import { refuse } from './instance-error.js';
 import { parseQuery, runQuery } from './query.js';
@@ -43,7 +43,11 @@ export async function handleTable(req: IncomingMessage, res: ServerResponse, url
 
 function list(res: ServerResponse, params: URLSearchParams, ctx: InstanceContext, table: string): void {
   const schema = ctx.tables.schema(table);
-  const query = parseQuery(params.get('sysparm_query') ?? '', readableFields(schema));
+  // Unknown fields: dropped (vendor default) or no rows (glide.invalid_query.returns_no_rows), SND c_TableAPI.md.
+  const query = parseQuery(params.get('sysparm_query') ?? '', readableFields(schema), queryModeOf(ctx));
+  if (query.unknownFields.length > 0) {
+    ctx.log(`GET ${table}: unknown field(s) ${query.unknownFields.join(', ')} in sysparm_query ${query.noRows ? '(no rows returned)' : '(conditions ignored)'}`);
+  }
   const limit = boundedInteger(params.get('sysparm_limit'), 'sysparm_limit', MAX_LIMIT, MAX_LIMIT);
   const offset = boundedInteger(params.get('sysparm_offset'), 'sysparm_offset', 0, Number.MAX_SAFE_INTEGER);
   const selected = runQuery(ctx.tables.rows(table), query);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { InstanceError, refuse } from './instance-error.js';
-import { schemaOf, tableNames, type TableSchema } from './schema.js';
+import { hidingFields, schemaOf, tableNames, type TableSchema } from './schema.js';
 import { snowDateTime } from './time.js';
 import type { TableRecord } from './types.js';
 
@@ -9,9 +9,9 @@ import type { TableRecord } from './types.js';
  * so the two paths cannot disagree. `previous` is undefined on insert.
  */
 export interface TableRules {
-  /** May adjust `record` or throw an InstanceError to refuse the write. */
-  beforeWrite?(table: string, record: TableRecord, previous: TableRecord | undefined): void;
-  afterWrite?(table: string, record: TableRecord, previous: TableRecord | undefined): void;
+  /** May adjust `record` or throw an InstanceError to refuse the write. `system`: the instance's own write. */
+  beforeWrite?(table: string, record: TableRecord, previous: TableRecord | undefined, system: boolean): void;
+  afterWrite?(table: string, record: TableRecord, previous: TableRecord | undefined, system: boolean): void;
   afterDelete?(table: string, record: TableRecord): void;
   /** Lets computed state (e.g. ecc_agent Down) settle before anyone reads a table. */
   beforeRead?(table: string): void;
@@ -34,7 +34,8 @@ export class TableStore {
   private readonly rules: TableRules[] = [];
   private readonly listeners: Array<() => void> = [];
 
-  constructor(private readonly now: () => Date) {
+  /** `hidden`: per table, fields stored but not rendered or queryable (e.g. the invented fingerprint). */
+  constructor(private readonly now: () => Date, private readonly hidden: Readonly<Record<string, readonly string[]>> = {}) {
     for (const name of tableNames()) this.data.set(name, new Map());
   }
 
@@ -53,7 +54,8 @@ export class TableStore {
   schema(table: string): TableSchema {
     const schema = schemaOf(table);
     if (!schema) throw refuse.invalidTable(table);
-    return schema;
+    const hidden = this.hidden[table];
+    return hidden ? hidingFields(schema, hidden) : schema;
   }
 
   /** All records of a table after read rules ran. Live objects: callers must not mutate them. */
@@ -84,9 +86,10 @@ export class TableStore {
     Object.assign(record, cleanInput(schema, input, options.system === true));
     record['sys_created_on'] = stamp;
     record['sys_updated_on'] = stamp;
-    for (const rule of this.rules) rule.beforeWrite?.(table, record, undefined);
+    const system = options.system === true;
+    for (const rule of this.rules) rule.beforeWrite?.(table, record, undefined, system);
     rows.set(sysId, record);
-    for (const rule of this.rules) rule.afterWrite?.(table, record, undefined);
+    for (const rule of this.rules) rule.afterWrite?.(table, record, undefined, system);
     this.changed();
     return record;
   }
@@ -98,9 +101,10 @@ export class TableStore {
     if (!previous) throw refuse.noRecord();
     const record: TableRecord = { ...previous, ...cleanInput(schema, input, options.system === true) };
     record['sys_updated_on'] = snowDateTime(this.now());
-    for (const rule of this.rules) rule.beforeWrite?.(table, record, previous);
+    const system = options.system === true;
+    for (const rule of this.rules) rule.beforeWrite?.(table, record, previous, system);
     rows.set(sysId, record);
-    for (const rule of this.rules) rule.afterWrite?.(table, record, previous);
+    for (const rule of this.rules) rule.afterWrite?.(table, record, previous, system);
     this.changed();
     return record;
   }

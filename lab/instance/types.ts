@@ -3,8 +3,19 @@
 /** The word the instance writes into `publish_status` once a certificate is published (DESIGN §4). */
 export type PublishWord = 'Exists' | 'Active';
 
-/** Body of `GET /adcv2/supports_tls`. */
+/**
+ * Body of `GET /adcv2/supports_tls`. Only `true` is documented as "mTLS supported"; `mixed` is an
+ * invented test value for "anything other than true" (vendor-facts §2).
+ */
 export type SupportsTls = 'true' | 'mixed' | 'false';
+
+/** ecc_agent.status values the vendor documents (r_MIDServerHeartbeat.md, c_UpgradeAndTestMIDServer.md). */
+export const AGENT_STATUSES = ['Up', 'Down', 'Paused', 'Upgrading', 'Upgrade Failed'] as const;
+/** ecc_agent.validated values (vendor-facts §5: MIDServerManage, t_ValidateAMIDServer.md). */
+export const VALIDATED_VALUES = ['true', 'false', 'validating', 'rekey', ''] as const;
+
+/** How sys_plugins.active is stored (vendor-facts §1: the vendor's example filters 0/1; the lab used active/inactive). */
+export type PluginActiveStyle = 'true' | '1' | 'active';
 
 /** A table row as the REST API stores it: every value is a string. */
 export type TableRecord = Record<string, string>;
@@ -22,8 +33,43 @@ export interface InstanceOptions {
   publishDelayMs?: number;
   /** `publish_status` value once published; default 'Exists' (vendor docs). */
   publishWord?: PublishWord;
-  /** An ecc_agent with no heartbeat for this long reads status Down; default 15000 ms. */
+  /**
+   * Deprecated and ignored: Down now follows the MID Server Monitor (a HeartbeatProbe every
+   * 300 s × timeScale left unanswered), not silence. Still accepted so old configs load.
+   */
   downAfterMs?: number;
+  /**
+   * One factor for every vendor timing (docs/lab/mid-instance-protocol.md): MID Server Monitor
+   * period = 300 s × timeScale (r_MIDServerHeartbeat.md). Default 1; tests use e.g. 0.01.
+   */
+  timeScale?: number;
+  /**
+   * Unknown field in sysparm_query: `ignore` (default, the vendor default: the condition is
+   * dropped), `no_rows` (as with glide.invalid_query.returns_no_rows=true), `strict` (400, the
+   * lab's old test mode). The sys_properties row glide.invalid_query.returns_no_rows=true always
+   * means `no_rows` (SND c_TableAPI.md).
+   */
+  invalidQuery?: 'ignore' | 'no_rows' | 'strict';
+  /** A basic-auth MID's first poll is validated at once ("admin clicked Validate"); default true. */
+  autoValidate?: boolean;
+  /** An mTLS MID presents a public key other than the stored one: `update` (default) or `keep`. */
+  mtlsKeyUpdate?: 'update' | 'keep';
+  /**
+   * Deactivate the other CA chains when one becomes active and published. Default false: the
+   * vendor documents no such thing (vendor-facts §10); several active chains are all trusted.
+   */
+  oneActiveChain?: boolean;
+  /**
+   * Attachment upload for a table_sys_id with no record: `accept` (default; public automation
+   * relies on it) or `404` (as SND c_AttachmentAPI.md documents). vendor-facts §13.
+   */
+  attachmentToMissingRecord?: 'accept' | '404';
+  /** Render the lab's invented `sha256_fingerprint` field; default true (vendor-facts §12). */
+  fingerprintField?: boolean;
+  /** Stored form of sys_plugins.active for setPlugin(id, boolean) and the seed; default 'true'. */
+  pluginActiveStyle?: PluginActiveStyle;
+  /** Initial `/adcv2/supports_tls` body; default 'true' (a state file's value wins). */
+  supportsTls?: SupportsTls;
   /** Optional JSON state file (written atomically, mode 0600) so a lab instance survives restart. */
   stateFile?: string;
   /** The instance's own log: a line sink, or a file path (appended). Default: no log. */
@@ -89,9 +135,16 @@ export interface InstanceAdmin {
   setLatency(ms: number): void;
   /** Upserts a sys_properties record by name. */
   setProperty(name: string, value: string): void;
-  /** Upserts a sys_plugins record by id; true → 'active', false → 'inactive', strings as given. */
+  /**
+   * Upserts a sys_plugins record by plugin ID (`source`) and its v_plugin row (`id`); booleans
+   * are stored in the pluginActiveStyle (true/false, 1/0, active/inactive), strings as given.
+   */
   setPlugin(id: string, active: boolean | string): void;
   setSupportsTls(value: SupportsTls): void;
+  /** Sets ecc_agent.status (Paused, Upgrading, Upgrade Failed, …) as the instance would. */
+  setAgentStatus(name: string, status: (typeof AGENT_STATUSES)[number]): void;
+  /** Runs one MID Server Monitor round now (HeartbeatProbe; unanswered previous round → Down). */
+  runMonitor(): void;
   /** Accepts `Authorization: Bearer <token>` as the given user until it expires. */
   addOAuthToken(token: string, userName: string, options?: { expiresInMs?: number }): void;
   /** SHA-256 fingerprints of the certificates client certificates are verified against now. */

@@ -37,7 +37,7 @@ describe('controller instance client: operations', function () {
     return ops;
   };
   const launch = async (options: Parameters<typeof start>[1] = {}): Promise<StartedInstance> => {
-    const instance = await start(pki, { downAfterMs: 30_000, ...options });
+    const instance = await start(pki, options);
     opened.push(instance);
     return instance;
   };
@@ -230,15 +230,18 @@ describe('controller instance client: operations', function () {
     it('waitForMidUp ignores an Up from before `since` and returns on the next heartbeat', async () => {
       assert.equal((await heartbeat(instance, leafA, 'mid01')).status, 200);
       const since = new Date();
-      const stale = await rejection(ops.waitForMidUp('mid01', { since, timeoutMs: 400 }));
+      const stale = await rejection(ops.waitForMidUp('mid01', { since, timeoutMs: 400, eccRoundTrip: false }));
       assert.equal(stale.code, 'HEALTH_CHECK_FAILED');
       assert.match(stale.message, /status Up/);
-      const waiting = ops.waitForMidUp('mid01', { since, timeoutMs: 10_000 });
+      const waiting = ops.waitForMidUp('mid01', { since, timeoutMs: 10_000, eccRoundTrip: false });
       await new Promise((r) => setTimeout(r, 1100)); // last_refreshed has whole seconds
       assert.equal((await heartbeat(instance, leafA, 'mid01')).status, 200);
       const up = await waiting;
       assert.ok((up.lastRefreshed?.getTime() ?? 0) > since.getTime());
-      assert.equal((await ops.waitForMidUp('mid01', { timeoutMs: 1000 })).status, 'Up', 'without since any Up counts');
+      assert.equal((await ops.waitForMidUp('mid01', { timeoutMs: 1000, eccRoundTrip: false })).status, 'Up', 'without since any Up counts');
+      // Up with a fresh timestamp is not enough by default: the ECC round trip must come back (vendor-facts §7, protocol §7).
+      const silent = await rejection(ops.waitForMidUp('mid01', { timeoutMs: 600 }));
+      assert.match(silent.message, /did not answer the ECC queue command midcert\.ping/);
     });
 
     it('waitForMidUp times out for a MID that has no record', async () => {
@@ -256,10 +259,15 @@ describe('controller instance client: operations', function () {
       assert.equal((await rejection(ops.addCapabilities('ghost', ['ALL']))).code, 'MID_NOT_FOUND');
     });
 
-    it('invalidates a MID (validated=false) for conversion', async () => {
-      const status = await ops.invalidateMid('mid01');
-      assert.equal(status.validated, 'false');
-      assert.equal(instance.admin.tables.query('ecc_agent', 'name=mid01')[0]?.['validated'], 'false');
+    // vendor-facts §5: invalidating an mTLS MID queues delete_mid_keypair, which deletes its certificate,
+    // and it "cannot be re-keyed or validated as a UI action" (SND install-mid-mutual-auth.md). The old
+    // test expected validated=false here; the vendor says that was wrong.
+    it('never invalidates an mTLS MID (refused, nothing queued)', async () => {
+      const err = await rejection(ops.invalidateMid('mid01'));
+      assert.equal(err.code, 'USAGE');
+      assert.equal((await rejection(ops.invalidateForConversion('mid01'))).code, 'USAGE');
+      assert.equal(instance.admin.tables.query('ecc_agent', 'name=mid01')[0]?.['validated'], 'true');
+      assert.equal(instance.admin.tables.query('ecc_queue', 'source=delete_mid_keypair').length, 0);
       assert.equal((await rejection(ops.invalidateMid('ghost'))).code, 'MID_NOT_FOUND');
     });
   });
@@ -286,7 +294,8 @@ describe('controller instance client: operations', function () {
       assert.equal(instance.admin.tables.query('sys_attachment').length, 1);
     });
 
-    it('normalizes what it uploads (no Bag Attributes, no CRLF) and moves the active chain to a new CA', async () => {
+    // vendor-facts §10: the instance does not deactivate the old chain; midcert does, explicitly, after the swap.
+    it('normalizes what it uploads (no Bag Attributes, no CRLF); both chains stay active until retireOtherCaChains', async () => {
       const instance = await launch({ publishDelayMs: 20 });
       const ops = operations(instance);
       const first = await ops.publishCaChain(pki.ca.chainPem, 'old');
@@ -296,9 +305,12 @@ describe('controller instance client: operations', function () {
       const [attachment] = instance.admin.tables.query('sys_attachment', `table_sys_id=${second.sysId}`);
       const body = (await ops.client.downloadAttachment(attachment?.['sys_id'] as string)).toString();
       assert.equal(body, [next.ca.intermediate.cert, next.ca.root.cert].map(certificateToPem).join(''));
-      const active = await ops.activeCaChain();
-      assert.deepEqual(active.map((c) => c.sysId), [second.sysId]);
+      assert.deepEqual((await ops.activeCaChain()).map((c) => c.sysId), [second.sysId, first.sysId]);
+      const retired = await ops.retireOtherCaChains(next.ca.chainPem);
+      assert.deepEqual(retired.map((r) => r.sysId), [first.sysId]);
+      assert.deepEqual((await ops.activeCaChain()).map((c) => c.sysId), [second.sysId]);
       assert.equal(instance.admin.tables.get('sys_ca_certificate', first.sysId)?.['active'], 'false');
+      assert.equal(instance.admin.tables.query('sys_ca_certificate').length, 2, 'deactivated, never deleted');
     });
   });
 
@@ -329,12 +341,17 @@ describe('controller instance client: operations', function () {
       assert.match(checks['ca-chain']?.message ?? '', /2 certificates/);
     });
 
-    it('supports-tls: false is an error, mixed passes', async () => {
+    // SND verify-adcv2-inbound-mtls-enabled.md: "anything other than true, inbound mTLS support isn't
+    // activated" (vendor-facts §2). The old test passed `mixed`; the vendor says that was wrong.
+    it('supports-tls: only true passes; false and mixed are MTLS_NOT_SUPPORTED errors quoting the body', async () => {
       instance.admin.setSupportsTls('false');
       assert.deepEqual(pick((await byName())['supports-tls']), [false, 'error', 'MTLS_NOT_SUPPORTED']);
       instance.admin.setSupportsTls('mixed');
-      assert.equal((await byName())['supports-tls']?.ok, true);
+      const mixed = (await byName())['supports-tls'];
+      assert.deepEqual(pick(mixed), [false, 'error', 'MTLS_NOT_SUPPORTED']);
+      assert.match(mixed?.message ?? '', /"mixed"/);
       instance.admin.setSupportsTls('true');
+      assert.equal((await byName())['supports-tls']?.ok, true);
     });
 
     it('mutual-auth-plugin: inactive is an error; "true" and "active" both pass', async () => {
@@ -422,9 +439,9 @@ describe('controller instance client: waitForMidUp with a skewed instance clock'
   it('places `since` on the instance clock, so a heartbeat from before the restart does not count', async () => {
     const since = new Date(Math.floor(Date.now() / 1000) * 1000);
     // 5 s after `since` by the instance's clock is still 5 s before the restart.
-    const err = await waitForMidUp(skewed(since.getTime() + 5000), 'mid01', { since, timeoutMs: 50, pollIntervalMs: 10 }).catch((e: unknown) => e);
+    const err = await waitForMidUp(skewed(since.getTime() + 5000), 'mid01', { since, timeoutMs: 50, pollIntervalMs: 10, eccRoundTrip: false }).catch((e: unknown) => e);
     assert.equal((err as MidcertError).code, 'HEALTH_CHECK_FAILED');
-    const up = await waitForMidUp(skewed(since.getTime() + 11_000), 'mid01', { since, timeoutMs: 50, pollIntervalMs: 10 });
+    const up = await waitForMidUp(skewed(since.getTime() + 11_000), 'mid01', { since, timeoutMs: 50, pollIntervalMs: 10, eccRoundTrip: false });
     assert.equal(up.status, 'Up');
   });
 });

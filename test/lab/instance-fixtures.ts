@@ -157,3 +157,34 @@ export async function refusedConnection(promise: Promise<Reply>): Promise<NodeJS
     return err as NodeJS.ErrnoException;
   }
 }
+
+/** One protocol poll (docs/lab/mid-instance-protocol.md §1) as a MID would send it. */
+export function poll(instance: StartedInstance, who: { client?: { certPem: string; keyPem: string }; auth?: [string, string] }, body: Record<string, unknown>): Promise<Reply> {
+  return call(instance, '/api/mid/heartbeat', {
+    body: { host_name: `${String(body['name'])}.lab.invalid`, version: 'Xanadu', ...body }, ...(who.client ? { client: who.client } : {}), ...(who.auth ? { auth: who.auth } : {}),
+  });
+}
+
+/**
+ * A minimal stand-in MID for protocol tests: polls every `everyMs`, answers every command it is
+ * given on the next poll (payload `<result/>`), and records the commands it saw.
+ */
+export function answeringMid(instance: StartedInstance, who: { client?: { certPem: string; keyPem: string }; auth?: [string, string] }, name: string, options: { everyMs?: number; publicKey?: string } = {}): { seen: any[]; stop(): Promise<void> } {
+  const seen: any[] = [];
+  let pending: any[] = [];
+  let stopped = false;
+  let starting = true;
+  const loop = (async () => {
+    while (!stopped) {
+      const responses = pending.map((c) => ({ response_to: c.sys_id, topic: c.topic, name: c.name, payload: '<result/>' }));
+      pending = [];
+      const reply = await poll(instance, who, { name, starting, responses, ...(options.publicKey ? { public_key: options.publicKey } : {}) }).catch(() => undefined);
+      starting = false;
+      const commands = reply?.json?.result?.commands ?? [];
+      seen.push(...commands);
+      pending.push(...commands);
+      await new Promise((r) => setTimeout(r, commands.length > 0 ? 5 : options.everyMs ?? 50));
+    }
+  })();
+  return { seen, stop: async () => { stopped = true; await loop; } };
+}

@@ -14,7 +14,7 @@ import {
 import type { AgentConfig } from './config.js';
 import { hostInfo, type HostInfoInit } from './host-info.js';
 import type { LastResult } from './journal.js';
-import { readConfigXml, summarizeMidConfig, type AuthMode, type MidConfigSummary } from './mid-config.js';
+import { readConfigXml, summarizeMidConfig, type AuthMode, type MidConfigSummary, type SettingKey } from './mid-config.js';
 import type { MidPaths } from './mid-install.js';
 import type { RenewalEngine } from './renewal/engine.js';
 import type { ServiceManager } from './service-manager.js';
@@ -147,6 +147,7 @@ function certificateStatus(entry: KeystoreEntry | undefined, now: Date, authMode
     leaf: certificateSummary(leaf),
     chain: entry.chain.map(certificateSummary),
     daysLeft: daysLeft(leaf, now),
+    selfSigned: midSelfSigned(leaf).selfSigned,
     // The MID's own self-signed pair under basic auth: one info finding, not the lint errors a
     // client certificate for mutual auth would get (LEAF_SELF_SIGNED, EKU_CLIENT_AUTH_MISSING, …).
     findings: own ? [own] : lintMaterial(entry.chain, entry.privateKey, { now }).map((f) => ({ code: f.code, severity: f.severity, message: f.message, fix: f.fix })),
@@ -198,7 +199,19 @@ async function collectConfig(path: string): Promise<ConfigStatusInit> {
     basicCredentialsPresent: summary.basicCredentialsPresent,
     authMode: summary.authMode,
     placeholders: summary.placeholders,
+    keys: configKeys(summary),
+    conflicts: summary.conflicts.map((c) => ({ setting: c.setting, keys: c.keys, severity: c.severity, message: c.message })),
   };
+}
+
+/** Which config.xml name is in force for each aliased setting, in one list (no values). */
+function configKeys(summary: MidConfigSummary): { setting: string; key: string; set: boolean; present: string[] }[] {
+  const { username, password, proxy, upgradeProxy } = summary.keys;
+  const entries: [string, SettingKey][] = [
+    ['username', username], ['password', password], ['useProxy', proxy.useProxy],
+    ['upgradeProxyHost', upgradeProxy.host], ['upgradeProxyPort', upgradeProxy.port],
+  ];
+  return entries.map(([setting, k]) => ({ setting, key: k.key, set: k.set, present: k.present }));
 }
 
 // ---- service ----

@@ -58,11 +58,11 @@ export function agentHandlers(deps: HandlerDeps): AgentHandlers {
       return prepared;
     },
     installCertificate: (req) => streamOf<ProgressInit, LastResult>(
-      (emit) => deps.engine.install(req.renewalId, { certificatePem: req.certificatePem, chainPem: req.chainPem }, (p) => emit(progressOf(req.renewalId)(p))),
+      (emit) => deps.engine.install(req.renewalId, { certificatePem: req.certificatePem, chainPem: req.chainPem, allowKeyTypes: req.allowKeyTypes }, (p) => emit(progressOf(req.renewalId)(p))),
       finalOf,
     ),
     enableMutualAuth: (req) => streamOf<ProgressInit, LastResult>(
-      (emit) => deps.engine.install(req.renewalId, { certificatePem: req.certificatePem, chainPem: req.chainPem }, (p) => emit(progressOf(req.renewalId)(p)), 'enable-mutual'),
+      (emit) => deps.engine.install(req.renewalId, { certificatePem: req.certificatePem, chainPem: req.chainPem, allowKeyTypes: req.allowKeyTypes }, (p) => emit(progressOf(req.renewalId)(p)), 'enable-mutual'),
       finalOf,
     ),
     rollback: async () => toOperationResult(await deps.engine.rollback()),

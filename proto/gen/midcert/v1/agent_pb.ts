@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file midcert/v1/agent.proto.
  */
 export const file_midcert_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZtaWRjZXJ0L3YxL2FnZW50LnByb3RvEgptaWRjZXJ0LnYxIjoKCUVycm9ySW5mbxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDgoGZGV0YWlsGAMgASgJIhIKEEdldFN0YXR1c1JlcXVlc3QifAoSQ2VydGlmaWNhdGVTdW1tYXJ5Eg8KB3N1YmplY3QYASABKAkSDgoGaXNzdWVyGAIgASgJEg4KBnNlcmlhbBgDIAEoCRISCgpub3RfYmVmb3JlGAQgASgJEhEKCW5vdF9hZnRlchgFIAEoCRIOCgZzaGEyNTYYBiABKAkiSwoLTGludEZpbmRpbmcSDAoEY29kZRgBIAEoCRIQCghzZXZlcml0eRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEgsKA2ZpeBgEIAEoCSK/AQoRQ2VydGlmaWNhdGVTdGF0dXMSDwoHcHJlc2VudBgBIAEoCBIsCgRsZWFmGAIgASgLMh4ubWlkY2VydC52MS5DZXJ0aWZpY2F0ZVN1bW1hcnkSLQoFY2hhaW4YAyADKAsyHi5taWRjZXJ0LnYxLkNlcnRpZmljYXRlU3VtbWFyeRIRCglkYXlzX2xlZnQYBCABKAUSKQoIZmluZGluZ3MYBSADKAsyFy5taWRjZXJ0LnYxLkxpbnRGaW5kaW5nIqEBCg5LZXlzdG9yZVN0YXR1cxIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSFQoNYWxpYXNfcHJlc2VudBgDIAEoCBINCgVhbGlhcxgEIAEoCRISCgplbnRyeV9raW5kGAUgASgJEhMKC21vZGlmaWVkX2F0GAYgASgJEiQKBWVycm9yGAcgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8iVwoLUHJveHlTdGF0dXMSDwoHZW5hYmxlZBgBIAEoCBIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKAUSGwoTY3JlZGVudGlhbHNfcHJlc2VudBgEIAEoCCLeAQoMQ29uZmlnU3RhdHVzEgwKBHBhdGgYASABKAkSFAoMaW5zdGFuY2VfdXJsGAIgASgJEhAKCG1pZF9uYW1lGAMgASgJEiYKBXByb3h5GAQgASgLMhcubWlkY2VydC52MS5Qcm94eVN0YXR1cxIhChliYXNpY19jcmVkZW50aWFsc19wcmVzZW50GAUgASgIEhEKCWF1dGhfbW9kZRgGIAEoCRIUCgxwbGFjZWhvbGRlcnMYByADKAkSJAoFZXJyb3IYCCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyJzCg1TZXJ2aWNlU3RhdHVzEg8KB21hbmFnZXIYASABKAkSDAoEdW5pdBgCIAEoCRIOCgZhY3RpdmUYAyABKAgSDQoFc2luY2UYBCABKAkSJAoFZXJyb3IYBSABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbyLwAQoKSG9zdFN0YXR1cxIQCghob3N0bmFtZRgBIAEoCRIKCgJvcxgCIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgDIAEoARIRCgljcHVfbW9kZWwYBCABKAkSEQoJY3B1X2NvcmVzGAUgASgFEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgGIAEoARIeChZtZW1vcnlfYXZhaWxhYmxlX2J5dGVzGAcgASgBEhIKCmRpc2tfbW91bnQYCCABKAkSGAoQZGlza190b3RhbF9ieXRlcxgJIAEoARIcChRkaXNrX2F2YWlsYWJsZV9ieXRlcxgKIAEoASLZAQoPT3BlcmF0aW9uUmVzdWx0EgoKAm9rGAEgASgIEhIKCnJlbmV3YWxfaWQYAiABKAkSEwoLZmFpbGVkX3N0ZXAYAyABKAkSJAoFZXJyb3IYBCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbxITCgtyb2xsZWRfYmFjaxgFIAEoCBIXCg9wcmV2aW91c19zaGEyNTYYBiABKAkSFgoOY3VycmVudF9zaGEyNTYYByABKAkSEwoLZmluaXNoZWRfYXQYCCABKAkSEAoId2FybmluZ3MYCSADKAkikQEKCUFnZW50SW5mbxIPCgd2ZXJzaW9uGAEgASgJEhYKDnVwdGltZV9zZWNvbmRzGAIgASgBEhUKDXJlbmV3YWxfc3RhdGUYAyABKAkSEgoKcmVuZXdhbF9pZBgEIAEoCRIwCgtsYXN0X3Jlc3VsdBgFIAEoCzIbLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0IrgCCgtBZ2VudFN0YXR1cxIQCghtaWRfbmFtZRgBIAEoCRIyCgtjZXJ0aWZpY2F0ZRgCIAEoCzIdLm1pZGNlcnQudjEuQ2VydGlmaWNhdGVTdGF0dXMSLAoIa2V5c3RvcmUYAyABKAsyGi5taWRjZXJ0LnYxLktleXN0b3JlU3RhdHVzEigKBmNvbmZpZxgEIAEoCzIYLm1pZGNlcnQudjEuQ29uZmlnU3RhdHVzEioKB3NlcnZpY2UYBSABKAsyGS5taWRjZXJ0LnYxLlNlcnZpY2VTdGF0dXMSJAoEaG9zdBgGIAEoCzIWLm1pZGNlcnQudjEuSG9zdFN0YXR1cxIkCgVhZ2VudBgHIAEoCzIVLm1pZGNlcnQudjEuQWdlbnRJbmZvEhMKC29ic2VydmVkX2F0GAggASgJIiwKEldhdGNoRXZlbnRzUmVxdWVzdBIWCg5pbmNsdWRlX3N0YXR1cxgBIAEoCCJgCgpBZ2VudEV2ZW50EgwKBHR5cGUYASABKAkSCgoCYXQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRInCgZzdGF0dXMYBCABKAsyFy5taWRjZXJ0LnYxLkFnZW50U3RhdHVzIhUKE1J1blByZWZsaWdodFJlcXVlc3QiWwoOUHJlZmxpZ2h0Q2hlY2sSDAoEbmFtZRgBIAEoCRIKCgJvaxgCIAEoCBIQCghzZXZlcml0eRgDIAEoCRIMCgRjb2RlGAQgASgJEg8KB21lc3NhZ2UYBSABKAkiSQoPUHJlZmxpZ2h0UmVwb3J0EgoKAm9rGAEgASgIEioKBmNoZWNrcxgCIAMoCzIaLm1pZGNlcnQudjEuUHJlZmxpZ2h0Q2hlY2sibgoVUHJlcGFyZVJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRzYW5zGAMgAygJEhAKCGtleV90eXBlGAQgASgJEhAKCGtleV9iaXRzGAUgASgFIlgKFlByZXBhcmVSZW5ld2FsUmVzcG9uc2USEgoKcmVuZXdhbF9pZBgBIAEoCRIPCgdjc3JfcGVtGAIgASgJEhkKEXB1YmxpY19rZXlfc2hhMjU2GAMgASgJIlsKGUluc3RhbGxDZXJ0aWZpY2F0ZVJlcXVlc3QSEgoKcmVuZXdhbF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSEQoJY2hhaW5fcGVtGAMgASgJIoABCg9JbnN0YWxsUHJvZ3Jlc3MSEgoKcmVuZXdhbF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEg0KBXN0YXRlGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSKwoGcmVzdWx0GAUgASgLMhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQiEQoPUm9sbGJhY2tSZXF1ZXN0IlkKF0VuYWJsZU11dHVhbEF1dGhSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSFwoPY2VydGlmaWNhdGVfcGVtGAIgASgJEhEKCWNoYWluX3BlbRgDIAEoCSI+ChhSZXZlcnRUb0Jhc2ljQXV0aFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiFwoVUmVzdGFydFNlcnZpY2VSZXF1ZXN0IicKEUdldFJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAki1gEKDFJlbmV3YWxTdGF0ZRISCgpyZW5ld2FsX2lkGAEgASgJEicKBXN0YXRlGAIgASgOMhgubWlkY2VydC52MS5SZW5ld2FsUGhhc2USDAoEc3RlcBgDIAEoCRITCgtsZWFmX3NoYTI1NhgEIAEoCRIXCg9wcmV2aW91c19zaGEyNTYYBSABKAkSEwoLZmFpbGVkX3N0ZXAYBiABKAkSEgoKZXJyb3JfY29kZRgHIAEoCRIPCgdtZXNzYWdlGAggASgJEhMKC2ZpbmlzaGVkX2F0GAkgASgJKtgBCgxSZW5ld2FsUGhhc2USHQoZUkVORVdBTF9QSEFTRV9VTlNQRUNJRklFRBAAEhkKFVJFTkVXQUxfUEhBU0VfVU5LTk9XThABEhoKFlJFTkVXQUxfUEhBU0VfUFJFUEFSRUQQAhIcChhSRU5FV0FMX1BIQVNFX0lOU1RBTExJTkcQAxIbChdSRU5FV0FMX1BIQVNFX0lOU1RBTExFRBAEEh0KGVJFTkVXQUxfUEhBU0VfUk9MTEVEX0JBQ0sQBRIYChRSRU5FV0FMX1BIQVNFX0ZBSUxFRBAGMq0GCgxBZ2VudFNlcnZpY2USQgoJR2V0U3RhdHVzEhwubWlkY2VydC52MS5HZXRTdGF0dXNSZXF1ZXN0GhcubWlkY2VydC52MS5BZ2VudFN0YXR1cxJHCgtXYXRjaEV2ZW50cxIeLm1pZGNlcnQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhYubWlkY2VydC52MS5BZ2VudEV2ZW50MAESTAoMUnVuUHJlZmxpZ2h0Eh8ubWlkY2VydC52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GhsubWlkY2VydC52MS5QcmVmbGlnaHRSZXBvcnQSRQoKR2V0UmVuZXdhbBIdLm1pZGNlcnQudjEuR2V0UmVuZXdhbFJlcXVlc3QaGC5taWRjZXJ0LnYxLlJlbmV3YWxTdGF0ZRJXCg5QcmVwYXJlUmVuZXdhbBIhLm1pZGNlcnQudjEuUHJlcGFyZVJlbmV3YWxSZXF1ZXN0GiIubWlkY2VydC52MS5QcmVwYXJlUmVuZXdhbFJlc3BvbnNlEloKEkluc3RhbGxDZXJ0aWZpY2F0ZRIlLm1pZGNlcnQudjEuSW5zdGFsbENlcnRpZmljYXRlUmVxdWVzdBobLm1pZGNlcnQudjEuSW5zdGFsbFByb2dyZXNzMAESRAoIUm9sbGJhY2sSGy5taWRjZXJ0LnYxLlJvbGxiYWNrUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0ElYKEEVuYWJsZU11dHVhbEF1dGgSIy5taWRjZXJ0LnYxLkVuYWJsZU11dHVhbEF1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5JbnN0YWxsUHJvZ3Jlc3MwARJWChFSZXZlcnRUb0Jhc2ljQXV0aBIkLm1pZGNlcnQudjEuUmV2ZXJ0VG9CYXNpY0F1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQSUAoOUmVzdGFydFNlcnZpY2USIS5taWRjZXJ0LnYxLlJlc3RhcnRTZXJ2aWNlUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0YgZwcm90bzM");
+  fileDesc("ChZtaWRjZXJ0L3YxL2FnZW50LnByb3RvEgptaWRjZXJ0LnYxIjoKCUVycm9ySW5mbxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDgoGZGV0YWlsGAMgASgJIhIKEEdldFN0YXR1c1JlcXVlc3QifAoSQ2VydGlmaWNhdGVTdW1tYXJ5Eg8KB3N1YmplY3QYASABKAkSDgoGaXNzdWVyGAIgASgJEg4KBnNlcmlhbBgDIAEoCRISCgpub3RfYmVmb3JlGAQgASgJEhEKCW5vdF9hZnRlchgFIAEoCRIOCgZzaGEyNTYYBiABKAkiSwoLTGludEZpbmRpbmcSDAoEY29kZRgBIAEoCRIQCghzZXZlcml0eRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEgsKA2ZpeBgEIAEoCSLUAQoRQ2VydGlmaWNhdGVTdGF0dXMSDwoHcHJlc2VudBgBIAEoCBIsCgRsZWFmGAIgASgLMh4ubWlkY2VydC52MS5DZXJ0aWZpY2F0ZVN1bW1hcnkSLQoFY2hhaW4YAyADKAsyHi5taWRjZXJ0LnYxLkNlcnRpZmljYXRlU3VtbWFyeRIRCglkYXlzX2xlZnQYBCABKAUSKQoIZmluZGluZ3MYBSADKAsyFy5taWRjZXJ0LnYxLkxpbnRGaW5kaW5nEhMKC3NlbGZfc2lnbmVkGAYgASgIIqEBCg5LZXlzdG9yZVN0YXR1cxIMCgRwYXRoGAEgASgJEgwKBHR5cGUYAiABKAkSFQoNYWxpYXNfcHJlc2VudBgDIAEoCBINCgVhbGlhcxgEIAEoCRISCgplbnRyeV9raW5kGAUgASgJEhMKC21vZGlmaWVkX2F0GAYgASgJEiQKBWVycm9yGAcgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8iVwoLUHJveHlTdGF0dXMSDwoHZW5hYmxlZBgBIAEoCBIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKAUSGwoTY3JlZGVudGlhbHNfcHJlc2VudBgEIAEoCCKyAgoMQ29uZmlnU3RhdHVzEgwKBHBhdGgYASABKAkSFAoMaW5zdGFuY2VfdXJsGAIgASgJEhAKCG1pZF9uYW1lGAMgASgJEiYKBXByb3h5GAQgASgLMhcubWlkY2VydC52MS5Qcm94eVN0YXR1cxIhChliYXNpY19jcmVkZW50aWFsc19wcmVzZW50GAUgASgIEhEKCWF1dGhfbW9kZRgGIAEoCRIUCgxwbGFjZWhvbGRlcnMYByADKAkSJAoFZXJyb3IYCCABKAsyFS5taWRjZXJ0LnYxLkVycm9ySW5mbxIjCgRrZXlzGAkgAygLMhUubWlkY2VydC52MS5Db25maWdLZXkSLQoJY29uZmxpY3RzGAogAygLMhoubWlkY2VydC52MS5Db25maWdDb25mbGljdCJHCglDb25maWdLZXkSDwoHc2V0dGluZxgBIAEoCRILCgNrZXkYAiABKAkSCwoDc2V0GAMgASgIEg8KB3ByZXNlbnQYBCADKAkiUgoOQ29uZmlnQ29uZmxpY3QSDwoHc2V0dGluZxgBIAEoCRIMCgRrZXlzGAIgAygJEhAKCHNldmVyaXR5GAMgASgJEg8KB21lc3NhZ2UYBCABKAkicwoNU2VydmljZVN0YXR1cxIPCgdtYW5hZ2VyGAEgASgJEgwKBHVuaXQYAiABKAkSDgoGYWN0aXZlGAMgASgIEg0KBXNpbmNlGAQgASgJEiQKBWVycm9yGAUgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8i8AEKCkhvc3RTdGF0dXMSEAoIaG9zdG5hbWUYASABKAkSCgoCb3MYAiABKAkSFgoOdXB0aW1lX3NlY29uZHMYAyABKAESEQoJY3B1X21vZGVsGAQgASgJEhEKCWNwdV9jb3JlcxgFIAEoBRIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBiABKAESHgoWbWVtb3J5X2F2YWlsYWJsZV9ieXRlcxgHIAEoARISCgpkaXNrX21vdW50GAggASgJEhgKEGRpc2tfdG90YWxfYnl0ZXMYCSABKAESHAoUZGlza19hdmFpbGFibGVfYnl0ZXMYCiABKAEi2QEKD09wZXJhdGlvblJlc3VsdBIKCgJvaxgBIAEoCBISCgpyZW5ld2FsX2lkGAIgASgJEhMKC2ZhaWxlZF9zdGVwGAMgASgJEiQKBWVycm9yGAQgASgLMhUubWlkY2VydC52MS5FcnJvckluZm8SEwoLcm9sbGVkX2JhY2sYBSABKAgSFwoPcHJldmlvdXNfc2hhMjU2GAYgASgJEhYKDmN1cnJlbnRfc2hhMjU2GAcgASgJEhMKC2ZpbmlzaGVkX2F0GAggASgJEhAKCHdhcm5pbmdzGAkgAygJIpEBCglBZ2VudEluZm8SDwoHdmVyc2lvbhgBIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgCIAEoARIVCg1yZW5ld2FsX3N0YXRlGAMgASgJEhIKCnJlbmV3YWxfaWQYBCABKAkSMAoLbGFzdF9yZXN1bHQYBSABKAsyGy5taWRjZXJ0LnYxLk9wZXJhdGlvblJlc3VsdCK4AgoLQWdlbnRTdGF0dXMSEAoIbWlkX25hbWUYASABKAkSMgoLY2VydGlmaWNhdGUYAiABKAsyHS5taWRjZXJ0LnYxLkNlcnRpZmljYXRlU3RhdHVzEiwKCGtleXN0b3JlGAMgASgLMhoubWlkY2VydC52MS5LZXlzdG9yZVN0YXR1cxIoCgZjb25maWcYBCABKAsyGC5taWRjZXJ0LnYxLkNvbmZpZ1N0YXR1cxIqCgdzZXJ2aWNlGAUgASgLMhkubWlkY2VydC52MS5TZXJ2aWNlU3RhdHVzEiQKBGhvc3QYBiABKAsyFi5taWRjZXJ0LnYxLkhvc3RTdGF0dXMSJAoFYWdlbnQYByABKAsyFS5taWRjZXJ0LnYxLkFnZW50SW5mbxITCgtvYnNlcnZlZF9hdBgIIAEoCSIsChJXYXRjaEV2ZW50c1JlcXVlc3QSFgoOaW5jbHVkZV9zdGF0dXMYASABKAgiYAoKQWdlbnRFdmVudBIMCgR0eXBlGAEgASgJEgoKAmF0GAIgASgJEg8KB21lc3NhZ2UYAyABKAkSJwoGc3RhdHVzGAQgASgLMhcubWlkY2VydC52MS5BZ2VudFN0YXR1cyIVChNSdW5QcmVmbGlnaHRSZXF1ZXN0IlsKDlByZWZsaWdodENoZWNrEgwKBG5hbWUYASABKAkSCgoCb2sYAiABKAgSEAoIc2V2ZXJpdHkYAyABKAkSDAoEY29kZRgEIAEoCRIPCgdtZXNzYWdlGAUgASgJIkkKD1ByZWZsaWdodFJlcG9ydBIKCgJvaxgBIAEoCBIqCgZjaGVja3MYAiADKAsyGi5taWRjZXJ0LnYxLlByZWZsaWdodENoZWNrIm4KFVByZXBhcmVSZW5ld2FsUmVxdWVzdBISCgpyZW5ld2FsX2lkGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDAoEc2FucxgDIAMoCRIQCghrZXlfdHlwZRgEIAEoCRIQCghrZXlfYml0cxgFIAEoBSJYChZQcmVwYXJlUmVuZXdhbFJlc3BvbnNlEhIKCnJlbmV3YWxfaWQYASABKAkSDwoHY3NyX3BlbRgCIAEoCRIZChFwdWJsaWNfa2V5X3NoYTI1NhgDIAEoCSJ0ChlJbnN0YWxsQ2VydGlmaWNhdGVSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAkSFwoPY2VydGlmaWNhdGVfcGVtGAIgASgJEhEKCWNoYWluX3BlbRgDIAEoCRIXCg9hbGxvd19rZXlfdHlwZXMYBCADKAkigAEKD0luc3RhbGxQcm9ncmVzcxISCgpyZW5ld2FsX2lkGAEgASgJEgwKBHN0ZXAYAiABKAkSDQoFc3RhdGUYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIrCgZyZXN1bHQYBSABKAsyGy5taWRjZXJ0LnYxLk9wZXJhdGlvblJlc3VsdCIRCg9Sb2xsYmFja1JlcXVlc3QicgoXRW5hYmxlTXV0dWFsQXV0aFJlcXVlc3QSEgoKcmVuZXdhbF9pZBgBIAEoCRIXCg9jZXJ0aWZpY2F0ZV9wZW0YAiABKAkSEQoJY2hhaW5fcGVtGAMgASgJEhcKD2FsbG93X2tleV90eXBlcxgEIAMoCSI+ChhSZXZlcnRUb0Jhc2ljQXV0aFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiFwoVUmVzdGFydFNlcnZpY2VSZXF1ZXN0IicKEUdldFJlbmV3YWxSZXF1ZXN0EhIKCnJlbmV3YWxfaWQYASABKAki1gEKDFJlbmV3YWxTdGF0ZRISCgpyZW5ld2FsX2lkGAEgASgJEicKBXN0YXRlGAIgASgOMhgubWlkY2VydC52MS5SZW5ld2FsUGhhc2USDAoEc3RlcBgDIAEoCRITCgtsZWFmX3NoYTI1NhgEIAEoCRIXCg9wcmV2aW91c19zaGEyNTYYBSABKAkSEwoLZmFpbGVkX3N0ZXAYBiABKAkSEgoKZXJyb3JfY29kZRgHIAEoCRIPCgdtZXNzYWdlGAggASgJEhMKC2ZpbmlzaGVkX2F0GAkgASgJKtgBCgxSZW5ld2FsUGhhc2USHQoZUkVORVdBTF9QSEFTRV9VTlNQRUNJRklFRBAAEhkKFVJFTkVXQUxfUEhBU0VfVU5LTk9XThABEhoKFlJFTkVXQUxfUEhBU0VfUFJFUEFSRUQQAhIcChhSRU5FV0FMX1BIQVNFX0lOU1RBTExJTkcQAxIbChdSRU5FV0FMX1BIQVNFX0lOU1RBTExFRBAEEh0KGVJFTkVXQUxfUEhBU0VfUk9MTEVEX0JBQ0sQBRIYChRSRU5FV0FMX1BIQVNFX0ZBSUxFRBAGMq0GCgxBZ2VudFNlcnZpY2USQgoJR2V0U3RhdHVzEhwubWlkY2VydC52MS5HZXRTdGF0dXNSZXF1ZXN0GhcubWlkY2VydC52MS5BZ2VudFN0YXR1cxJHCgtXYXRjaEV2ZW50cxIeLm1pZGNlcnQudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GhYubWlkY2VydC52MS5BZ2VudEV2ZW50MAESTAoMUnVuUHJlZmxpZ2h0Eh8ubWlkY2VydC52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GhsubWlkY2VydC52MS5QcmVmbGlnaHRSZXBvcnQSRQoKR2V0UmVuZXdhbBIdLm1pZGNlcnQudjEuR2V0UmVuZXdhbFJlcXVlc3QaGC5taWRjZXJ0LnYxLlJlbmV3YWxTdGF0ZRJXCg5QcmVwYXJlUmVuZXdhbBIhLm1pZGNlcnQudjEuUHJlcGFyZVJlbmV3YWxSZXF1ZXN0GiIubWlkY2VydC52MS5QcmVwYXJlUmVuZXdhbFJlc3BvbnNlEloKEkluc3RhbGxDZXJ0aWZpY2F0ZRIlLm1pZGNlcnQudjEuSW5zdGFsbENlcnRpZmljYXRlUmVxdWVzdBobLm1pZGNlcnQudjEuSW5zdGFsbFByb2dyZXNzMAESRAoIUm9sbGJhY2sSGy5taWRjZXJ0LnYxLlJvbGxiYWNrUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0ElYKEEVuYWJsZU11dHVhbEF1dGgSIy5taWRjZXJ0LnYxLkVuYWJsZU11dHVhbEF1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5JbnN0YWxsUHJvZ3Jlc3MwARJWChFSZXZlcnRUb0Jhc2ljQXV0aBIkLm1pZGNlcnQudjEuUmV2ZXJ0VG9CYXNpY0F1dGhSZXF1ZXN0GhsubWlkY2VydC52MS5PcGVyYXRpb25SZXN1bHQSUAoOUmVzdGFydFNlcnZpY2USIS5taWRjZXJ0LnYxLlJlc3RhcnRTZXJ2aWNlUmVxdWVzdBobLm1pZGNlcnQudjEuT3BlcmF0aW9uUmVzdWx0YgZwcm90bzM");
 
 /**
  * @generated from message midcert.v1.ErrorInfo
@@ -172,6 +172,13 @@ export type CertificateStatus = Message<"midcert.v1.CertificateStatus"> & {
    * @generated from field: repeated midcert.v1.LintFinding findings = 5;
    */
   findings: LintFinding[];
+
+  /**
+   * The leaf is self-signed: normal on a freshly installed basic-auth MID, an error under mutual auth.
+   *
+   * @generated from field: bool self_signed = 6;
+   */
+  selfSigned: boolean;
 };
 
 /**
@@ -311,6 +318,20 @@ export type ConfigStatus = Message<"midcert.v1.ConfigStatus"> & {
    * @generated from field: midcert.v1.ErrorInfo error = 8;
    */
   error?: ErrorInfo | undefined;
+
+  /**
+   * Which config.xml name is in force for each aliased setting ("" = none or conflicting); never values.
+   *
+   * @generated from field: repeated midcert.v1.ConfigKey keys = 9;
+   */
+  keys: ConfigKey[];
+
+  /**
+   * Aliases present with different values (CONFIG_ALIAS_CONFLICT): which one the MID uses is undocumented.
+   *
+   * @generated from field: repeated midcert.v1.ConfigConflict conflicts = 10;
+   */
+  conflicts: ConfigConflict[];
 };
 
 /**
@@ -319,6 +340,80 @@ export type ConfigStatus = Message<"midcert.v1.ConfigStatus"> & {
  */
 export const ConfigStatusSchema: GenMessage<ConfigStatus> = /*@__PURE__*/
   messageDesc(file_midcert_v1_agent, 7);
+
+/**
+ * @generated from message midcert.v1.ConfigKey
+ */
+export type ConfigKey = Message<"midcert.v1.ConfigKey"> & {
+  /**
+   * "username" | "password" | "useProxy" | "upgradeProxyHost" | "upgradeProxyPort"
+   *
+   * @generated from field: string setting = 1;
+   */
+  setting: string;
+
+  /**
+   * the config.xml parameter in force, "" when none or conflicting
+   *
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * present with a real (non-placeholder) value
+   *
+   * @generated from field: bool set = 3;
+   */
+  set: boolean;
+
+  /**
+   * every alias present in the file
+   *
+   * @generated from field: repeated string present = 4;
+   */
+  present: string[];
+};
+
+/**
+ * Describes the message midcert.v1.ConfigKey.
+ * Use `create(ConfigKeySchema)` to create a new message.
+ */
+export const ConfigKeySchema: GenMessage<ConfigKey> = /*@__PURE__*/
+  messageDesc(file_midcert_v1_agent, 8);
+
+/**
+ * @generated from message midcert.v1.ConfigConflict
+ */
+export type ConfigConflict = Message<"midcert.v1.ConfigConflict"> & {
+  /**
+   * @generated from field: string setting = 1;
+   */
+  setting: string;
+
+  /**
+   * @generated from field: repeated string keys = 2;
+   */
+  keys: string[];
+
+  /**
+   * "error" | "warning"
+   *
+   * @generated from field: string severity = 3;
+   */
+  severity: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message midcert.v1.ConfigConflict.
+ * Use `create(ConfigConflictSchema)` to create a new message.
+ */
+export const ConfigConflictSchema: GenMessage<ConfigConflict> = /*@__PURE__*/
+  messageDesc(file_midcert_v1_agent, 9);
 
 /**
  * @generated from message midcert.v1.ServiceStatus
@@ -355,7 +450,7 @@ export type ServiceStatus = Message<"midcert.v1.ServiceStatus"> & {
  * Use `create(ServiceStatusSchema)` to create a new message.
  */
 export const ServiceStatusSchema: GenMessage<ServiceStatus> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 8);
+  messageDesc(file_midcert_v1_agent, 10);
 
 /**
  * @generated from message midcert.v1.HostStatus
@@ -427,7 +522,7 @@ export type HostStatus = Message<"midcert.v1.HostStatus"> & {
  * Use `create(HostStatusSchema)` to create a new message.
  */
 export const HostStatusSchema: GenMessage<HostStatus> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 9);
+  messageDesc(file_midcert_v1_agent, 11);
 
 /**
  * @generated from message midcert.v1.OperationResult
@@ -487,7 +582,7 @@ export type OperationResult = Message<"midcert.v1.OperationResult"> & {
  * Use `create(OperationResultSchema)` to create a new message.
  */
 export const OperationResultSchema: GenMessage<OperationResult> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 10);
+  messageDesc(file_midcert_v1_agent, 12);
 
 /**
  * @generated from message midcert.v1.AgentInfo
@@ -528,7 +623,7 @@ export type AgentInfo = Message<"midcert.v1.AgentInfo"> & {
  * Use `create(AgentInfoSchema)` to create a new message.
  */
 export const AgentInfoSchema: GenMessage<AgentInfo> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 11);
+  messageDesc(file_midcert_v1_agent, 13);
 
 /**
  * @generated from message midcert.v1.AgentStatus
@@ -580,7 +675,7 @@ export type AgentStatus = Message<"midcert.v1.AgentStatus"> & {
  * Use `create(AgentStatusSchema)` to create a new message.
  */
 export const AgentStatusSchema: GenMessage<AgentStatus> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 12);
+  messageDesc(file_midcert_v1_agent, 14);
 
 /**
  * @generated from message midcert.v1.WatchEventsRequest
@@ -599,7 +694,7 @@ export type WatchEventsRequest = Message<"midcert.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 13);
+  messageDesc(file_midcert_v1_agent, 15);
 
 /**
  * @generated from message midcert.v1.AgentEvent
@@ -633,7 +728,7 @@ export type AgentEvent = Message<"midcert.v1.AgentEvent"> & {
  * Use `create(AgentEventSchema)` to create a new message.
  */
 export const AgentEventSchema: GenMessage<AgentEvent> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 14);
+  messageDesc(file_midcert_v1_agent, 16);
 
 /**
  * @generated from message midcert.v1.RunPreflightRequest
@@ -646,7 +741,7 @@ export type RunPreflightRequest = Message<"midcert.v1.RunPreflightRequest"> & {
  * Use `create(RunPreflightRequestSchema)` to create a new message.
  */
 export const RunPreflightRequestSchema: GenMessage<RunPreflightRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 15);
+  messageDesc(file_midcert_v1_agent, 17);
 
 /**
  * @generated from message midcert.v1.PreflightCheck
@@ -687,7 +782,7 @@ export type PreflightCheck = Message<"midcert.v1.PreflightCheck"> & {
  * Use `create(PreflightCheckSchema)` to create a new message.
  */
 export const PreflightCheckSchema: GenMessage<PreflightCheck> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 16);
+  messageDesc(file_midcert_v1_agent, 18);
 
 /**
  * @generated from message midcert.v1.PreflightReport
@@ -709,7 +804,7 @@ export type PreflightReport = Message<"midcert.v1.PreflightReport"> & {
  * Use `create(PreflightReportSchema)` to create a new message.
  */
 export const PreflightReportSchema: GenMessage<PreflightReport> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 17);
+  messageDesc(file_midcert_v1_agent, 19);
 
 /**
  * @generated from message midcert.v1.PrepareRenewalRequest
@@ -754,7 +849,7 @@ export type PrepareRenewalRequest = Message<"midcert.v1.PrepareRenewalRequest"> 
  * Use `create(PrepareRenewalRequestSchema)` to create a new message.
  */
 export const PrepareRenewalRequestSchema: GenMessage<PrepareRenewalRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 18);
+  messageDesc(file_midcert_v1_agent, 20);
 
 /**
  * @generated from message midcert.v1.PrepareRenewalResponse
@@ -781,7 +876,7 @@ export type PrepareRenewalResponse = Message<"midcert.v1.PrepareRenewalResponse"
  * Use `create(PrepareRenewalResponseSchema)` to create a new message.
  */
 export const PrepareRenewalResponseSchema: GenMessage<PrepareRenewalResponse> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 19);
+  messageDesc(file_midcert_v1_agent, 21);
 
 /**
  * @generated from message midcert.v1.InstallCertificateRequest
@@ -805,6 +900,14 @@ export type InstallCertificateRequest = Message<"midcert.v1.InstallCertificateRe
    * @generated from field: string chain_pem = 3;
    */
   chainPem: string;
+
+  /**
+   * Leaf key types to install although vendor material shows only RSA-2048 (lint KEY_TYPE_UNVERIFIED),
+   * e.g. "rsa-3072", "ec-p256"; merged with the agent's install.allowKeyTypes (`midcert rotate --allow-key-type`).
+   *
+   * @generated from field: repeated string allow_key_types = 4;
+   */
+  allowKeyTypes: string[];
 };
 
 /**
@@ -812,7 +915,7 @@ export type InstallCertificateRequest = Message<"midcert.v1.InstallCertificateRe
  * Use `create(InstallCertificateRequestSchema)` to create a new message.
  */
 export const InstallCertificateRequestSchema: GenMessage<InstallCertificateRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 20);
+  messageDesc(file_midcert_v1_agent, 22);
 
 /**
  * @generated from message midcert.v1.InstallProgress
@@ -855,7 +958,7 @@ export type InstallProgress = Message<"midcert.v1.InstallProgress"> & {
  * Use `create(InstallProgressSchema)` to create a new message.
  */
 export const InstallProgressSchema: GenMessage<InstallProgress> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 21);
+  messageDesc(file_midcert_v1_agent, 23);
 
 /**
  * @generated from message midcert.v1.RollbackRequest
@@ -868,7 +971,7 @@ export type RollbackRequest = Message<"midcert.v1.RollbackRequest"> & {
  * Use `create(RollbackRequestSchema)` to create a new message.
  */
 export const RollbackRequestSchema: GenMessage<RollbackRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 22);
+  messageDesc(file_midcert_v1_agent, 24);
 
 /**
  * @generated from message midcert.v1.EnableMutualAuthRequest
@@ -888,6 +991,13 @@ export type EnableMutualAuthRequest = Message<"midcert.v1.EnableMutualAuthReques
    * @generated from field: string chain_pem = 3;
    */
   chainPem: string;
+
+  /**
+   * as in InstallCertificateRequest
+   *
+   * @generated from field: repeated string allow_key_types = 4;
+   */
+  allowKeyTypes: string[];
 };
 
 /**
@@ -895,7 +1005,7 @@ export type EnableMutualAuthRequest = Message<"midcert.v1.EnableMutualAuthReques
  * Use `create(EnableMutualAuthRequestSchema)` to create a new message.
  */
 export const EnableMutualAuthRequestSchema: GenMessage<EnableMutualAuthRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 23);
+  messageDesc(file_midcert_v1_agent, 25);
 
 /**
  * @generated from message midcert.v1.RevertToBasicAuthRequest
@@ -921,7 +1031,7 @@ export type RevertToBasicAuthRequest = Message<"midcert.v1.RevertToBasicAuthRequ
  * Use `create(RevertToBasicAuthRequestSchema)` to create a new message.
  */
 export const RevertToBasicAuthRequestSchema: GenMessage<RevertToBasicAuthRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 24);
+  messageDesc(file_midcert_v1_agent, 26);
 
 /**
  * @generated from message midcert.v1.RestartServiceRequest
@@ -934,7 +1044,7 @@ export type RestartServiceRequest = Message<"midcert.v1.RestartServiceRequest"> 
  * Use `create(RestartServiceRequestSchema)` to create a new message.
  */
 export const RestartServiceRequestSchema: GenMessage<RestartServiceRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 25);
+  messageDesc(file_midcert_v1_agent, 27);
 
 /**
  * @generated from message midcert.v1.GetRenewalRequest
@@ -951,7 +1061,7 @@ export type GetRenewalRequest = Message<"midcert.v1.GetRenewalRequest"> & {
  * Use `create(GetRenewalRequestSchema)` to create a new message.
  */
 export const GetRenewalRequestSchema: GenMessage<GetRenewalRequest> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 26);
+  messageDesc(file_midcert_v1_agent, 28);
 
 /**
  * @generated from message midcert.v1.RenewalState
@@ -1020,7 +1130,7 @@ export type RenewalState = Message<"midcert.v1.RenewalState"> & {
  * Use `create(RenewalStateSchema)` to create a new message.
  */
 export const RenewalStateSchema: GenMessage<RenewalState> = /*@__PURE__*/
-  messageDesc(file_midcert_v1_agent, 27);
+  messageDesc(file_midcert_v1_agent, 29);
 
 /**
  * Where a renewal stands on the host, from the agent's journal (the renewal in progress) and its

@@ -62,6 +62,11 @@ const rotationSchema = z.object({
   upTimeoutSeconds: z.number().int().positive().default(600),
   /** An agent that went away mid-install is re-dialled and asked what became of it this long (default upTimeoutSeconds). */
   reconnectSeconds: z.number().int().positive().max(3600).optional(),
+  /**
+   * Leaf key types agents may install besides RSA-2048 ("rsa-3072", "rsa-4096", "ec-p256", "ec-p384"):
+   * vendor material shows RSA-2048 only (docs/vendor-facts.md §4), so others are refused unless listed.
+   */
+  allowKeyTypes: z.array(z.string().regex(/^(rsa-\d{4}|ec-p\d{3})$/i, 'a key type such as rsa-3072 or ec-p256')).max(8).default([]),
 }).strict();
 
 const serveSchema = z.object({

@@ -61,6 +61,7 @@ export function rotationOptions(ctx: Context, overrides: Partial<RotationOptions
     caPollMs: 2000,
     upTimeoutMs: r.upTimeoutSeconds * 1000,
     reconnectMs: (r.reconnectSeconds ?? r.upTimeoutSeconds) * 1000,
+    allowKeyTypes: r.allowKeyTypes,
     ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
   };
 }

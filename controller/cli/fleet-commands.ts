@@ -1,3 +1,4 @@
+import { MidcertError } from '../../common/errors.js';
 import { Command } from 'commander';
 import { EXIT, printJson, readInput, usageError } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
@@ -150,6 +151,14 @@ function intOption(name: string, text: string | undefined): number | undefined {
   return Number(text);
 }
 
+/** The config's allowed key types plus `--allow-key-type` values, each checked for shape. */
+function allowKeyTypesOption(configured: readonly string[], given: string[] | undefined): string[] {
+  for (const t of given ?? []) {
+    if (!/^(rsa-\d{4}|ec-p\d{3})$/i.test(t)) throw new MidcertError('USAGE', `--allow-key-type "${t.slice(0, 40)}": use a key type such as rsa-3072, rsa-4096, ec-p256 or ec-p384`);
+  }
+  return [...new Set([...configured, ...(given ?? [])].map((t) => t.toLowerCase()))];
+}
+
 export function rotateCommand(globals: () => GlobalOptions): Command {
   return new Command('rotate')
     .description('renew MID certificates: new key and CSR on each MID, signed by the CA, published on the instance, installed and verified Up — in waves')
@@ -163,6 +172,7 @@ export function rotateCommand(globals: () => GlobalOptions): Command {
     .option('--max-failures <n>', 'stop once more MIDs than this have failed')
     .option('--concurrency <n>', 'MIDs rotated at once inside a wave')
     .option('--dry-run', 'show the plan (waves, skipped MIDs) and change nothing')
+    .option('--allow-key-type <type>', 'let agents install this leaf key type besides RSA-2048 (rsa-3072, ec-p256…; repeatable); vendor material shows RSA-2048 only', collect, [])
     .option('--json', 'print the report (docs/controller-cli.md)')
     .addHelpText('after', `
 Each MID: PrepareRenewal on the agent (key stays on the host) → CA → instance (CA chain, leaf for
@@ -178,6 +188,7 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
         const agents = selectAgents(ctx.store, o, true);
         const options = rotationOptions(ctx, {
           force: Boolean(o.force), dryRun: Boolean(o.dryRun),
+          allowKeyTypes: allowKeyTypesOption(ctx.cfg.rotation.allowKeyTypes, o.allowKeyType as unknown as string[]),
           expiringWithinDays: o.whenExpiringWithin ? parseWithin(String(o.whenExpiringWithin)) : undefined,
           canary: intOption('--canary', o.canary as string | undefined), batch: intOption('--batch', o.batch as string | undefined),
           maxFailures: intOption('--max-failures', o.maxFailures as string | undefined), concurrency: intOption('--concurrency', o.concurrency as string | undefined),

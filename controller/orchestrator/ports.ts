@@ -45,9 +45,10 @@ export interface InstallProgressEvent {
 export interface AgentPort {
   status(): Promise<AgentSnapshot>;
   prepare(renewalId: string): Promise<{ csrPem: string }>;
-  install(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
+  /** `allowKeyTypes`: leaf key types the agent may install besides RSA-2048 (lint KEY_TYPE_UNVERIFIED). */
+  install(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void, allowKeyTypes?: readonly string[]): Promise<InstallOutcome>;
   /** Converts a basic-auth MID: import + `manage-certificates -m`. */
-  enableMutualAuth(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void): Promise<InstallOutcome>;
+  enableMutualAuth(renewalId: string, certificatePem: string, chainPem: string, onProgress: (e: InstallProgressEvent) => void, allowKeyTypes?: readonly string[]): Promise<InstallOutcome>;
   rollback(): Promise<InstallOutcome>;
   /** GetRenewal: asked after an install stream broke, and when resuming an install in flight. */
   renewal(renewalId: string): Promise<RenewalSnapshot>;

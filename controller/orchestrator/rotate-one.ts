@@ -46,6 +46,8 @@ export interface RotateOneContext {
     reconnectMs?: number;
     /** First wait between those attempts; doubles up to RECONNECT_MAX_BACKOFF_MS. */
     reconnectBackoffMs?: number;
+    /** Leaf key types the agent may install besides RSA-2048 (`--allow-key-type`, rotation.allowKeyTypes). */
+    allowKeyTypes?: readonly string[];
   };
 }
 
@@ -175,7 +177,7 @@ function sendInstall(ctx: RotateOneContext, port: AgentPort, record: RotationRec
   const run = ctx.options.mode === 'enable-mutual' ? port.enableMutualAuth.bind(port) : port.install.bind(port);
   return run(record.renewalId, record.certificatePem as string, record.chainPem ?? '', (e) => {
     ctx.emit({ agent: ctx.agentName, step: `install:${e.step}`, state: 'info', message: e.state });
-  });
+  }, ctx.options.allowKeyTypes);
 }
 
 /**

@@ -28,6 +28,8 @@ export interface RotationOptions {
   upTimeoutMs: number;
   /** How long an agent that went away mid-install is re-dialled and asked GetRenewal (default upTimeoutMs). */
   reconnectMs?: number;
+  /** Leaf key types agents may install besides RSA-2048, e.g. "rsa-3072" (vendor material shows RSA-2048 only). */
+  allowKeyTypes?: readonly string[];
 }
 
 export interface RotationResult {
@@ -112,7 +114,7 @@ async function select(deps: RotationDeps, agents: Agent[], options: RotationOpti
 }
 
 /** One MID inside a job; also what resuming an unfinished job calls. */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}): Promise<RotationRecord> {
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}): Promise<RotationRecord> {
   const port = deps.dial(agent);
   const record = jobRecord(deps.store, jobId, agent.name);
   try {
@@ -121,7 +123,7 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
       agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
       load: record.load, save: record.save,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
-      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, ...extra },
+      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, ...extra },
     });
     if (result.state === 'verified' && result.certificatePem) recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
     return result;

@@ -48,8 +48,8 @@ export function agentPort(client: AgentClient): AgentPort {
       };
     },
     prepare: async (renewalId) => ({ csrPem: (await client.prepareRenewal({ renewalId })).csrPem }),
-    install: (renewalId, certificatePem, chainPem, onProgress) => stream(client.installCertificate({ renewalId, certificatePem, chainPem }), onProgress),
-    enableMutualAuth: (renewalId, certificatePem, chainPem, onProgress) => stream(client.enableMutualAuth({ renewalId, certificatePem, chainPem }), onProgress),
+    install: (renewalId, certificatePem, chainPem, onProgress, allow = []) => stream(client.installCertificate({ renewalId, certificatePem, chainPem, allowKeyTypes: [...allow] }), onProgress),
+    enableMutualAuth: (renewalId, certificatePem, chainPem, onProgress, allow = []) => stream(client.enableMutualAuth({ renewalId, certificatePem, chainPem, allowKeyTypes: [...allow] }), onProgress),
     rollback: async () => outcomeOf(await client.rollback({})),
     renewal: async (renewalId) => snapshotOf(await client.getRenewal({ renewalId }, { deadlineMs: RENEWAL_QUERY_DEADLINE_MS })),
     events: (signal) => client.watchEvents({}, { signal }),

@@ -32,8 +32,10 @@ class FakeAgent implements AgentPort {
   constructor(private readonly pki: LabPki, private readonly failInstall = false) {}
   async status() { return { midName: 'mid01', leafSha256: 'old', leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + 5 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; }
   async prepare() { this.prepares++; return { csrPem: (await import('../../pki/csr.js')).buildCsr(this.pki.leaf.key, { subject: 'CN=mid01' }) }; }
-  async install(renewalId: string, certificatePem: string) {
+  allowSeen: Array<readonly string[] | undefined> = [];
+  async install(renewalId: string, certificatePem: string, _chain = '', _progress: unknown = undefined, allowKeyTypes?: readonly string[]) {
     this.installCalls++;
+    this.allowSeen.push(allowKeyTypes);
     const again = this.installed.get(renewalId);
     if (again) return again; // the agent answers a repeated request by renewal id
     this.installs++;
@@ -129,6 +131,17 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     assert.equal(row.state, 'succeeded');
     assert.match(row.certificatePem ?? '', /BEGIN CERTIFICATE/);
     assert.ok(row.outageStartedAt && row.outageEndedAt);
+  });
+
+  // Issue 11 item 4: key types beyond RSA-2048 reach the agent only when the operator allows them.
+  it('passes the allowed key types to the agent install, and none by default', async () => {
+    const plain = new FakeAgent(pki);
+    await rotateOne(context(plain, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+    assert.deepEqual(plain.allowSeen, [undefined]);
+    const allowed = new FakeAgent(pki);
+    const ctx = context(allowed, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+    await rotateOne({ ...ctx, options: { ...ctx.options, allowKeyTypes: ['rsa-3072'] } });
+    assert.deepEqual(allowed.allowSeen, [['rsa-3072']]);
   });
 
   it('polls a pending CA request until it is issued', async () => {

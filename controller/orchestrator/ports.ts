@@ -71,4 +71,10 @@ export interface InstancePort {
   retireOldLeaves(midName: string, keepSha256: string): Promise<void>;
   /** After a CA swap, every MID moved: the other active CA chains → active=false (vendor-facts §10; the instance does not do it). */
   retireOtherCaChains?(keepChainPem: string): Promise<void>;
+  /**
+   * Basic → mutual conversion of a validated MID: invalidate it and wait until the MID has
+   * processed the queued delete_mid_keypair, BEFORE the new pair is imported (the command deletes
+   * whatever pair is in defaultsecuritykeypairhandle; vendor-facts §5). No-op when not validated.
+   */
+  invalidateForConversion?(midName: string): Promise<void>;
 }

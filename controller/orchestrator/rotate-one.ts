@@ -159,6 +159,14 @@ async function pollUntilSettled(ctx: RotateOneContext, cookie: string): Promise<
 async function install(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
   // Resumed from an `installing` row: the install may have run (or be running) on the host.
   const inFlight = record.outageStartedAt !== undefined;
+  if (!inFlight && ctx.options.mode === 'enable-mutual' && ctx.instance?.invalidateForConversion) {
+    try {
+      await ctx.instance.invalidateForConversion(ctx.agentName);
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      return save({ state: 'failed', failedStep: 'invalidate', errorCode: e.code ?? 'INTERNAL', errorMessage: e.message ?? String(err) });
+    }
+  }
   const started = new Date().toISOString();
   save({ outageStartedAt: ctx.options.outageStartedAt ?? record.outageStartedAt ?? started });
   const outcome: InstallOutcome = inFlight

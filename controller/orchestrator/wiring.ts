@@ -101,5 +101,6 @@ export function instancePort(ops: InstanceOperations): InstancePort {
     waitForMidUp: async (midName, since, timeoutMs) => { await ops.waitForMidUp(midName, { since, timeoutMs }); },
     retireOldLeaves: async (midName, keepSha256) => { await ops.retireOldLeaves(await userOf(midName), keepSha256); },
     retireOtherCaChains: async (keepChainPem) => { await ops.retireOtherCaChains(keepChainPem); },
+    invalidateForConversion: async (midName) => { await ops.invalidateForConversion(midName); },
   };
 }

@@ -144,6 +144,33 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     assert.deepEqual(allowed.allowSeen, [['rsa-3072']]);
   });
 
+  // Vendor (mid-unified-keystore.md, install-mid-mutual-auth.md step 8): invalidate a validated MID
+  // before its pair is replaced; never during a renewal of a MID already on mutual TLS.
+  it('invalidates before the install only when converting to mutual TLS, never on a renewal', async () => {
+    const order: string[] = [];
+    const withInvalidate = (): InstancePort & { calls: string[] } => {
+      const inst = fakeInstance();
+      return { ...inst, calls: inst.calls, async publishLeaf() { inst.calls.push('leaf'); }, async invalidateForConversion() { inst.calls.push('invalidate'); } };
+    };
+    const agent = new FakeAgent(pki);
+    const origInstall = agent.install.bind(agent);
+    const conv = withInvalidate();
+    agent.install = async (...args: Parameters<FakeAgent['install']>) => { order.push(...conv.calls.splice(0), 'install'); return origInstall(...args); };
+    const ctx = context(agent, fakeCa(pki, ['issued']), conv, newJob());
+    assert.equal((await rotateOne({ ...ctx, options: { ...ctx.options, mode: 'enable-mutual' } })).state, 'verified');
+    assert.deepEqual(order, ['chain', 'leaf', 'invalidate', 'install']);
+    const renewal = withInvalidate();
+    await rotateOne(context(new FakeAgent(pki), fakeCa(pki, ['issued']), renewal, newJob()));
+    assert.ok(!renewal.calls.includes('invalidate'), renewal.calls.join());
+    const refusing = { ...fakeInstance(), async invalidateForConversion() { throw new MidcertError('INSTANCE_TIMEOUT', 'delete_mid_keypair was not processed in time'); } };
+    const failedAgent = new FakeAgent(pki);
+    const c3 = context(failedAgent, fakeCa(pki, ['issued']), refusing, newJob());
+    const failed = await rotateOne({ ...c3, options: { ...c3.options, mode: 'enable-mutual' } });
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.failedStep, 'invalidate');
+    assert.equal(failedAgent.installs, 0, 'nothing imported after a failed invalidation');
+  });
+
   it('polls a pending CA request until it is issued', async () => {
     const ca = fakeCa(pki, ['pending', 'pending', 'issued']);
     const record = await rotateOne(context(new FakeAgent(pki), ca, fakeInstance(), newJob()));

@@ -23,6 +23,8 @@ import { labOwnedPaths, type LabAgent, type LabAgents, type LabMid, type LabPath
 export interface AgentsSetup {
   controllerDir: string;
   settleSeconds: number;
+  /** The lab's time scale: the MID takes 30 s × scale to start and polls every 40 s × scale. */
+  timeScale?: number;
   /** Instance URL (no trailing slash). */
   instanceUrl: string;
   adminUser: string;
@@ -88,7 +90,8 @@ export function controllerYaml(paths: LabPaths, setup: AgentsSetup): string {
       publishTimeoutSeconds: 60,
       midUserPattern: 'mid.{name}',
     },
-    rotation: { canary: 1, batch: 10, maxFailures: 1, concurrency: 10, renewWithinDays: 30, upTimeoutSeconds: 60 },
+    // vendor-facts §7: "Default timeout ≥ 10 min (5-min heartbeat + JVM start)" — scaled like every lab timing, at least 60 s.
+    rotation: { canary: 1, batch: 10, maxFailures: 1, concurrency: 10, renewWithinDays: 30, upTimeoutSeconds: Math.max(60, Math.ceil(600 * (setup.timeScale ?? 1))) },
   };
   return [
     `${LAB_MARKER} (lab ${paths.dir}); \`midcert-lab up\` replaces it.`,

@@ -35,6 +35,12 @@ function intOption(min: number, max: number): (value: string) => number {
   };
 }
 
+function scaleOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d*\.?\d+(e-?\d+)?$/i.test(value) || !(n >= 0.0001 && n <= 100)) throw new InvalidArgumentError('must be a number from 0.0001 to 100');
+  return n;
+}
+
 function dirOption(): Option {
   return new Option('--dir <dir>', 'the lab directory').env('MIDCERT_LAB_DIR').makeOptionMandatory();
 }
@@ -64,26 +70,31 @@ function upCommand(): Command {
     .option('--leaf-days <n>', 'validity of each MID\'s initial client certificate, so a rotation is a renewal', intOption(1, 3650), 20)
     .option('--publish-delay-ms <ms>', 'instance: delay before an uploaded certificate reads published', intOption(0, 600_000), 1000)
     .addOption(new Option('--publish-word <word>', 'instance: the published status word').choices(['Exists', 'Active']).default('Exists'))
-    .option('--heartbeat-ms <ms>', 'MID heartbeat period', intOption(50, 600_000), 2000)
-    .option('--down-after-ms <ms>', 'instance: an Up MID without a heartbeat this long reads Down (default max(15000, 5 × heartbeat))', intOption(100, 3_600_000))
+    .addOption(new Option('--auth <mode>', 'how the MIDs authenticate: mutual (a published lab leaf per MID) or basic (freshly installed: credentials in config.xml, the MID\'s own self-signed key pair)').choices(['mutual', 'basic']).default('mutual'))
+    .option('--time-scale <factor>', 'one factor on every vendor timing (MID poll 40 s, MID start 30 s, instance monitor 300 s); e.g. 0.01 for tests', scaleOption, 1)
+    .addOption(new Option('--mid-log-format <format>', 'the MIDs\' log line format: old (before Tokyo) or tokyo').choices(['old', 'tokyo']).default('old'))
+    .addOption(new Option('--heartbeat-ms <ms>', 'deprecated: the MID poll period; sets --time-scale to ms / 40000').argParser(intOption(20, 600_000)).hideHelp())
+    .addOption(new Option('--down-after-ms <ms>', 'deprecated: the instance\'s old "silent this long reads Down" rule').argParser(intOption(100, 3_600_000)).hideHelp())
     .option('--port-base <port>', 'instance on this port, ADCS on the next (default: ephemeral ports)', intOption(1, 65534))
     .addOption(new Option('--adcs-template-mode <mode>', 'ADCS: what the MIDServerClient template does with a request').choices(['issue', 'pending', 'deny']).default('issue'))
-    .option('--timeout-ms <ms>', 'how long each part may take to answer, and the MIDs to come Up', intOption(1000, 3_600_000), 60_000)
+    .option('--timeout-ms <ms>', 'how long each part may take to answer, and the MIDs to come Up (a MID takes 30 s × time scale to start)', intOption(1000, 3_600_000), 120_000)
     .option('--parallel <n>', 'MID hosts set up at once (each import runs a keytool JVM; default 2 per CPU, at most 16)', intOption(1, 64))
     .option('--with-agents', 'also a controller data dir (CA = the lab CA, instance = the lab instance) and one midcert-agent per MID, all in one agents process')
     .option('--controller-dir <dir>', 'with --with-agents: the controller data dir (new or empty; default DIR/controller)')
     .option('--agent-settle-seconds <n>', 'with --with-agents: the agents\' verify.settleSeconds', intOption(0, 3600), 3)
     .option('--json', 'print the lab as JSON (includes the generated passwords)')
     .action(labAction(async (opts: {
-      dir: string; mids: number; leafDays: number; publishDelayMs: number; publishWord: 'Exists' | 'Active'; heartbeatMs: number;
-      downAfterMs?: number; portBase?: number; adcsTemplateMode: 'issue' | 'pending' | 'deny'; timeoutMs: number; parallel?: number; json?: boolean;
+      dir: string; mids: number; leafDays: number; publishDelayMs: number; publishWord: 'Exists' | 'Active'; heartbeatMs?: number;
+      downAfterMs?: number; auth: 'mutual' | 'basic'; timeScale: number; midLogFormat: 'old' | 'tokyo'; portBase?: number; adcsTemplateMode: 'issue' | 'pending' | 'deny'; timeoutMs: number; parallel?: number; json?: boolean;
       withAgents?: boolean; controllerDir?: string; agentSettleSeconds: number;
     }) => {
       if (opts.controllerDir !== undefined && !opts.withAgents) throw new MidcertError('USAGE', '--controller-dir needs --with-agents');
       const { upLab, DEFAULT_PARALLEL } = await import('./up.js');
       const result = await upLab({
         dir: opts.dir, mids: opts.mids, leafDays: opts.leafDays, publishDelayMs: opts.publishDelayMs, publishWord: opts.publishWord,
-        heartbeatMs: opts.heartbeatMs, downAfterMs: opts.downAfterMs ?? Math.max(15_000, 5 * opts.heartbeatMs), portBase: opts.portBase ?? null,
+        timeScale: opts.heartbeatMs !== undefined && opts.timeScale === 1 ? opts.heartbeatMs / 40_000 : opts.timeScale,
+        ...(opts.downAfterMs !== undefined ? { downAfterMs: opts.downAfterMs } : {}),
+        auth: opts.auth, midLogFormat: opts.midLogFormat, portBase: opts.portBase ?? null,
         adcsTemplateMode: opts.adcsTemplateMode, timeoutMs: opts.timeoutMs, parallel: opts.parallel ?? DEFAULT_PARALLEL, exitOnSignal: true,
         withAgents: opts.withAgents ?? false, agentSettleSeconds: opts.agentSettleSeconds, ...(opts.controllerDir !== undefined ? { controllerDir: opts.controllerDir } : {}),
         ...(opts.json ? {} : { progress: (line: string) => process.stderr.write(`${PROGRAM}: ${line}\n`) }),

@@ -55,9 +55,11 @@ export interface LabMid {
   /** The MID's service user (sys_user.user_name), holding mid_server. */
   user: string;
   userSysId: string;
-  /** The client leaf installed at `up`. */
+  /** The client leaf installed at `up` (basic: the MID's self-signed pair from its first start). */
   leafSha256: string;
   leafNotAfter: string;
+  /** How it authenticates (absent in a lab.json from before --auth: mutual). */
+  auth?: 'mutual' | 'basic';
 }
 
 export interface LabState {
@@ -71,6 +73,10 @@ export interface LabState {
   options: {
     mids: number; leafDays: number; publishDelayMs: number; publishWord: 'Exists' | 'Active'; heartbeatMs: number;
     downAfterMs: number; portBase: number | null; adcsTemplateMode: 'issue' | 'pending' | 'deny';
+    /** The one timing factor (absent in a lab.json from before --time-scale: the poll was heartbeatMs). */
+    timeScale?: number;
+    /** --auth (absent before the option: mutual). */
+    auth?: 'mutual' | 'basic';
     /** Started with --with-agents (absent in a lab.json from before the option). */
     withAgents?: boolean;
   };
@@ -78,7 +84,8 @@ export interface LabState {
   chainFile: string;
   instance: { url: string | null; port: number | null; username: string; passwordFile: string; logFile: string; stateFile: string };
   adcs: { url: string | null; port: number | null; username: string; passwordFile: string; template: string; stateFile: string };
-  runner: { socket: string; heartbeatMs: number };
+  /** heartbeatMs = the MIDs' poll period (40 s × timeScale). */
+  runner: { socket: string; heartbeatMs: number; timeScale?: number };
   processes: Partial<Record<LabPart, LabProcess>>;
   mids: LabMid[];
   /** Present when the lab was started with --with-agents. */

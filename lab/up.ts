@@ -10,7 +10,7 @@ import { DEFAULT_TEMPLATES, type TemplateConfig, type TemplateMode } from './adc
 import { createLabCa, saveLabCa, type LabCa } from './lab-ca.js';
 import { sendControlRequest, type ControlRequest, type ControlResponse } from './mid/control-protocol.js';
 import { createMidHost } from './mid/host.js';
-import type { MidStatus } from './mid/simulated-mid.js';
+import type { MidStatus } from './mid/unit-status.js';
 import { stopLabProcesses } from './down.js';
 import { LAUNCHER, REPO_ROOT, labProgramArgv, sleep, spawnDetached, waitForReady, type SpawnedPart } from './processes.js';
 import { InstanceRest } from './rest.js';
@@ -21,10 +21,18 @@ import {
 
 /**
  * `midcert-lab up`: a whole simulated world in the background — lab CA, instance, ADCS and K MID
- * hosts in one runner — set up so that the next fleet rotation is a renewal: the CA chain is the
- * active published sys_ca_certificate, every MID runs in mutual-auth mode on a short-lived
- * lab leaf published for its service user, and every ecc_agent reads Up before `up` returns.
+ * hosts in one runner. `--auth mutual` (default): set up so that the next fleet rotation is a
+ * renewal: the CA chain is the active published sys_ca_certificate, every MID runs in mutual-auth
+ * mode on a short-lived lab leaf published for its service user. `--auth basic`: every MID is
+ * freshly installed (vendor-facts §6): config.xml with mid.instance.username/password, and on its
+ * first start the MID makes its own self-signed RSA-2048 defaultsecuritykeypairhandle (keytool
+ * -genkeypair); the instance validates it on its first poll (instance option autoValidate).
+ * Either way every ecc_agent reads Up before `up` returns. Timings are the vendor's times
+ * `timeScale` (docs/lab/mid-instance-protocol.md).
  */
+
+/** How the lab's MIDs authenticate to the instance. */
+export type LabAuth = 'mutual' | 'basic';
 
 export interface UpOptions {
   dir: string;
@@ -32,8 +40,14 @@ export interface UpOptions {
   leafDays: number;
   publishDelayMs: number;
   publishWord: 'Exists' | 'Active';
-  heartbeatMs: number;
-  downAfterMs: number;
+  /** One factor on every vendor timing (MID poll 40 s, MID start 30 s, instance monitor 300 s); 1 = real. */
+  timeScale: number;
+  /** Legacy instance rule "silent this long reads Down", passed on only when given (the protocol's monitor replaces it). */
+  downAfterMs?: number;
+  /** mutual (default) or basic: see above. */
+  auth?: LabAuth;
+  /** The MIDs' log line format (vendor-facts §8): old (default) or tokyo. */
+  midLogFormat?: 'old' | 'tokyo';
   /** Instance on this port, ADCS on the next; null = ephemeral ports. */
   portBase: number | null;
   adcsTemplateMode: TemplateMode;
@@ -57,13 +71,17 @@ export interface UpMid {
   home: string;
   unit: string;
   user: string;
+  /** mutual: the published lab leaf's; basic: the MID's self-signed pair's. */
   leafNotAfter: string;
+  auth: LabAuth;
   /** Ready-made `service.manager: command` arrays for the agent. */
   service: { start: string[]; stop: string[]; status: string[] };
 }
 
 export interface UpResult {
   dir: string;
+  /** How every MID authenticates (--auth). */
+  auth: LabAuth;
   instance: { url: string; username: string; password: string; passwordFile: string };
   adcs: { url: string; username: string; password: string; passwordFile: string; template: string; templateMode: TemplateMode };
   mids: UpMid[];
@@ -100,6 +118,11 @@ export const MAX_MIDS = 500;
 export const DEFAULT_PARALLEL = Math.min(16, Math.max(2, 2 * availableParallelism()));
 /** The lab's TLS servers use P-256 keys: quick to make; the MID leaves stay RSA-2048, which is what a MID expects. */
 const SERVER_KEY = { type: 'ec', curve: 'P-256' } as const;
+
+/** The MIDs' poll period: mid.poll.time 40 s (SND:…/ecc-queue-mid-server.md) × the time scale. */
+export function pollMsOf(options: Pick<UpOptions, 'timeScale'>): number {
+  return Math.max(20, Math.round(40_000 * options.timeScale));
+}
 
 export function midNames(count: number): string[] {
   const width = Math.max(2, String(count).length);
@@ -231,7 +254,9 @@ async function prepareFiles(paths: LabPaths, options: UpOptions): Promise<Prepar
     tls: { certFile: instanceCert, keyFile: instanceKey },
     host: '127.0.0.1', port: options.portBase ?? 0,
     admin: { username: ADMIN_USER, passwordFile: paths.adminPasswordFile },
-    publishDelayMs: options.publishDelayMs, publishWord: options.publishWord, downAfterMs: options.downAfterMs,
+    publishDelayMs: options.publishDelayMs, publishWord: options.publishWord, timeScale: options.timeScale,
+    // The legacy "silent this long" rule of an instance from before the protocol's monitor: never shorter than 3 polls.
+    downAfterMs: options.downAfterMs ?? Math.max(15_000, 3 * pollMsOf(options)),
     stateFile: join(paths.instanceDir, 'instance-state.json'), logFile: join(paths.logsDir, 'instance.log'),
   }, null, 2)}\n`, { mode: 0o600 });
 
@@ -256,7 +281,8 @@ function initialState(paths: LabPaths, options: UpOptions): LabState {
     format: LAB_FORMAT, dir: paths.dir, state: 'starting', createdAt: now, updatedAt: now, launcher: LAUNCHER,
     options: {
       mids: options.mids, leafDays: options.leafDays, publishDelayMs: options.publishDelayMs, publishWord: options.publishWord,
-      heartbeatMs: options.heartbeatMs, downAfterMs: options.downAfterMs, portBase: options.portBase, adcsTemplateMode: options.adcsTemplateMode,
+      heartbeatMs: pollMsOf(options), downAfterMs: options.downAfterMs ?? Math.max(15_000, 3 * pollMsOf(options)),
+      timeScale: options.timeScale, auth: options.auth ?? 'mutual', portBase: options.portBase, adcsTemplateMode: options.adcsTemplateMode,
       withAgents: options.withAgents ?? false,
     },
     caFile: paths.caFile,
@@ -266,7 +292,7 @@ function initialState(paths: LabPaths, options: UpOptions): LabState {
       logFile: join(paths.logsDir, 'instance.log'), stateFile: join(paths.instanceDir, 'instance-state.json'),
     },
     adcs: { url: null, port: null, username: ADCS_USER, passwordFile: paths.adcsPasswordFile, template: ADCS_TEMPLATE, stateFile: join(paths.adcsDir, 'adcs-state.json') },
-    runner: { socket: paths.socket, heartbeatMs: options.heartbeatMs },
+    runner: { socket: paths.socket, heartbeatMs: pollMsOf(options), timeScale: options.timeScale },
     processes: {},
     mids: [],
   };
@@ -288,7 +314,7 @@ async function startAgents(state: LabState, paths: LabPaths, mids: LabMid[], con
   // Recorded first, so a later `up` also clears a controller dir this one left half made.
   state.agents = { controllerDir, listFile: join(paths.agentsDir, 'agents.json'), logFile: join(paths.logsDir, 'agents.log'), settleSeconds, list: [] };
   await writeLabState(state);
-  const agents = await setUpAgents(paths, mids, { controllerDir, settleSeconds, instanceUrl: state.instance.url as string, adminUser: ADMIN_USER, parallel: options.parallel });
+  const agents = await setUpAgents(paths, mids, { controllerDir, settleSeconds, instanceUrl: state.instance.url as string, adminUser: ADMIN_USER, parallel: options.parallel, timeScale: options.timeScale });
   state.agents = agents;
   await writeLabState(state);
   progress(`starting ${mids.length} agent daemon(s) in one process`);
@@ -310,7 +336,8 @@ async function bringUp(state: LabState, paths: LabPaths, prepared: Prepared, opt
   };
   const instance = await launch('instance', 'instance/main', [prepared.instanceConfig]);
   const adcs = await launch('adcs', 'adcs/main', [prepared.adcsConfig], { ...process.env, [ADCS_PASSWORD_ENV]: prepared.adcsPassword });
-  const runner = await launch('runner', 'mid/runner-main', ['--socket', paths.socket, '--ca-file', paths.caFile, '--heartbeat-ms', String(options.heartbeatMs)]);
+  const runner = await launch('runner', 'mid/runner-main', ['--socket', paths.socket, '--ca-file', paths.caFile, '--time-scale', String(options.timeScale),
+    '--log-format', options.midLogFormat ?? 'old']);
   await writeLabState(state);
 
   const [instanceReady, adcsReady] = await allOrFirstError([
@@ -392,12 +419,24 @@ function checkAdcs(url: string, password: string, caPem: string): Promise<void> 
 }
 
 /**
- * One MID host: service user with mid_server, a short-lived lab leaf published for it (attachment
- * first), the host tree in mutual-auth mode with the leaf imported by manage-certificates.sh, and
- * the unit registered in the runner.
+ * One MID host. mutual: service user with mid_server, a short-lived lab leaf published for it
+ * (attachment first), the host tree in mutual-auth mode with the leaf imported by
+ * manage-certificates.sh. basic: service user with mid_server and a password, the host tree as
+ * freshly installed with those credentials in config.xml and no key pair yet (the MID makes it on
+ * its first start). Either way the unit is registered in the runner.
  */
-async function setUpMid(name: string, rest: InstanceRest, paths: LabPaths, ca: LabCa, options: UpOptions): Promise<{ mid: LabMid; leafRecord: string }> {
+async function setUpMid(name: string, rest: InstanceRest, paths: LabPaths, ca: LabCa, options: UpOptions): Promise<{ mid: LabMid; leafRecord?: string }> {
   const userName = `mid.${name}`;
+  const home = join(paths.midsDir, name);
+  if (options.auth === 'basic') {
+    const password = newPassword();
+    const user = await rest.insert('sys_user', { user_name: userName, name: `MID Server ${name}`, active: 'true', user_password: password });
+    const userSysId = user['sys_id'] as string;
+    await rest.insert('sys_user_has_role', { user: userSysId, role: 'mid_server' });
+    await createMidHost({ home, name, instanceUrl: `${rest.url}/`, auth: { username: userName, password } });
+    await control(paths.socket, { verb: 'register', unit: name, home });
+    return { mid: { name, home, unit: name, user: userName, userSysId, leafSha256: '', leafNotAfter: '', auth: 'basic' } };
+  }
   const user = await rest.insert('sys_user', { user_name: userName, name: `MID Server ${name}`, active: 'true' });
   const userSysId = user['sys_id'] as string;
   await rest.insert('sys_user_has_role', { user: userSysId, role: 'mid_server' });
@@ -405,23 +444,26 @@ async function setUpMid(name: string, rest: InstanceRest, paths: LabPaths, ca: L
   const record = await rest.uploadCertificate('sys_user_certificate', leaf.certPem, {
     name: `${name} client certificate`, user: userSysId, short_description: `MID Server ${name} (lab/cli.ts up)`,
   });
-  const home = join(paths.midsDir, name);
   await createMidHost({
     home, name, instanceUrl: `${rest.url}/`, auth: 'mutual',
     bundlePem: leaf.certPem + ca.intermediate.certPem + ca.root.certPem + leaf.keyPem,
   });
   await control(paths.socket, { verb: 'register', unit: name, home });
-  const mid = { name, home, unit: name, user: userName, userSysId, leafSha256: leaf.cert.sha256, leafNotAfter: leaf.cert.notAfter.toISOString() };
+  const mid: LabMid = { name, home, unit: name, user: userName, userSysId, leafSha256: leaf.cert.sha256, leafNotAfter: leaf.cert.notAfter.toISOString(), auth: 'mutual' };
   return { mid, leafRecord: record['sys_id'] as string };
 }
 
-/** Starts the MID's unit once its leaf reads published. */
-async function startMid(host: { mid: LabMid; leafRecord: string }, rest: InstanceRest, socket: string, options: UpOptions): Promise<LabMid> {
+/** Starts the MID's unit once its leaf reads published (mutual); a basic MID records the self-signed pair it made. */
+async function startMid(host: { mid: LabMid; leafRecord?: string }, rest: InstanceRest, socket: string, options: UpOptions): Promise<LabMid> {
   const { mid } = host;
-  await rest.waitPublished('sys_user_certificate', host.leafRecord, options.publishDelayMs + options.timeoutMs);
+  if (host.leafRecord !== undefined) await rest.waitPublished('sys_user_certificate', host.leafRecord, options.publishDelayMs + options.timeoutMs);
   const started = await control(socket, { verb: 'start', unit: mid.unit });
   if (started.status && started.status.state !== 'active') {
     throw new MidcertError('LAB_START_FAILED', `MID ${mid.name} did not start (${started.status.state}): ${started.status.lastError ?? 'see its agent log'} (${mid.home}/agent/logs/agent0.log.0)`);
+  }
+  if (mid.auth === 'basic' && started.status?.leaf) {
+    mid.leafSha256 = started.status.leaf.sha256;
+    mid.leafNotAfter = started.status.leaf.notAfter;
   }
   return mid;
 }
@@ -493,8 +535,9 @@ function result(state: LabState, paths: LabPaths, prepared: Prepared, mids: LabM
       url: state.adcs.url as string, username: ADCS_USER, password: prepared.adcsPassword, passwordFile: paths.adcsPasswordFile,
       template: ADCS_TEMPLATE, templateMode: state.options.adcsTemplateMode,
     },
+    auth: state.options.auth ?? 'mutual',
     mids: mids.map((m) => ({
-      name: m.name, home: m.home, unit: m.unit, user: m.user, leafNotAfter: m.leafNotAfter,
+      name: m.name, home: m.home, unit: m.unit, user: m.user, leafNotAfter: m.leafNotAfter, auth: m.auth ?? 'mutual',
       service: { start: verb('start', m.name), stop: verb('stop', m.name), status: verb('is-active', m.name) },
     })),
     caFile: paths.caFile,

@@ -47,8 +47,9 @@ async function main(): Promise<void> {
   await rm(labDir, { recursive: true, force: true });
   try {
     step(`1. Start a simulated lab: ServiceNow instance, ${mids} MID Servers on 20-day certificates, ADCS, one midcert-agent per MID`);
-    process.stdout.write(`$ bin/midcert-lab up --dir ${labDir} --mids ${mids} --with-agents --json\n`);
-    const { stdout } = await exec(bin('midcert-lab'), ['up', '--dir', labDir, '--mids', String(mids), '--with-agents', '--json'], { maxBuffer: 16 * 1024 * 1024 });
+    // Vendor timings (MID poll 40 s, MID start 30 s, instance monitor 300 s) × 0.02, so relative timings stay real.
+    process.stdout.write(`$ bin/midcert-lab up --dir ${labDir} --mids ${mids} --with-agents --time-scale 0.02 --json\n`);
+    const { stdout } = await exec(bin('midcert-lab'), ['up', '--dir', labDir, '--mids', String(mids), '--with-agents', '--time-scale', '0.02', '--json'], { maxBuffer: 16 * 1024 * 1024 });
     const lab = JSON.parse(stdout) as LabJson;
     const data = lab.controller.dataDir;
     process.stdout.write(`instance ${lab.instance.url}\nADCS     ${lab.adcs.url} (template ${lab.adcs.template})\nMIDs     ${lab.mids.map((m) => m.name).join(', ')}\ncontroller data dir ${data}\n`);

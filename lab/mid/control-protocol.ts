@@ -1,9 +1,9 @@
 import { createConnection } from 'node:net';
 import { isAbsolute } from 'node:path';
-import type { MidStatus } from './simulated-mid.js';
+import type { MidStatus } from './unit-status.js';
 
-/** Environment variable holding the keystore password for `register` (else changeit). Here, not in host.ts, so midctl stays light. */
-export const STOREPASS_ENV = 'MIDCERT_LAB_STOREPASS';
+/** Environment variable holding the keystore password for `register` (else changeit); from constants.ts so midctl stays light. */
+export { STOREPASS_ENV } from './constants.js';
 
 /**
  * The MID runner's control channel: JSON lines over a Unix socket, one request per line, one

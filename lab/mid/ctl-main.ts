@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { STOREPASS_ENV, sendControlRequest, type ControlRequest, type ControlResponse } from './control-protocol.js';
-import type { MidStatus } from './simulated-mid.js';
+import type { MidStatus } from './unit-status.js';
 
 /**
  * midctl — the systemctl of the MID runner, for the agent's `service.manager: command` arrays:

@@ -2,12 +2,43 @@ import { request, type Agent } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 
 /**
- * One MID heartbeat: `POST /api/mid/heartbeat` with `{"name","host_name","version"}` over the
- * MID's TLS agent, and what came of it, in the words the real (Java) MID would log.
+ * One MID poll of the ECC queue (docs/lab/mid-instance-protocol.md §1–2; vendor-facts §7: "The MID
+ * Server polls the ECC queue at the maximum regular interval defined in the mid.poll.time
+ * configuration parameter (40 seconds by default)"): `POST /api/mid/heartbeat` (path kept) with
+ * `{"name","host_name","version","starting","public_key","responses","credential_ok"}` over the MID's
+ * TLS agent, and what came of it, in the words the real (Java) MID would log.
  */
 
+/** An ecc_queue output row the instance hands the MID (queue=output, state=ready). */
+export interface EccCommand {
+  sys_id: string;
+  topic: string;
+  name: string;
+  source: string;
+  payload: string;
+}
+
+/** The MID's answer to one command: becomes an ecc_queue input row with response_to. */
+export interface EccResponse {
+  response_to: string;
+  topic: string;
+  name: string;
+  payload: string;
+}
+
+export interface PollBody {
+  name: string;
+  host_name: string;
+  version: string;
+  starting: boolean;
+  /** SPKI PEM of the pair in defaultsecuritykeypairhandle (absent when the MID has none). */
+  public_key?: string;
+  responses: EccResponse[];
+  credential_ok?: boolean;
+}
+
 export type HeartbeatOutcome =
-  | { kind: 'up'; sysId: string }
+  | { kind: 'up'; sysId: string; status: string; validated?: string; commands: EccCommand[]; credential?: string }
   | { kind: 'unauthorized'; status: number; message: string }
   | { kind: 'http-error'; status: number; message: string }
   /** The TLS handshake failed or the instance dropped the connection right after it. */
@@ -17,7 +48,7 @@ export type HeartbeatOutcome =
 export interface HeartbeatRequest {
   url: URL;
   agent: Agent;
-  body: { name: string; host_name: string; version: string };
+  body: PollBody;
   /** `Basic ...` for a basic-auth MID; absent under mutual auth. */
   authorization?: string;
   /** Whether a client certificate is offered (decides how a dropped handshake reads). */
@@ -25,7 +56,7 @@ export interface HeartbeatRequest {
   timeoutMs: number;
 }
 
-const MAX_RESPONSE_BYTES = 64 * 1024;
+const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 export async function sendHeartbeat(req: HeartbeatRequest): Promise<HeartbeatOutcome> {
   const first = await attempt(req);
@@ -76,14 +107,27 @@ function attempt(hb: HeartbeatRequest): Promise<{ outcome: HeartbeatOutcome; ret
 function interpretResponse(status: number, text: string): HeartbeatOutcome {
   const body = safeJson(text);
   if (status === 200) {
-    const result = (body as { result?: { sys_id?: unknown; status?: unknown } } | undefined)?.result;
-    if (result && typeof result.sys_id === 'string' && result.status === 'Up') return { kind: 'up', sysId: result.sys_id };
-    return { kind: 'http-error', status, message: 'unexpected heartbeat response' };
+    const result = (body as { result?: Record<string, unknown> } | undefined)?.result;
+    if (!result || typeof result['sys_id'] !== 'string') return { kind: 'http-error', status, message: 'unexpected heartbeat response' };
+    const commands = Array.isArray(result['commands']) ? result['commands'].filter(isCommand).slice(0, 100) : [];
+    return {
+      kind: 'up', sysId: result['sys_id'], status: typeof result['status'] === 'string' ? result['status'] : 'Up', commands,
+      ...(typeof result['validated'] === 'string' ? { validated: result['validated'] } : {}),
+      ...(typeof result['credential'] === 'string' && result['credential'] !== '' ? { credential: result['credential'] } : {}),
+    };
   }
   const error = (body as { error?: { message?: unknown; detail?: unknown } } | undefined)?.error;
   const message = [error?.message, error?.detail].filter((s): s is string => typeof s === 'string' && s !== '').join(': ').slice(0, 300);
   if (status === 401 || status === 403) return { kind: 'unauthorized', status, message: message || 'Unauthorized' };
   return { kind: 'http-error', status, message: message || `HTTP ${status}` };
+}
+
+function isCommand(value: unknown): value is EccCommand {
+  if (typeof value !== 'object' || value === null) return false;
+  const row = value as Record<string, unknown>;
+  if (typeof row['sys_id'] !== 'string') return false;
+  for (const field of ['topic', 'name', 'source', 'payload']) if (row[field] === undefined || row[field] === null) row[field] = '';
+  return ['topic', 'name', 'source', 'payload'].every((f) => typeof row[f] === 'string');
 }
 
 function safeJson(text: string): unknown {

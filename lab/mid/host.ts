@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { renderConfigXml, type ConfigXmlOptions } from './config-xml.js';
-import { STOREPASS_ENV } from './control-protocol.js';
+import { DEFAULT_ALIAS, DEFAULT_STOREPASS, STOREPASS_ENV } from './constants.js';
 import { emptyJks } from './keytool.js';
 
 /**
@@ -17,11 +17,8 @@ import { emptyJks } from './keytool.js';
 
 export type KeystoreFileName = 'agent_keystore' | 'agent_keystore.jks';
 
-/** The client alias the MID reads (DESIGN.md §4); Java compares aliases case-insensitively. */
-export const DEFAULT_ALIAS = 'defaultsecuritykeypairhandle';
-export const DEFAULT_STOREPASS = 'changeit';
-/** The environment variable the lab's manage-certificates.sh reads its store password from. */
-export { STOREPASS_ENV };
+/** The client alias the MID reads, the JKS default password, the script's password variable. */
+export { DEFAULT_ALIAS, DEFAULT_STOREPASS, STOREPASS_ENV };
 
 export interface MidHostOptions {
   /** Install root; `agent/` is created inside it. Must not already hold an `agent/` directory. */
@@ -49,6 +46,8 @@ export interface MidHost {
   keystorePath: string;
   scriptPath: string;
   logPath: string;
+  /** agent/logs/wrapper.log: the vendor's second log (vendor-facts §8). */
+  wrapperLogPath: string;
   securityDir: string;
   backupDir: string;
 }
@@ -74,6 +73,7 @@ export function midHostPaths(home: string, keystoreFileName: KeystoreFileName = 
     keystorePath: join(agentDir, 'security', keystoreFileName),
     scriptPath: join(agentDir, 'bin', 'scripts', 'manage-certificates.sh'),
     logPath: join(agentDir, 'logs', 'agent0.log.0'),
+    wrapperLogPath: join(agentDir, 'logs', 'wrapper.log'),
     securityDir: join(agentDir, 'security'),
     backupDir: join(agentDir, 'security_backup'),
   };
@@ -89,6 +89,7 @@ export async function createMidHost(options: MidHostOptions): Promise<MidHost> {
   await copyFile(SCRIPT_TEMPLATE, host.scriptPath);
   await chmod(host.scriptPath, 0o755);
   await writeFileAtomic(host.logPath, '');
+  await writeFileAtomic(host.wrapperLogPath, '');
   await writeFileAtomic(host.keystorePath, await emptyJks(storepass), { mode: 0o600 });
   if (options.bundlePem !== undefined) await importInitialBundle(host, options.bundlePem, storepass);
   return host;

@@ -56,3 +56,28 @@ async function makeEmptyJks(storepass: string): Promise<Buffer> {
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** JKS files start with FEEDFEED; anything else keytool reads here is PKCS12. */
+export function keystoreTypeOf(bytes: Buffer): 'JKS' | 'PKCS12' {
+  return bytes.subarray(0, 4).toString('hex') === 'feedfeed' ? 'JKS' : 'PKCS12';
+}
+
+/**
+ * The MID's own self-signed pair under `alias`, as it makes one on first start and after
+ * `delete_mid_keypair` (vendor-facts §5, §6: "When the MID Server is created, it generates a keypair";
+ * "Invalidating a MID Server … creates a new self-signed certificate"). RSA-2048, SHA-256, subject
+ * with `DC=service-now` (what public automation detects the auto-generated certificate by). Any entry
+ * under the alias is deleted first. The caller backs the keystore up before.
+ */
+export async function regenerateSelfSignedPair(keystorePath: string, storepass: string, alias: string, midName: string): Promise<void> {
+  const bytes = await readFile(keystorePath).catch(() => undefined);
+  const storetype = bytes ? keystoreTypeOf(bytes) : 'JKS';
+  const store = ['-keystore', keystorePath, '-storepass:env', 'MIDCERT_KEYTOOL_PASS', '-storetype', storetype];
+  if (bytes) {
+    const listing = await keytool(['-list', ...store], storepass);
+    if (new RegExp(`^${alias.replace(/[.]/g, '\\.')},`, 'im').test(listing.stdout)) await keytool(['-delete', '-alias', alias, ...store], storepass);
+  }
+  const cn = midName.replace(/[,+="\\<>;#]/g, '_');
+  await keytool(['-genkeypair', '-alias', alias, '-keyalg', 'RSA', '-keysize', '2048', '-sigalg', 'SHA256withRSA', '-validity', '3650',
+    '-dname', `CN=${cn}, OU=MID Server, DC=service-now`, ...store, '-keypass:env', 'MIDCERT_KEYTOOL_PASS'], storepass);
+}

@@ -94,15 +94,53 @@ kt() {
   keytool -J-XX:TieredStopAtLevel=1 -J-Xshare:auto "$@"
 }
 
+# Value of a config.xml parameter (first line holding name="..." value="..."), '' when absent.
+config_param() {
+  [ -f config.xml ] || return 0
+  sed -n "s/^[[:space:]]*<parameter[^>]*name=\"$1\"[^>]*value=\"\([^\"]*\)\".*/\1/p" config.xml | head -n 1
+}
+
+# The MID's own backups (SND:servicenow-platform/mid-server/mid-unified-keystore.md, r_MIDServerProperties.md):
+# "Backups are stored in security_backup under the agent folder"; mid.keystore.max_backups "maximum number of
+# backups from manual key store operations through the manage_certificate script. If it is 0 or negative, no
+# backup will be made." (default 3); mid.keystore.backup_overwrite_timespan (default 60 s): a backup within
+# that span of the most recent one replaces it; keystore_backup_audit_trail.log gets "backup file name with a
+# time stamp, a matching keypairs.mid_id, and a list of aliases". File naming is not documented (lab's own).
 backup_keystore() {
-  local ks="$1" stamp target n=0
+  local ks="$1" stamp target base max span newest age n=0 aliases mid_id old
   [ -f "$ks" ] || return 0
+  max=$(config_param mid.keystore.max_backups); [[ "$max" =~ ^-?[0-9]+$ ]] || max=3
+  span=$(config_param mid.keystore.backup_overwrite_timespan); [[ "$span" =~ ^[0-9]+$ ]] || span=60
+  if [ "$max" -le 0 ]; then printf 'mid.keystore.max_backups is %s: no backup made\n' "$max"; return 0; fi
   mkdir -p security_backup || die "Cannot create security_backup/"
+  base=$(basename -- "$ks")
+  newest=$(own_backups "$base" | tail -n 1)
+  if [ -n "$newest" ]; then
+    age=$(( $(date +%s) - $(stat -c %Y -- "security_backup/$newest") ))
+    if [ "$age" -lt "$span" ]; then
+      rm -f -- "security_backup/$newest"
+      printf 'Replacing backup %s (made %d s ago, within mid.keystore.backup_overwrite_timespan %d s)\n' "$newest" "$age" "$span"
+    fi
+  fi
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
-  target="security_backup/$(basename -- "$ks").$stamp"
-  while [ -e "$target" ]; do n=$((n + 1)); target="security_backup/$(basename -- "$ks").$stamp.$n"; done
+  target="security_backup/$base.$stamp"
+  while [ -e "$target" ]; do n=$((n + 1)); target="security_backup/$base.$stamp.$n"; done
   cp -p -- "$ks" "$target" || die "Cannot back up $ks to $target"
+  touch -- "$target"
+  while IFS= read -r old; do
+    rm -f -- "security_backup/$old"
+  done < <(own_backups "$base" | head -n "-$max")
+  aliases=$(list_aliases "$ks" | paste -sd, -)
+  mid_id=$(config_param keypairs.mid_id)
+  printf '%s backup %s keypairs.mid_id=%s aliases=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(basename -- "$target")" \
+    "${mid_id:-(none)}" "$aliases" >>security_backup/keystore_backup_audit_trail.log
   printf 'Backed up %s to %s\n' "$ks" "$target"
+}
+
+# This script's backups of keystore file $1, oldest first (the time stamp in the name sorts).
+own_backups() {
+  find security_backup -maxdepth 1 -type f -printf '%f\n' 2>/dev/null \
+    | grep -E "^$(printf '%s' "$1" | sed 's/[.]/\\./g')\.[0-9]{8}T[0-9]{6}Z(\.[0-9]+)?\$" | sort -V
 }
 
 list_aliases() {
@@ -189,8 +227,9 @@ import_bundle() {
   fi
   chmod 600 -- "$staged" || die "Cannot set the mode of $staged"
   mv -f -- "$staged" "$ks" || die "Cannot replace $ks"
-  printf 'Certificate chain (%d certificates) and private key imported into %s with alias %s\n' \
-    "${#certs[@]}" "$ks" "$alias"
+  # The documented success line (SND:platform-security/client-access-example-5.md): "If successful, you can
+  # see the following message: Installed certificate with alias: <your_identity_key_alias> into the MID keystore."
+  printf 'Installed certificate with alias: %s into the MID keystore.\n' "$alias"
 }
 
 # Leaf against the rest of the bundle: the last certificate is the trust anchor, the ones between
@@ -203,7 +242,8 @@ verify_chain() {
     args+=(-untrusted "$work/untrusted")
   fi
   if ! out=$(openssl verify "${args[@]}" "$leaf" 2>&1 </dev/null); then
-    die "Certificate chain validation failed: $(printf '%s\n' "$out" | grep -m 1 -E 'error [0-9]+' || printf '%s' "$out" | head -n 1)"
+    # "An exception is thrown if the certificate chain fails validation." (SND:…/install-mid-mutual-auth.md)
+    die "java.security.cert.CertPathValidatorException: Certificate chain validation failed: $(printf '%s\n' "$out" | grep -m 1 -E 'error [0-9]+' || printf '%s' "$out" | head -n 1)"
   fi
 }
 
@@ -287,8 +327,11 @@ function comment_state(line,   rest, a, b, touched) {
 function cred_name(line) {
   if (line ~ /name="mid\.instance\.username"/) return "mid.instance.username"
   if (line ~ /name="mid\.instance\.password"/) return "mid.instance.password"
+  if (line ~ /name="glide\.glidesoap\.username"/) return "glide.glidesoap.username"
+  if (line ~ /name="glide\.glidesoap\.password"/) return "glide.glidesoap.password"
   return ""
 }
+function is_user(name) { return name ~ /username$/ }
 function alone(line,   tmp) {
   tmp = line
   return gsub(/<parameter[ \t]/, "", tmp) == 1 && line ~ /^[ \t]*<parameter[ \t][^<]*\/>[ \t]*\r?$/
@@ -296,8 +339,8 @@ function alone(line,   tmp) {
 function indent_of(line) { match(line, /^[ \t]*/); return substr(line, 1, RLENGTH) }
 function cr_of(line) { return (line ~ /\r$/) ? "\r" : "" }
 function cred_line(like, name,   value, secure) {
-  value = (name == "mid.instance.username") ? ENVIRON["CRED_USER"] : ENVIRON["CRED_PASS"]
-  secure = (name == "mid.instance.password") ? " secure=\"true\"" : ""
+  value = is_user(name) ? ENVIRON["CRED_USER"] : ENVIRON["CRED_PASS"]
+  secure = !is_user(name) ? " secure=\"true\"" : ""
   return indent_of(like) "<parameter name=\"" name "\"" secure " value=\"" value "\"/>" cr_of(like)
 }
 function emit(line) { if (mode == "count") return; if (have_prev) printf "%s\n", prev; prev = line; have_prev = 1 }
@@ -309,11 +352,11 @@ BEGIN { mode = ENVIRON["MODE"]; have_user = ENVIRON["HAVE_USER"] + 0; have_pass 
   name = cred_name(line)
   if (name != "") {
     if (!alone(line)) { failed = 3; exit 3 }
-    if (name == "mid.instance.username") users++; else passes++
+    if (is_user(name)) users++; else passes++
     if (mode != "basic") next
-    if (name == "mid.instance.password" && !have_user && !inserted) { emit(cred_line(line, "mid.instance.username")); inserted = 1 }
+    if (!is_user(name) && !have_user && !inserted) { emit(cred_line(line, "mid.instance.username")); inserted = 1 }
     emit(cred_line(line, name))
-    if (name == "mid.instance.username" && !have_pass && !inserted) { emit(cred_line(line, "mid.instance.password")); inserted = 1 }
+    if (is_user(name) && !have_pass && !inserted) { emit(cred_line(line, "mid.instance.password")); inserted = 1 }
     next
   }
   if (mode == "basic" && need_both && !inserted && line ~ /^[ \t]*<\/parameters>/) insert_both("    " cr_of(line))
@@ -373,7 +416,7 @@ enable_mutual_auth() {
     return 0
   fi
   rewrite_config mutual
-  printf 'Mutual authentication enabled: removed mid.instance.username and mid.instance.password from config.xml. Restart the MID Server.\n'
+  printf 'Mutual authentication enabled: removed the instance credentials (mid.instance.username, mid.instance.password and their glide.glidesoap.* aliases) from config.xml. Restart the MID Server.\n'
 }
 
 enable_basic_auth() {

@@ -101,7 +101,7 @@ async function measure(hosts: MidHost[], ctx: Context): Promise<{ rssMiB: number
 }
 
 async function startRunner(socket: string, ctx: Context): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', RUNNER_MAIN, '--socket', socket, '--ca-file', ctx.caFile, '--heartbeat-ms', String(ctx.heartbeatMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', RUNNER_MAIN, '--socket', socket, '--ca-file', ctx.caFile, '--time-scale', String(ctx.heartbeatMs / 40_000)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('listening')) resolve(); });
     child.once('exit', (code) => reject(new Error(`runner exited with ${code}`)));

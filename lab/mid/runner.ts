@@ -1,11 +1,14 @@
 import { chmod, readFile, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isAbsolute, join } from 'node:path';
-import { DEFAULT_STOREPASS } from './host.js';
+import { DEFAULT_STOREPASS } from './constants.js';
 import {
   ControlRequestError, MAX_CONTROL_LINE_BYTES, parseControlRequest, unitName, type ControlRequest, type ControlResponse,
 } from './control-protocol.js';
-import { DEFAULT_TIMINGS, SimulatedMid, type MidStatus, type MidTimings } from './simulated-mid.js';
+import type { LogFormat } from './mid-log.js';
+import type { AliasConflictPolicy } from './mid-setup.js';
+import { midTimings, SimulatedMid, type MidTimings } from './simulated-mid.js';
+import type { MidStatus } from './unit-status.js';
 
 /**
  * The MID runner: one Node process hosting many simulated MIDs (timers and one TLS agent each,
@@ -16,7 +19,14 @@ import { DEFAULT_TIMINGS, SimulatedMid, type MidStatus, type MidTimings } from '
 export interface MidRunnerOptions {
   /** PEM of the root(s) the MIDs trust for the instance's server certificate. */
   caPem: string;
+  /** One factor on every vendor timing (poll 40 s, start 30 s); tests use a small one. Default 1. */
+  timeScale?: number;
+  /** Overrides of single timings (after scaling). */
   timings?: Partial<MidTimings>;
+  /** The MIDs' log line format: 'old' (default) or 'tokyo' (vendor-facts §8). */
+  logFormat?: LogFormat;
+  /** Both names of an aliased config.xml parameter with different values: warn (default) or fail start. */
+  aliasConflict?: AliasConflictPolicy;
 }
 
 export const DEFAULT_SOCKET_NAME = 'mid-runner.sock';
@@ -26,8 +36,9 @@ export function runnerSocketPath(dir: string): string {
   return join(dir, DEFAULT_SOCKET_NAME);
 }
 
-export async function createMidRunner(options: { caFile: string; timings?: Partial<MidTimings> }): Promise<MidRunner> {
-  return new MidRunner({ caPem: await readFile(options.caFile, 'utf8'), timings: options.timings ?? {} });
+export async function createMidRunner(options: { caFile: string } & Omit<MidRunnerOptions, 'caPem'>): Promise<MidRunner> {
+  const { caFile, ...rest } = options;
+  return new MidRunner({ ...rest, caPem: await readFile(caFile, 'utf8') });
 }
 
 export class MidRunner {
@@ -39,7 +50,7 @@ export class MidRunner {
   private shutdownHandler: (() => void) | undefined;
 
   constructor(private readonly options: MidRunnerOptions) {
-    this.timings = { ...DEFAULT_TIMINGS, ...options.timings };
+    this.timings = { ...midTimings(options.timeScale ?? 1), ...options.timings };
   }
 
   /** Adds a MID (its install root holds agent/). Registering an existing unit name is an error. */
@@ -47,7 +58,11 @@ export class MidRunner {
     const unit = unitName(unitText);
     if (!isAbsolute(home)) throw new ControlRequestError('BAD_REQUEST', 'a MID home must be an absolute path');
     if (this.mids.has(unit)) throw new ControlRequestError('UNIT_EXISTS', `Unit ${unit}.service is already registered`);
-    const mid = new SimulatedMid({ unit, home, storepass, caPem: this.options.caPem, timings: this.timings });
+    const mid = new SimulatedMid({
+      unit, home, storepass, caPem: this.options.caPem, timings: this.timings,
+      ...(this.options.logFormat ? { logFormat: this.options.logFormat } : {}),
+      ...(this.options.aliasConflict ? { aliasConflict: this.options.aliasConflict } : {}),
+    });
     this.mids.set(unit, mid);
     return mid.status();
   }

@@ -15,9 +15,10 @@ import { run } from '../helpers/run.js';
 const LAB = resolve(import.meta.dirname, '../../bin/midcert-lab');
 
 interface UpJson {
+  auth: 'mutual' | 'basic';
   instance: { url: string; username: string; password: string };
   adcs: { url: string; username: string; password: string; template: string };
-  mids: Array<{ name: string; home: string; service: { start: string[]; stop: string[]; status: string[] } }>;
+  mids: Array<{ name: string; home: string; auth: 'mutual' | 'basic'; service: { start: string[]; stop: string[]; status: string[] } }>;
   caFile: string;
   pids: Record<string, number>;
 }
@@ -73,7 +74,8 @@ describe('midcert-lab (lab command)', function () {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'midcert-lab-'));
-    const up = await labRun(['up', '--dir', dir, '--mids', '2', '--json', '--publish-delay-ms', '200', '--heartbeat-ms', '500']);
+    // Vendor timings × 0.0125: poll 500 ms, MID start 375 ms, instance monitor 3.75 s.
+    const up = await labRun(['up', '--dir', dir, '--mids', '2', '--json', '--publish-delay-ms', '200', '--time-scale', '0.0125']);
     assert.equal(up.code, 0, `up failed: ${up.stderr}`);
     lab = JSON.parse(up.stdout) as UpJson;
     ca = await readFile(lab.caFile, 'utf8');
@@ -94,7 +96,10 @@ describe('midcert-lab (lab command)', function () {
     assert.ok(lab.adcs.username && lab.adcs.password.length >= 16);
     assert.equal(lab.adcs.template, 'MIDServerClient');
     assert.deepEqual(lab.mids.map((m) => m.name), ['mid01', 'mid02']);
+    assert.equal(lab.auth, 'mutual', '--auth defaults to mutual');
     for (const mid of lab.mids) {
+      assert.equal(mid.auth, 'mutual');
+      assert.ok((await stat(join(mid.home, 'agent', 'logs', 'wrapper.log'))).isFile(), 'the vendor\'s second log file');
       assert.equal(mid.home, join(dir, 'mids', mid.name));
       assert.ok((await stat(join(mid.home, 'agent', 'config.xml'))).isFile());
     }
@@ -169,10 +174,10 @@ describe('midcert-lab (lab command)', function () {
   });
 
   it('refuses a second up on a running lab, and a usage error exits 2', async () => {
-    const again = await labRun(['up', '--dir', dir, '--mids', '1']);
+    const again = await labRun(['up', '--dir', dir, '--time-scale', '0.0125', '--mids', '1']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /^midcert-lab: error \[LAB_RUNNING\] a lab is already running in .*down --dir/);
-    assert.equal((await labRun(['up', '--dir', dir, '--mids', 'many'])).code, 2);
+    assert.equal((await labRun(['up', '--dir', dir, '--time-scale', '0.0125', '--mids', 'many'])).code, 2);
   });
 
   it('down stops every process and removes the socket; a second down is fine', async () => {
@@ -189,7 +194,7 @@ describe('midcert-lab (lab command)', function () {
   });
 
   it('up over a stopped lab starts afresh; the readable output names the password file, not the password', async () => {
-    const up = await labRun(['up', '--dir', dir, '--mids', '0', '--publish-delay-ms', '50']);
+    const up = await labRun(['up', '--dir', dir, '--time-scale', '0.0125', '--mids', '0', '--publish-delay-ms', '50']);
     assert.equal(up.code, 0, up.stderr);
     const password = (await readFile(join(dir, 'secrets', 'instance-admin.password'), 'utf8')).trim();
     assert.notEqual(password, lab.instance.password, 'new credentials');
@@ -201,12 +206,39 @@ describe('midcert-lab (lab command)', function () {
     for (const pid of pids) assert.equal(alive(pid), false);
   });
 
+  // Issue 11 item B / vendor-facts §6: a freshly installed basic-auth MID (credentials in config.xml, its own
+  // self-signed RSA-2048 defaultsecuritykeypairhandle made on first start, validated by the instance's autoValidate).
+  // Needs the instance side of docs/lab/mid-instance-protocol.md §1 and §4 (Basic-auth polls).
+  it('up --auth basic starts freshly installed MIDs: credentials in config.xml, self-signed pair, Up and validated', async () => {
+    const basicDir = await mkdtemp(join(tmpdir(), 'lab-basic-'));
+    try {
+      const up = await labRun(['up', '--dir', basicDir, '--mids', '1', '--json', '--auth', 'basic', '--time-scale', '0.0125']);
+      assert.equal(up.code, 0, up.stderr);
+      const result = JSON.parse(up.stdout) as { auth: string; mids: { name: string; home: string; auth: string; leafNotAfter: string }[]; instance: { url: string; password: string } };
+      assert.equal(result.auth, 'basic');
+      const mid = result.mids[0]!;
+      assert.equal(mid.auth, 'basic');
+      const config = await readFile(join(mid.home, 'agent', 'config.xml'), 'utf8');
+      assert.match(config, /name="mid\.instance\.username" value="mid\.mid01"/);
+      assert.match(config, /name="mid\.instance\.password" secure="true" value="[^"]+"/);
+      assert.match(config, /name="keypairs\.mid_id" value="[0-9a-f]{32}"/);
+      assert.ok(!Number.isNaN(Date.parse(mid.leafNotAfter)), 'the self-signed pair\'s expiry');
+      const status = await run(LAB, ['mid', 'status', '--dir', basicDir, '--json', 'mid01'], { timeoutMs: 20_000 });
+      const unit = (JSON.parse(status.stdout) as { status: { leaf?: { selfSigned?: boolean }; validated?: string } }).status;
+      assert.equal(unit.leaf?.selfSigned, true);
+      assert.equal(unit.validated, 'true', 'instance autoValidate on the first poll');
+    } finally {
+      await labRun(['down', '--dir', basicDir]);
+      await rm(basicDir, { recursive: true, force: true });
+    }
+  });
+
   it('stops what it started when a part cannot start (port taken)', async () => {
     const blocker: Server = createServer();
     await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
     const port = (blocker.address() as import('node:net').AddressInfo).port;
     try {
-      const up = await labRun(['up', '--dir', dir, '--mids', '1', '--port-base', String(port)]);
+      const up = await labRun(['up', '--dir', dir, '--time-scale', '0.0125', '--mids', '1', '--port-base', String(port)]);
       assert.equal(up.code, 1);
       assert.match(up.stderr, /\[LAB_START_FAILED\] the lab instance exited .*EADDRINUSE/);
       for (const pid of await recordedPids(dir)) assert.equal(alive(pid), false, `pid ${pid} left running`);

@@ -28,6 +28,10 @@ function lineDiff(before: string, after: string): { removed: string[]; added: st
   return { removed: a.filter((l) => !b.includes(l)), added: b.filter((l) => !a.includes(l)) };
 }
 
+async function keystoreBackups(host: MidHost): Promise<string[]> {
+  return (await readdir(host.backupDir)).filter((n) => /^agent_keystore(\.jks)?\.\d{8}T\d{6}Z/.test(n)).sort();
+}
+
 describe('lab manage-certificates.sh (real keytool and openssl)', function () {
   this.timeout(60_000);
   let root: string;
@@ -51,18 +55,22 @@ describe('lab manage-certificates.sh (real keytool and openssl)', function () {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('imports a good bundle under the default alias: chain of 3, key entry, backup of the old store', async () => {
+  // SND:platform-security/client-access-example-5.md: "Installed certificate with alias: <alias> into the MID keystore."
+  // (the lab printed its own sentence before issue 11); backups: SND:…/mid-unified-keystore.md (vendor-facts §14).
+  it('imports a good bundle under the default alias: chain of 3, key entry, the documented success line, backup + audit entry', async () => {
     const before = await readFile(host.keystorePath);
     const file = await bundleFile('good.pem', `Bag Attributes\n    friendlyName: mid01\n${pki.bundle}`);
     const result = await runManageCertificates(host, ['-a', 'DefaultSecurityKeyPairHandle', file]);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /imported into security\/agent_keystore with alias DefaultSecurityKeyPairHandle/);
+    assert.match(result.stdout, /^Installed certificate with alias: DefaultSecurityKeyPairHandle into the MID keystore\.$/m);
     const listing = await keytoolListVerbose(host);
     assert.deepEqual(aliasesIn(listing), ['defaultsecuritykeypairhandle']);
     assert.match(listing, /Entry type: PrivateKeyEntry\nCertificate chain length: 3\n/);
     assert.match(listing, /Owner: CN=mid01, O=midcert Lab/);
-    const backups = await readdir(host.backupDir);
+    const backups = await keystoreBackups(host);
     assert.equal(backups.length, 1);
+    const audit = await readFile(join(host.backupDir, 'keystore_backup_audit_trail.log'), 'utf8');
+    assert.match(audit, new RegExp(`^\\S+ backup ${backups[0]} keypairs\\.mid_id=\\S+ aliases=\\n$`), 'file name with a time stamp, keypairs.mid_id, aliases');
     assert.match(backups[0] as string, /^agent_keystore\.\d{8}T\d{6}Z$/);
     assert.deepEqual(await readFile(join(host.backupDir, backups[0] as string)), before);
     assert.ok(!result.stdout.includes('PRIVATE KEY') && !result.stderr.includes('PRIVATE KEY'), 'never echoes the key');
@@ -76,7 +84,32 @@ describe('lab manage-certificates.sh (real keytool and openssl)', function () {
     const listing = await keytoolListVerbose(host);
     assert.deepEqual(aliasesIn(listing), ['defaultsecuritykeypairhandle']);
     assert.match(listing, /Owner: CN=mid01-renewed/);
-    assert.equal((await readdir(host.backupDir)).length, 2);
+    // mid.keystore.backup_overwrite_timespan (default 60 s): a second backup within 60 s replaces the first
+    // (the lab kept every backup before issue 11; vendor-facts §14).
+    assert.equal((await keystoreBackups(host)).length, 1);
+    const audit = (await readFile(join(host.backupDir, 'keystore_backup_audit_trail.log'), 'utf8')).trim().split('\n');
+    assert.equal(audit.length, 2);
+    assert.match(audit[1] as string, /aliases=defaultsecuritykeypairhandle$/);
+  });
+
+  // SND:…/r_MIDServerProperties.md: mid.keystore.max_backups "If it is 0 or negative, no backup will be made", default 3.
+  it('prunes its backups to mid.keystore.max_backups (default 3), outside the overwrite window, and makes none at 0', async () => {
+    const home = join(root, 'prune');
+    const h = await createMidHost({ home, name: 'mid-prune', auth: 'mutual' });
+    const config = await readFile(h.configPath, 'utf8');
+    await writeFile(h.configPath, config.replace('</parameters>', '    <parameter name="mid.keystore.backup_overwrite_timespan" value="0"/>\n</parameters>'));
+    for (let i = 0; i < 5; i++) {
+      const result = await runManageCertificates(h, ['-a', `spare${i}`, await bundleFile(`prune${i}.pem`, pki.bundle)]);
+      assert.equal(result.code, 0, result.stderr);
+    }
+    assert.equal((await keystoreBackups(h)).length, 3, 'default mid.keystore.max_backups = 3');
+    const audit = (await readFile(join(h.backupDir, 'keystore_backup_audit_trail.log'), 'utf8')).trim().split('\n');
+    assert.equal(audit.length, 5, 'the audit trail keeps every entry');
+    await writeFile(h.configPath, (await readFile(h.configPath, 'utf8')).replace('</parameters>', '    <parameter name="mid.keystore.max_backups" value="0"/>\n</parameters>'));
+    const none = await runManageCertificates(h, ['-a', 'spare9', await bundleFile('prune9.pem', pki.bundle)]);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /no backup made/);
+    assert.equal((await keystoreBackups(h)).length, 3);
   });
 
   it('refuses keys that are not unencrypted PKCS#8 with "Could not find valid private key"', async () => {
@@ -178,6 +211,26 @@ describe('lab manage-certificates.sh (real keytool and openssl)', function () {
     const afterReset = await readFile(host.configPath, 'utf8');
     assert.equal(afterReset.split('\n').length, afterB.split('\n').length, 'existing lines are rewritten in place, not duplicated');
     assert.equal(parameterValue(parseConfigXml(afterReset), 'mid.instance.username'), 'svc2');
+  });
+
+  // SND:servicenow-platform/mid-server/mid-server-parameters.md: "mid.instance.username or glide.glidesoap.username",
+  // "mid.instance.password or glide.glidesoap.password" — under mutual auth neither name may remain (vendor-facts §8, §9).
+  it('-m also removes the glide.glidesoap.* credential aliases; -b rewrites an alias line in place', async () => {
+    const h = await createMidHost({ home: join(root, 'aliases'), name: 'mid-alias', auth: 'mutual' });
+    const text = (await readFile(h.configPath, 'utf8')).replace('</parameters>',
+      '    <parameter name="glide.glidesoap.username" value="old_user"/>\n    <parameter name="glide.glidesoap.password" secure="true" value="old_pw"/>\n</parameters>');
+    await writeFile(h.configPath, text);
+    const mutual = await runManageCertificates(h, ['-m']);
+    assert.equal(mutual.code, 0, mutual.stderr);
+    const afterM = await readFile(h.configPath, 'utf8');
+    assert.doesNotMatch(afterM, /glide\.glidesoap\.(username|password)/);
+    await writeFile(h.configPath, text);
+    const basic = await runManageCertificates(h, ['-b', 'new_user', 'new_pw1']);
+    assert.equal(basic.code, 0, basic.stderr);
+    const params = parseConfigXml(await readFile(h.configPath, 'utf8'));
+    assert.equal(parameterValue(params, 'glide.glidesoap.username'), 'new_user');
+    assert.equal(parameterValue(params, 'glide.glidesoap.password'), 'new_pw1');
+    assert.equal(parameterValue(params, 'mid.instance.username'), undefined, 'no second alias added');
   });
 
   it('-m keeps CRLF line ends, skips commented-out credentials and refuses lines it cannot edit safely', async () => {

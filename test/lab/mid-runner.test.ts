@@ -13,7 +13,9 @@ import { fingerprintOf, makeMidPki, startTestInstance, type MidPki, type TestIns
 
 const RUNNER_MAIN = fileURLToPath(new URL('../../lab/mid/runner-main.ts', import.meta.url));
 const CTL_MAIN = fileURLToPath(new URL('../../lab/mid/ctl-main.ts', import.meta.url));
-const HEARTBEAT_MS = 100;
+/** Vendor timings × 0.0025: mid.poll.time 40 s → 100 ms, MID start 30 s → 75 ms. */
+const TIME_SCALE = 0.0025;
+const HEARTBEAT_MS = 40_000 * TIME_SCALE;
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -52,7 +54,7 @@ describe('lab MID runner (simulated MID processes)', function () {
       createMidHost({ home: join(root, 'basic'), name: 'mid-basic', instanceUrl: instance.url, auth: { username: 'svc', password: 'Sup3r-secret' } }),
     ]);
     [hosts.good, hosts.foreign, hosts.nokey, hosts.basic] = made;
-    runner = new MidRunner({ caPem: pki.ca.root.certPem, timings: { heartbeatMs: HEARTBEAT_MS } });
+    runner = new MidRunner({ caPem: pki.ca.root.certPem, timeScale: TIME_SCALE });
     for (const [unit, host] of Object.entries(hosts)) runner.register(unit, host.home);
   });
 
@@ -186,7 +188,7 @@ describe('lab MID runner (simulated MID processes)', function () {
       caFile = join(root, 'root.pem');
       await writeFile(caFile, pki.ca.root.certPem);
       child = spawn(process.execPath, ['--import', 'tsx', RUNNER_MAIN, '--socket', socket, '--ca-file', caFile,
-        '--heartbeat-ms', String(HEARTBEAT_MS), '--register', `mid01=${hosts.good!.home}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+        '--time-scale', String(TIME_SCALE), '--register', `mid01=${hosts.good!.home}`], { stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((resolve, reject) => {
         child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('listening')) resolve(); });
         child.once('exit', (code) => reject(new Error(`runner exited with ${code}`)));

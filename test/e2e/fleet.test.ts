@@ -50,7 +50,7 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'midcert-e2e-'));
-    const up = await run(LAB, ['up', '--dir', dir, '--mids', String(MIDS), '--with-agents', '--json'], { timeoutMs: 300_000 });
+    const up = await run(LAB, ['up', '--dir', dir, '--mids', String(MIDS), '--with-agents', '--time-scale', '0.0125', '--json'], { timeoutMs: 300_000 });
     assert.equal(up.code, 0, up.stderr);
     lab = JSON.parse(up.stdout) as Lab;
   });

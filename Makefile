@@ -58,6 +58,8 @@ package: $(NODE_MODULES)
 	node packaging/measure-sea.mjs --dir dist
 
 # Release tarball dist/midcert-<version>-linux-x64.tar.gz (binaries, unit, example config, docs,
-# Ansible collection).
+# Ansible collection), and the collection on its own, dist/midcert-fleet-<version>.tar.gz (for
+# `ansible-galaxy collection publish`; see ansible/README.md for its lint and changelog).
 release: package
+	ansible-galaxy collection build ansible/ansible_collections/midcert/fleet --output-path dist --force
 	bash packaging/release.sh --no-build --bin-dir dist --out-dir dist

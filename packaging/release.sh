@@ -89,6 +89,10 @@ done
 collection="$root/ansible/ansible_collections/midcert/fleet"
 if [ -f "$collection/galaxy.yml" ]; then
   command -v ansible-galaxy >/dev/null || die "ansible-galaxy is needed to build the collection (apt-get install ansible-core)"
+  coll_version=$(sed -n 's/^version: *//p' "$collection/galaxy.yml")
+  [ -f "$collection/CHANGELOG.rst" ] && grep -qx "v$coll_version" "$collection/CHANGELOG.rst" \
+    && grep -q "^  $coll_version:\$" "$collection/changelogs/changelog.yaml" \
+    || die "the collection's changelog has no release $coll_version (changelogs/changelog.yaml, CHANGELOG.rst; see ansible/README.md)"
   mkdir -p "$stage/ansible"
   ansible-galaxy collection build "$collection" --output-path "$stage/ansible" --force >&2 \
     || die "ansible-galaxy collection build failed for $collection"

@@ -17,7 +17,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadAgentConfig } from '../../agent/config.js';
@@ -26,6 +26,7 @@ import { run, runOk, type RunResult } from '../helpers/run.js';
 const ANSIBLE_DIR = resolve('ansible');
 const COLLECTION_DIR = join(ANSIBLE_DIR, 'ansible_collections/midcert/fleet');
 const PLAYBOOKS_DIR = join(ANSIBLE_DIR, 'playbooks');
+const EXAMPLE_INVENTORY = join(ANSIBLE_DIR, 'inventory/example.yml');
 const FAKE_SRC = resolve('test/ansible/fake-midcert.py');
 const CALLBACKS_DIR = resolve('test/ansible/callback_plugins');
 const AGENT_BIN = resolve('bin/midcert-agent');
@@ -47,6 +48,8 @@ describe('Ansible collection midcert.fleet', function () {
   let fakeDir: string;
   let fakeBin: string;
   let playbookSeq = 0;
+  /** module -> the top-level keys of every result it returned in this file's playbook runs. */
+  const returnedKeys = new Map<string, Set<string>>();
   /** The Python that ansible-core itself runs on (the shebang of ansible-playbook). */
   let ansiblePython = 'python3';
 
@@ -88,6 +91,15 @@ describe('Ansible collection midcert.fleet', function () {
       for (const t of play.tasks ?? []) {
         // Role tasks are named "midcert.fleet.agent : <name>"; keep both names.
         const short = String(t.task.name).replace(/^.* : /, '');
+        const action = String(t.task.action ?? '');
+        if (action.startsWith('midcert.fleet.')) {
+          const keys = returnedKeys.get(action) ?? new Set<string>();
+          for (const result of Object.values(t.hosts ?? {}) as Json[]) {
+            if (result.skipped || result.unreachable) continue;
+            for (const k of Object.keys(result)) keys.add(k);
+          }
+          returnedKeys.set(action, keys);
+        }
         for (const name of new Set([t.task.name, short])) {
           const byHost = results.get(name) ?? new Map<string, Json>();
           for (const [host, result] of Object.entries(t.hosts ?? {})) if (!byHost.has(host)) byHost.set(host, result);
@@ -264,10 +276,11 @@ print(json.dumps(problems))
       await mkdir(out);
       const res = await runOk('ansible-galaxy', ['collection', 'build', COLLECTION_DIR, '--output-path', out], { cwd: dir, env });
       assert.match(res.stdout, /Created collection for midcert\.fleet/);
-      const tarball = join(out, 'midcert-fleet-0.1.0.tar.gz');
+      const tarball = join(out, 'midcert-fleet-1.0.0.tar.gz');
       const listing = (await runOk('tar', ['tzf', tarball])).stdout.split('\n');
       for (const f of [
-        'MANIFEST.json', 'meta/runtime.yml', 'plugins/module_utils/midcert_cli.py', 'plugins/doc_fragments/cli.py',
+        'MANIFEST.json', 'meta/runtime.yml', 'CHANGELOG.rst', 'changelogs/changelog.yaml', 'changelogs/config.yaml',
+        'plugins/module_utils/midcert_cli.py', 'plugins/doc_fragments/cli.py',
         ...MODULES.map((m) => `plugins/modules/${m}.py`),
         'roles/agent/tasks/main.yml', 'roles/agent/meta/argument_specs.yml', 'roles/agent/templates/midcert-agent.service.j2',
       ]) {
@@ -277,7 +290,12 @@ print(json.dumps(problems))
       const manifest = JSON.parse((await runOk('tar', ['xzOf', tarball, 'MANIFEST.json'])).stdout);
       assert.equal(manifest.collection_info.namespace, 'midcert');
       assert.equal(manifest.collection_info.name, 'fleet');
-      assert.match(await readFile(join(COLLECTION_DIR, 'meta/runtime.yml'), 'utf8'), /requires_ansible: '>=2\.14'/);
+      assert.equal(manifest.collection_info.version, '1.0.0');
+      assert.ok(manifest.collection_info.repository, 'galaxy.yml repository (required by the galaxy schema)');
+      // The artifact's runtime.yml (not just the source tree's) requires a supported ansible-core.
+      const runtime = (await runOk('tar', ['xzOf', tarball, 'meta/runtime.yml'])).stdout;
+      assert.match(runtime, /^requires_ansible: '>=2\.14\.0'$/m);
+      assert.match((await runOk('tar', ['xzOf', tarball, 'CHANGELOG.rst'])).stdout, /^v1\.0\.0\n======$/m, 'CHANGELOG.rst has the 1.0.0 release');
       // And it installs.
       const installed = join(dir, 'installed');
       await runOk('ansible-galaxy', ['collection', 'install', tarball, '-p', installed], { cwd: dir, env });
@@ -285,11 +303,129 @@ print(json.dumps(problems))
     });
 
     it('the example playbooks pass --syntax-check', async () => {
-      const inventory = join(PLAYBOOKS_DIR, 'inventory.example.yml');
+      const inventory = EXAMPLE_INVENTORY;
       const playbooks = ['fleet-renewal.yml', 'ca-rotation.yml', 'onboard-mid.yml'].map((pb) => join(PLAYBOOKS_DIR, pb));
       const res = await run('ansible-playbook', ['--syntax-check', '-i', inventory, ...playbooks], { cwd: dir, env: { ...env, ANSIBLE_STDOUT_CALLBACK: 'default' } });
       assert.equal(res.code, 0, `${res.stdout}${res.stderr}`);
       for (const pb of playbooks) assert.ok(res.stdout.includes(`playbook: ${pb}`), `checked ${pb}`);
+    });
+
+    it('ansible-lint --profile production passes on the collection, the role and the playbooks', async function () {
+      if ((await run('sh', ['-c', 'command -v ansible-lint'])).code !== 0) assert.fail('ansible-lint is not installed (Debian package ansible-lint; make deps)');
+      const lintEnv: NodeJS.ProcessEnv = { ...env, NO_COLOR: '1', ANSIBLE_NOCOLOR: '1' };
+      for (const k of ['ANSIBLE_STDOUT_CALLBACK', 'ANSIBLE_CALLBACK_PLUGINS', 'ANSIBLE_CONFIG']) delete lintEnv[k];
+      const lint = (collectionsPath: string): Promise<RunResult> =>
+        run('ansible-lint', ['--profile', 'production'], { cwd: ANSIBLE_DIR, env: { ...lintEnv, ANSIBLE_COLLECTIONS_PATH: collectionsPath }, timeoutMs: 120_000 });
+      // As the platform team runs it (ANSIBLE_COLLECTIONS_PATH=$PWD inside ansible/), and with a
+      // trailing slash: ansible-compat 3.x (Debian 12) installs its collection finder with the
+      // *parent* of ANSIBLE_COLLECTIONS_PATH, so only then does ansible-lint resolve the modules and
+      // check every task's arguments against their argument specs.
+      const [plain, resolved] = await Promise.all([lint(ANSIBLE_DIR), lint(`${ANSIBLE_DIR}/`)]);
+      for (const res of [plain, resolved]) {
+        const out = `${res.stdout}${res.stderr}`;
+        assert.equal(res.code, 0, out);
+        assert.match(out, /Passed with production profile: 0 failure\(s\), 0 warning\(s\)/, out);
+        assert.doesNotMatch(out, /syntax-check/, out);
+      }
+      assert.doesNotMatch(`${resolved.stdout}${resolved.stderr}`, /WARNING/, 'with the collection resolved, ansible-lint warns about nothing');
+    });
+
+    it('changelogs/ is in antsibull-changelog format and its latest release is the galaxy.yml version', async () => {
+      const script = `
+import json, os, sys, yaml
+root = ${JSON.stringify(COLLECTION_DIR)}
+load = lambda p: yaml.safe_load(open(os.path.join(root, p)))
+galaxy = load('galaxy.yml')
+config = load('changelogs/config.yaml')
+changelog = load('changelogs/changelog.yaml')
+problems = []
+sections = set(s[0] for s in config['sections']) | {config['prelude_section_name'], config['trivial_section_name']}
+notesdir = os.path.join(root, 'changelogs', config['notesdir'])
+for f in sorted(os.listdir(notesdir)):
+    if not f.endswith(('.yml', '.yaml')):
+        continue
+    frag = yaml.safe_load(open(os.path.join(notesdir, f)))
+    if not isinstance(frag, dict):
+        problems.append('%s: not a mapping' % f)
+        continue
+    for k, v in frag.items():
+        if k not in sections:
+            problems.append('%s: unknown section %s' % (f, k))
+        elif k == config['prelude_section_name']:
+            if not isinstance(v, str):
+                problems.append('%s: %s must be a string' % (f, k))
+        elif not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            problems.append('%s: %s must be a list of strings' % (f, k))
+releases = changelog['releases']
+versions = sorted(releases, key=lambda v: tuple(int(x) for x in v.split('.')))
+if versions[-1] != galaxy['version']:
+    problems.append('latest changelog release %s != galaxy.yml version %s' % (versions[-1], galaxy['version']))
+for v, r in releases.items():
+    for f in r.get('fragments', []):
+        if config.get('keep_fragments') and not os.path.exists(os.path.join(notesdir, f)):
+            problems.append('%s: fragment %s missing' % (v, f))
+modules = set(m['name'] for r in releases.values() for m in r.get('modules', []))
+for f in os.listdir(os.path.join(root, 'plugins/modules')):
+    if f.endswith('.py') and f[:-3] not in modules:
+        problems.append('module %s is in no release' % f[:-3])
+roles = set(o['name'] for r in releases.values() for o in (r.get('objects') or {}).get('role', []))
+for d in os.listdir(os.path.join(root, 'roles')):
+    if d not in roles:
+        problems.append('role %s is in no release' % d)
+rst = open(os.path.join(root, config['changelog_filename_template'].replace('../', ''))).read()
+for v in versions:
+    if ('\\nv%s\\n' % v) not in rst:
+        problems.append('CHANGELOG.rst has no section v%s' % v)
+print(json.dumps({'problems': problems, 'version': galaxy['version'], 'versions': versions}))
+`;
+      const res = JSON.parse((await runOk(ansiblePython, ['-c', script], { cwd: dir, env })).stdout);
+      assert.deepEqual(res.problems, []);
+      assert.equal(res.version, '1.0.0');
+    });
+
+    describe('ansible-test sanity, offline (the tests that need no container or pip download)', () => {
+      // A copy outside git, so tests/output and caches land in the temp dir, never in the tree.
+      let copy: string;
+      let pyVersion: string;
+      before(async () => {
+        copy = join(dir, 'sanity/ansible_collections/midcert/fleet');
+        await cp(COLLECTION_DIR, copy, { recursive: true, filter: (src) => !src.includes('__pycache__') && !src.includes('tests/output') });
+        pyVersion = (await runOk(ansiblePython, ['-c', 'import sys; print("%d.%d" % sys.version_info[:2])'])).stdout.trim();
+      });
+
+      it('the code-smell and compile tests pass (ansible-test sanity --local)', async () => {
+        const tests = [
+          'action-plugin-docs', 'compile', 'empty-init', 'future-import-boilerplate', 'ignores', 'line-endings', 'metaclass-boilerplate',
+          'no-assert', 'no-basestring', 'no-dict-iteritems', 'no-dict-iterkeys', 'no-dict-itervalues', 'no-get-exception',
+          'no-illegal-filenames', 'no-main-display', 'no-smart-quotes', 'no-unicode-literals', 'replace-urlopen', 'shebang',
+          'symlinks', 'use-argspec-type-path', 'use-compat-six',
+        ];
+        const res = await run('ansible-test', ['sanity', '--local', '--python', pyVersion, ...tests.flatMap((t) => ['--test', t])], { cwd: copy, env, timeoutMs: 120_000 });
+        assert.equal(res.code, 0, `${res.stdout}${res.stderr}`);
+        for (const t of tests) assert.match(res.stdout, new RegExp(`Running sanity test "${t}"`), `ran ${t}`);
+      });
+
+      it('validate-modules (ansible-test\'s validator with --arg-spec) finds only what tests/sanity/ignore-X.Y.txt lists', async function () {
+        const probe = await run(ansiblePython, ['-c', 'import os, ansible_test, voluptuous, ansible.release as r; print(os.path.dirname(ansible_test.__file__)); print(".".join(r.__version__.split(".")[:2]))']);
+        if (probe.code !== 0) assert.fail(`validate-modules needs ansible-test and python3-voluptuous (make deps): ${probe.stderr}`);
+        const [testRoot, coreVersion] = probe.stdout.trim().split('\n') as [string, string];
+        const validate = join(testRoot, '_util/controller/sanity/validate-modules/validate.py');
+        const modules = MODULES.map((m) => `plugins/modules/${m}.py`);
+        const res = await run(ansiblePython, [validate, '--format', 'json', '--arg-spec', '--collection', 'ansible_collections/midcert/fleet', '--collection-version', '1.0.0', ...modules], {
+          cwd: copy, env: { ...env, ANSIBLE_COLLECTIONS_PATH: join(dir, 'sanity') },
+        });
+        assert.ok([0, 3].includes(res.code) && res.stderr.trim() === '', `validate.py exited ${res.code}: ${res.stderr}`);
+        const found: string[] = [];
+        for (const [path, r] of Object.entries(JSON.parse(res.stdout) as Record<string, Json>)) {
+          for (const e of [...r.errors, ...r.warnings]) found.push(`${path} validate-modules:${e.code}`);
+          for (const t of [...r.traces, ...r.warning_traces]) found.push(`${path} trace:${JSON.stringify(t)}`);
+        }
+        const ignores = (await readFile(join(COLLECTION_DIR, `tests/sanity/ignore-${coreVersion}.txt`), 'utf8'))
+          .split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter(Boolean);
+        // Only the GPLv3 header check (the collection is Apache-2.0), and every ignore is still needed.
+        assert.deepEqual([...new Set(found)].sort(), [...ignores].sort());
+        assert.ok(ignores.every((l) => l.endsWith(' validate-modules:missing-gplv3-license')), ignores.join('\n'));
+      });
     });
   });
 
@@ -733,6 +869,22 @@ print(json.dumps([midcert_pem.HAS_CRYPTOGRAPHY, midcert_pem.first_certificate_sh
     });
   });
 
+  describe('return values', () => {
+    it('every key a module returned in the runs above is documented in its RETURN (and every module ran)', async () => {
+      const json = JSON.parse((await runOk('ansible-doc', ['--json', ...MODULES.map((m) => `midcert.fleet.${m}`)], { cwd: dir, env })).stdout);
+      // What ansible itself adds to every result (not the module's to document).
+      const common = new Set(['changed', 'failed', 'msg', 'diff', 'invocation', 'skipped', 'ignored', 'warnings', 'deprecations', 'exception', 'module_stdout', 'module_stderr', 'attempts', 'stdout_lines', 'stderr_lines']);
+      const undocumented: string[] = [];
+      for (const m of MODULES) {
+        const seen = returnedKeys.get(`midcert.fleet.${m}`);
+        assert.ok(seen && seen.size > 0, `no run of ${m} was recorded`);
+        const documented = new Set(Object.keys(json[`midcert.fleet.${m}`].return ?? {}));
+        for (const k of seen) if (!common.has(k) && !documented.has(k)) undocumented.push(`${m}.${k}`);
+      }
+      assert.deepEqual(undocumented, []);
+    });
+  });
+
   describe('role midcert.fleet.agent', () => {
     it('deploys binary, config, identity (key made on the host, CSR signed by the controller) and unit; second run changed=0; check mode creates nothing', async function () {
       if (process.getuid?.() !== 0) this.skip(); // the role sets root ownership on /etc-like files
@@ -858,7 +1010,7 @@ print(json.dumps([midcert_pem.HAS_CRYPTOGRAPHY, midcert_pem.first_certificate_sh
       assert.ok(first.stats.mid09.changed > 0);
       assert.match(first.task('Report the identity that would be made (check mode)', 'mid09').msg, /would make a new key on mid09/);
       // (Task names are templated with the first host's vars, hence "mid01" in this one.)
-      assert.match(first.task('Register mid01 in the controller\'s inventory', 'mid09').msg, /would register agent mid09/);
+      assert.match(first.task('Register the agent in the controller\'s inventory as mid01', 'mid09').msg, /would register agent mid09/);
       assert.deepEqual((await readdir(fresh)).sort(), ['opt', 'systemd']);
       assert.deepEqual(await readdir(join(fresh, 'systemd')), []);
       assert.deepEqual(calls.filter((c) => c[0] === 'agent-identity').map((c) => c[c.indexOf('--name') + 1]), ['mid01']);

@@ -24,7 +24,7 @@ description:
   - In check mode nothing is published; the module reports C(changed=true) and "would rotate" when
     the chains differ.
 author:
-  - midcert contributors
+  - midcert contributors (!UNKNOWN)
 options:
   chain:
     description:
@@ -120,6 +120,42 @@ error_code:
   returned: failure
   type: str
   sample: CHAIN_INVALID
+chain:
+  description: The I(chain) path, when it could not be read as a PEM certificate chain.
+  returned: when I(chain) is not a readable PEM chain
+  type: str
+  sample: files/acme-issuing-2027.pem
+rc:
+  description: Exit code of the controller CLI when it failed (1 partly failed, 2 usage, 3 bad input, 4 I/O, 5 a peer unreachable, 70 internal).
+  returned: when the controller CLI failed
+  type: int
+  sample: 5
+exit_meaning:
+  description: What I(rc) means, in words.
+  returned: when the controller CLI failed with one of the documented exit codes
+  type: str
+  sample: a peer (instance, CA or agent) is unreachable
+cmd:
+  description: The controller CLI command that failed, as an argument list (never run through a shell).
+  returned: when the controller CLI failed
+  type: list
+  elements: str
+  sample: [/opt/midcert/bin/midcert, status, --json]
+stderr:
+  description: Standard error of the controller CLI when it failed.
+  returned: when the controller CLI failed and wrote to standard error
+  type: str
+  sample: "midcert: error [INSTANCE_UNAVAILABLE] the instance did not answer"
+stdout:
+  description: Standard output of the controller CLI when it failed without printing a JSON document.
+  returned: when the controller CLI failed and its output was not JSON
+  type: str
+  sample: ""
+output:
+  description: The JSON document the controller CLI printed when it failed (its C(ok) is false and its C(error) has C(code) and C(message)).
+  returned: when the controller CLI failed and printed a JSON document
+  type: dict
+  sample: {"ok": false, "error": {"code": "AGENT_NOT_FOUND", "message": "no agent named mid09"}}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -120,7 +120,7 @@ function configFindings({ params, summary }: MidConfig): Check {
   if (conflictWarnings.length > 0) return fail('config', 'warning', 'CONFIG_ALIAS_CONFLICT', conflictWarnings.map((c) => c.message).join('; '));
   const where = `MID "${summary.midName}" for ${summary.instanceUrl}${summary.proxy.enabled ? ` through the proxy ${summary.proxy.host}:${summary.proxy.port}` : ''}`;
   if (summary.basicCredentialsPresent) {
-    return pass('config', `config.xml names ${where}; basic auth; conversion possible (midcert-agent enable-mutual, or the controller's rotate --enable-mutual)`, 'BASIC_AUTH');
+    return pass('config', `config.xml names ${where}; basic auth; conversion possible with the controller: midcert convert --agent <name>`, 'BASIC_AUTH');
   }
   return pass('config', `config.xml names ${where}; mutual auth`);
 }

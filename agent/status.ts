@@ -176,7 +176,7 @@ export function selfSignedPairFinding(alias: string, leaf: Certificate): { code:
   return {
     code: MID_SELF_SIGNED, severity: 'info',
     message: `alias "${alias}" holds ${own.vendorGenerated ? "the MID's own self-signed key pair" : 'a self-signed key pair'} ("${leaf.subjectText}"), selfSigned: true: the normal state of a basic-auth MID before conversion to mutual auth`,
-    fix: 'nothing to do under basic auth; to convert, install a CA-issued client certificate: midcert-agent enable-mutual (or midcert rotate --enable-mutual); self-signed certificates are not supported for mutual auth',
+    fix: 'nothing to do under basic auth; to convert, have the controller install a CA-issued client certificate: midcert convert --agent <name>; self-signed certificates are not supported for mutual auth',
   };
 }
 

@@ -74,6 +74,8 @@ const schema = z.object({
   }).strict().default({ clockSkewSeconds: 300, timeoutSeconds: 10 }),
   stateDir: z.string().min(1).default('/var/lib/midcert-agent'),
   log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).strict().default({ level: 'info' }),
+  /** Optional Prometheus `/metrics` of this host (local expiry, last install result); off unless `listen` is set. docs/monitoring.md. */
+  metrics: z.object({ listen: z.string().regex(/^[^\s]+:\d{1,5}$/).optional() }).strict().optional(),
 }).strict().superRefine((cfg, ctx) => {
   if (cfg.service.manager === 'command') {
     for (const verb of ['start', 'stop', 'status'] as const) {

@@ -6,6 +6,7 @@ import { VERSION } from '../common/version.js';
 import type { AgentConfig } from './config.js';
 import { EventHub } from './events.js';
 import { hostEffectsFrom } from './host-effects.js';
+import { createAgentMetrics, startAgentMetricsServer, type AgentMetricsServer } from './metrics.js';
 import { RenewalEngine } from './renewal/engine.js';
 import { agentHandlers } from './rpc/handlers.js';
 import { startAgentRpcServer } from './rpc/server.js';
@@ -14,12 +15,23 @@ import { watchMidFiles } from './watcher.js';
 export interface DaemonOptions {
   insecureDev?: boolean;
   logger?: PinoLogger;
+  /**
+   * How long close() lets work in flight end (default 1500 ms for RPCs, then as long again for an
+   * install). An install still running then stays in the crash-safe journal and is finished or
+   * rolled back by the next start (engine.resume), so close() never waits on a MID restart.
+   */
+  shutdownGraceMs?: number;
 }
 
 export interface RunningDaemon {
   port: number | undefined;
+  /** The bound port of the optional `/metrics` (agent config metrics.listen), else undefined. */
+  metricsPort?: number;
   close(): Promise<void>;
 }
+
+/** Renewal states in which the engine is changing the MID (close() gives them the grace). */
+const BUSY_STATES = new Set(['installing', 'rolling-back', 'restarting']);
 
 /** Secret-bearing keys pino must never print, wherever they appear. */
 export const REDACT_PATHS = ['password', 'storepass', '*.password', '*.storepass', 'req.password', 'keyPem', '*.keyPem'];
@@ -48,8 +60,13 @@ export async function startAgentDaemon(cfg: AgentConfig, options: DaemonOptions 
     keyPem: await readTlsFile('tls.key', cfg.tls.key),
     clientCaPem: await readTlsFile('tls.clientCa', cfg.tls.clientCa),
   };
+  const graceMs = options.shutdownGraceMs ?? 1500;
   let server: RpcServer;
+  let metrics: AgentMetricsServer | undefined;
   try {
+    if (cfg.metrics?.listen) {
+      metrics = await startAgentMetricsServer(cfg.metrics.listen, createAgentMetrics({ paths: effects.paths, alias: effects.alias, storepass: effects.storepass, engine }));
+    }
     server = await startAgentRpcServer({
       handlers: agentHandlers({ cfg, effects, engine, events, startedAt: new Date(), log }),
       access: cfg.access,
@@ -59,22 +76,39 @@ export async function startAgentDaemon(cfg: AgentConfig, options: DaemonOptions 
       insecureDev: options.insecureDev,
       socketPath: cfg.listen.socket,
       maxMessageBytes: cfg.listen.maxMessageBytes,
+      shutdownGraceMs: graceMs,
     });
   } catch (err) {
+    await metrics?.close();
     await watcher.close();
     throw err;
   }
   events.publish('started', `midcert-agent ${VERSION}`);
-  log.info({ port: server.port, socket: cfg.listen.socket, mid: effects.paths.home }, 'midcert-agent serving');
+  log.info({ port: server.port, socket: cfg.listen.socket, mid: effects.paths.home, metrics: cfg.metrics?.listen }, 'midcert-agent serving');
   return {
     port: server.port,
+    metricsPort: metrics?.port,
     close: async () => {
+      await metrics?.close();
       await server.close();
+      const inFlight = await settled(engine, graceMs);
+      if (inFlight) log.warn({ state: inFlight.state, renewalId: inFlight.renewalId }, 'stopping with an operation in flight; it is in the journal and the next start finishes or rolls it back');
       await watcher.close();
       log.info('midcert-agent stopped');
       log.flush?.();
     },
   };
+}
+
+/** Waits up to `ms` for the engine to stop changing the MID; what is still in flight then, else undefined. */
+async function settled(engine: RenewalEngine, ms: number): Promise<{ state: string; renewalId: string } | undefined> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const s = await engine.state().catch(() => undefined);
+    if (!s || !BUSY_STATES.has(s.state)) return undefined;
+    if (Date.now() >= until) return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** A PEM file of the agent's TLS identity: a regular file within LIMITS.pemBytes (CONFIG_UNREADABLE otherwise). */

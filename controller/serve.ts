@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { isMidcertError } from '../common/errors.js';
+import { startMetricsServer } from './metrics/http.js';
+import { createControllerMetrics, type AgentObservation } from './metrics/registry.js';
 import type { RotationDeps, RotationOptions } from './orchestrator/run-rotation.js';
 import { runRotation } from './orchestrator/run-rotation.js';
 import { renewedByJobs, resumeUnfinishedJobs } from './orchestrator/resume.js';
@@ -32,6 +33,7 @@ export function inMaintenanceWindow(windows: string[], now: Date): boolean {
   });
 }
 
+/** The old hand-rendered observation (kept for renderMetrics only; /metrics uses AgentObservation). */
 interface Observation {
   daysLeft: number | null;
   reachable: boolean;
@@ -45,32 +47,74 @@ export interface ServeOptions {
   renewWithinDays: number;
   metricsAddress?: string;
   once?: boolean;
+  /**
+   * After the signal aborts, how long to let a pass in flight finish (default 2500 ms). A rotation
+   * still running then is left where the store recorded it (the store is the controller's journal:
+   * every step is saved before the next starts, and the agent finishes or rolls back an install on
+   * its own); the next `midcert serve` (or `midcert rotate`) resumes it.
+   */
+  shutdownGraceMs?: number;
+  /** Called once the metrics endpoint listens (tests: the bound port when the address says :0). */
+  onMetricsListening?: (port: number) => void;
+}
+
+/** What serve() leaves behind when it returns. */
+export interface ServeOutcome {
+  /** True when a pass was still running after the shutdown grace (its jobs resume at the next start). */
+  abandoned: boolean;
 }
 
 /**
  * The reconcile loop: resume unfinished jobs, observe every agent, renew those inside their
- * window (when inside a maintenance window), expose metrics, repeat with jitter.
+ * window (when inside a maintenance window), expose metrics, repeat with jitter. Returns within
+ * shutdownGraceMs (+ a few ms) of `signal` aborting.
  */
-export async function serve(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, log: Logger, signal: AbortSignal): Promise<void> {
-  const observed = new Map<string, Observation>();
-  const metrics = options.metricsAddress ? await startMetrics(options.metricsAddress, observed) : undefined;
+export async function serve(store: Store, baseDeps: RotationDeps, rotation: RotationOptions, options: ServeOptions, log: Logger, signal: AbortSignal): Promise<ServeOutcome> {
+  const observed = new Map<string, AgentObservation>();
+  const metrics = createControllerMetrics(store, observed);
+  const deps = metrics.instrument(baseDeps);
+  const server = options.metricsAddress ? await startMetricsServer(options.metricsAddress, () => metrics.render(), metrics.contentType) : undefined;
+  if (server) options.onMetricsListening?.(server.port);
   const wake = new Wake();
   const watchers = options.once ? undefined : new AgentWatchers(deps, signal, (agent, type) => {
     log.info({ agent, event: type }, 'agent reported a change; reconciling now');
     wake.now();
   });
+  const graceMs = options.shutdownGraceMs ?? 2500;
+  let abandoned = false;
   log.info({ metrics: options.metricsAddress }, 'midcert serve started');
   try {
     while (!signal.aborted) {
       watchers?.sync(store.agents.list());
-      await reconcile(store, deps, rotation, options, observed, log).catch((err: unknown) => log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'));
+      const pass = reconcile(store, deps, rotation, options, observed, log).then(
+        () => true,
+        (err: unknown) => { log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'); return true; },
+      );
+      if (!(await finishesInGrace(pass, signal, graceMs))) {
+        abandoned = true;
+        const running = store.jobs.list({ states: ['running'] }).map((j) => j.id);
+        log.warn({ jobs: running, graceMs }, 'stopping with a pass in flight; every finished step is in the store and the job resumes at the next start');
+        break;
+      }
       if (options.once) break;
       await wake.sleep(options.intervalMs + Math.random() * options.jitterMs, signal);
     }
   } finally {
-    metrics?.close();
-    log.info('midcert serve stopped');
+    await server?.close();
+    log.info({ abandoned }, 'midcert serve stopped');
   }
+  return { abandoned };
+}
+
+/** Waits for `pass`; once `signal` aborts, at most `graceMs` more. False when the pass was still running then. */
+function finishesInGrace(pass: Promise<unknown>, signal: AbortSignal, graceMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => { timer = setTimeout(() => resolve(false), graceMs); };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    void pass.then(() => { clearTimeout(timer); signal.removeEventListener('abort', onAbort); resolve(true); });
+  });
 }
 
 /** A sleep that an agent event can cut short (debounced, so a burst causes one pass). */
@@ -84,6 +128,7 @@ class Wake {
   sleep(ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((done) => {
       const finish = (): void => { clearTimeout(timer); this.resolve = undefined; done(); };
+      if (signal.aborted) return done();
       const timer = setTimeout(finish, ms);
       this.resolve = finish;
       signal.addEventListener('abort', finish, { once: true });
@@ -130,21 +175,24 @@ class AgentWatchers {
   }
 }
 
-async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, observed: Map<string, Observation>, log: Logger): Promise<void> {
+async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, observed: Map<string, AgentObservation>, log: Logger): Promise<void> {
   const resumed = await resumeUnfinishedJobs(deps, rotation);
   if (resumed.length) log.warn({ jobs: resumed }, 'resumed unfinished jobs');
   const agents = store.agents.list();
+  const names = new Set(agents.map((a) => a.name));
+  for (const name of observed.keys()) if (!names.has(name)) observed.delete(name);
   const due: Agent[] = [];
   const now = new Date();
   await runPool(agents, 16, async (agent) => {
     const port = deps.dial(agent);
     try {
       const s = await port.status();
-      const daysLeft = s.notAfter ? Math.floor((Date.parse(s.notAfter) - now.getTime()) / 86_400_000) : null;
-      observed.set(agent.name, { daysLeft, reachable: true, lastResult: lastResult(store, agent.name) });
+      const at = new Date().toISOString();
+      observed.set(agent.name, { reachable: true, observedAt: at, lastSeenAt: at, leafSha256: s.leafSha256, leafIssuer: s.leafIssuer, notBefore: s.notBefore, notAfter: s.notAfter });
       if (renewalDue(s.notBefore, s.notAfter, now, options.renewWithinDays)) due.push(agent);
     } catch {
-      observed.set(agent.name, { daysLeft: observed.get(agent.name)?.daysLeft ?? null, reachable: false, lastResult: lastResult(store, agent.name) });
+      const before = observed.get(agent.name);
+      observed.set(agent.name, { ...before, reachable: false, observedAt: new Date().toISOString() });
     } finally {
       port.close();
     }
@@ -157,28 +205,13 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
   log.info({ due: due.map((a) => a.name) }, 'renewing');
   const report = await runRotation(deps, due, { ...rotation, force: true }, renewedByJobs(store, resumed));
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
-  for (const r of report.results) {
-    const o = observed.get(r.name);
-    if (o) o.lastResult = r.state === 'succeeded' ? 'ok' : r.state === 'failed' ? 'failed' : o.lastResult;
-  }
 }
 
-function lastResult(store: Store, name: string): Observation['lastResult'] {
-  const last = store.jobAgents.agentHistory(name, { limit: 1 })[0];
-  return !last ? 'none' : last.agentState === 'succeeded' ? 'ok' : last.agentState === 'failed' ? 'failed' : 'none';
-}
-
-/** Prometheus text exposition on GET /metrics. */
-async function startMetrics(address: string, observed: Map<string, Observation>): Promise<Server> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
-  const server = createServer((req, res) => {
-    if (req.url !== '/metrics') return void res.writeHead(404).end();
-    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' }).end(renderMetrics(observed));
-  });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
-  return server;
-}
-
+/**
+ * The old hand-rendered exposition (days left, reachable, last result). Not served any more:
+ * `/metrics` is prom-client's (controller/metrics/registry.ts, docs/monitoring.md).
+ * @deprecated kept only for old callers; the names break Prometheus conventions.
+ */
 export function renderMetrics(observed: Map<string, Observation>): string {
   const lines = [
     '# HELP midcert_certificate_days_left Days until the MID client certificate expires.', '# TYPE midcert_certificate_days_left gauge',
@@ -191,9 +224,10 @@ export function renderMetrics(observed: Map<string, Observation>): string {
   return `${lines.join('\n')}\n`;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
   });
 }

@@ -10,6 +10,7 @@ command -v keytool >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v cfssl >/dev/null 2>&1 || missing+=(golang-cfssl)
 [ -x /usr/lib/certmonger/local-submit ] || missing+=(certmonger)
 command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible-core)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v ansible-lint >/dev/null 2>&1 || missing+=(ansible-lint)
 /usr/bin/python3 -c 'import voluptuous' >/dev/null 2>&1 || missing+=(python3-voluptuous)  # ansible-test validate-modules
 # ca.auth negotiate / ntlm peers (test/peers/, scripts/peers/): MIT KDC, Apache + mod_auth_gssapi,

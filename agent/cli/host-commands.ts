@@ -2,21 +2,21 @@ import { access } from 'node:fs/promises';
 import { Command } from 'commander';
 import { EXIT, printJson, readInput } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
-import { connectAgent } from '../../proto/agent-client.js';
-import { loadAgentConfig, type AgentConfig } from '../config.js';
-import { createLogger, startAgentDaemon } from '../daemon.js';
-import { hostEffectsFrom } from '../host-effects.js';
+import type { AgentConfig } from '../config.js';
 import type { LastResult } from '../journal.js';
-import { runPreflight } from '../preflight.js';
 import type { Progress } from '../renewal/effects.js';
-import { RenewalEngine } from '../renewal/engine.js';
-import { collectStatus, statusToJson } from '../status.js';
+import type { RenewalEngine } from '../renewal/engine.js';
+import type { collectStatus } from '../status.js';
+// What the commands run (config, daemon, gRPC, renewal engine) loads only when one runs, so
+// --help and --version answer at once.
+const loadAgentConfig = async (path: string): Promise<AgentConfig> => (await import('../config.js')).loadAgentConfig(path);
 
 export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG ?? '/etc/midcert/agent.yaml';
 const CONFIG_HELP = `agent config file (YAML; default $MIDCERT_AGENT_CONFIG or ${DEFAULT_CONFIG}; see docs/agent-config.md)`;
 
 async function localContext(configPath: string): Promise<{ cfg: AgentConfig; engine: RenewalEngine; sources: Parameters<typeof collectStatus>[0] }> {
   const cfg = await loadAgentConfig(configPath);
+  const [{ hostEffectsFrom }, { RenewalEngine }] = await Promise.all([import('../host-effects.js'), import('../renewal/engine.js')]);
   const effects = await hostEffectsFrom(cfg);
   const engine = new RenewalEngine(effects);
   return { cfg, engine, sources: { cfg, paths: effects.paths, storepass: effects.storepass, service: effects.service, engine, startedAt: new Date() } };
@@ -29,12 +29,15 @@ export function runCommand(): Command {
     .option('--insecure-dev', 'serve plain-text gRPC with no authentication (development only; logs a loud warning)')
     .action(async (options: { config: string; insecureDev?: boolean }) => {
       const cfg = await loadAgentConfig(options.config);
+      const { createLogger, startAgentDaemon } = await import('../daemon.js');
       const log = createLogger(cfg.log.level);
       const daemon = await startAgentDaemon(cfg, { insecureDev: options.insecureDev, logger: log });
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'shutting down');
-          daemon.close().finally(resolve);
+          // close() returns within its grace; an install it left in flight is journaled (the next
+          // start finishes or rolls it back) and must not keep the process alive past it.
+          daemon.close().finally(() => { setTimeout(() => process.exit(), 500).unref(); resolve(); });
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
@@ -49,6 +52,7 @@ export function statusCommand(): Command {
     .option('--json', 'print the AgentStatus JSON (docs/agent-status.md)')
     .action(async (options: { config: string; json?: boolean }) => {
       const cfg = await loadAgentConfig(options.config);
+      const { collectStatus, statusToJson } = await import('../status.js');
       const json = (await statusViaDaemon(cfg)) ?? statusToJson(await collectStatus((await localContext(options.config)).sources));
       if (options.json) printJson(json);
       else process.stdout.write(formatStatus(json as Record<string, any>));
@@ -57,6 +61,7 @@ export function statusCommand(): Command {
 
 async function statusViaDaemon(cfg: AgentConfig): Promise<unknown | undefined> {
   if (!cfg.listen.socket || !(await access(cfg.listen.socket).then(() => true, () => false))) return undefined;
+  const [{ connectAgent }, { statusToJson }] = await Promise.all([import('../../proto/agent-client.js'), import('../status.js')]);
   const client = connectAgent(`unix://${cfg.listen.socket}`);
   try {
     return statusToJson(await client.getStatus({}, { deadlineMs: 15_000 }));
@@ -114,6 +119,7 @@ export function preflightCommand(): Command {
     .option('--json', 'print {"ok","checks":[{"name","ok","severity","code","message"}]}')
     .addHelpText('after', '\nExit status: 0 when no error-severity check failed, 1 otherwise.')
     .action(async (options: { config: string; json?: boolean }) => {
+      const { runPreflight } = await import('../preflight.js');
       const report = await runPreflight((await localContext(options.config)).sources);
       if (options.json) printJson(report);
       else for (const c of report.checks ?? []) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${String(c.severity).padEnd(7)} ${c.name}: ${c.message}${c.code ? ` [${c.code}]` : ''}\n`);

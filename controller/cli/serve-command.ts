@@ -1,9 +1,7 @@
 import { Command } from 'commander';
-import pino from 'pino';
 import { printJson } from '../../common/cli.js';
 import { VERSION } from '../../common/version.js';
-import { rotateAgent, settleJob } from '../orchestrator/run-rotation.js';
-import { serve } from '../serve.js';
+// pino, the serve loop and the orchestrator load inside the actions, so --help answers at once.
 import { openContext, rotationDeps, rotationOptions, type GlobalOptions } from './context.js';
 import { EXIT } from '../../common/cli.js';
 
@@ -12,6 +10,7 @@ export function serveCommand(globals: () => GlobalOptions): Command {
     .description('the controller daemon: resume interrupted jobs, watch every agent, renew inside the window (max(30 days, a third of the lifetime) before expiry) during maintenance windows, expose Prometheus metrics')
     .option('--once', 'one reconcile pass, then exit')
     .action(async (o: { once?: boolean }) => {
+      const [{ default: pino }, { serve }] = await Promise.all([import('pino'), import('../serve.js')]);
       const ctx = await openContext(globals());
       const log = pino({ level: ctx.cfg.log.level, base: { service: 'midcert', version: VERSION }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['password', '*.password', 'token', '*.token'] });
       const abort = new AbortController();
@@ -27,6 +26,9 @@ export function serveCommand(globals: () => GlobalOptions): Command {
         }, log, abort.signal);
       } finally {
         ctx.close();
+        // serve() returned within its shutdown grace; a rotation it left in flight (saved in the
+        // store, resumed at the next start) must not keep the process alive past it.
+        if (abort.signal.aborted) setTimeout(() => process.exit(), 500).unref();
       }
     });
 }
@@ -48,6 +50,7 @@ function mutualAuthCommand(globals: () => GlobalOptions, kind: 'convert' | 'boot
     .option('--json', 'print {"ok","jobId","results"}');
   if (kind === 'bootstrap') command.option('--capability <name>', 'ecc_agent capability to add (repeatable; default ALL)', collectCaps, []);
   return command.action(async (o: { agent: string; json?: boolean; capability?: string[] }) => {
+      const { rotateAgent, settleJob } = await import('../orchestrator/run-rotation.js');
       const ctx = await openContext(globals());
       try {
         const agent = ctx.store.agents.require(o.agent);

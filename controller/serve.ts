@@ -33,13 +33,6 @@ export function inMaintenanceWindow(windows: string[], now: Date): boolean {
   });
 }
 
-/** The old hand-rendered observation (kept for renderMetrics only; /metrics uses AgentObservation). */
-interface Observation {
-  daysLeft: number | null;
-  reachable: boolean;
-  lastResult: 'ok' | 'failed' | 'none';
-}
-
 export interface ServeOptions {
   intervalMs: number;
   jitterMs: number;
@@ -205,23 +198,6 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
   log.info({ due: due.map((a) => a.name) }, 'renewing');
   const report = await runRotation(deps, due, { ...rotation, force: true }, renewedByJobs(store, resumed));
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
-}
-
-/**
- * The old hand-rendered exposition (days left, reachable, last result). Not served any more:
- * `/metrics` is prom-client's (controller/metrics/registry.ts, docs/monitoring.md).
- * @deprecated kept only for old callers; the names break Prometheus conventions.
- */
-export function renderMetrics(observed: Map<string, Observation>): string {
-  const lines = [
-    '# HELP midcert_certificate_days_left Days until the MID client certificate expires.', '# TYPE midcert_certificate_days_left gauge',
-    ...[...observed].filter(([, o]) => o.daysLeft !== null).map(([n, o]) => `midcert_certificate_days_left{mid="${n}"} ${o.daysLeft}`),
-    '# HELP midcert_agent_reachable 1 when the controller reached the agent on the last pass.', '# TYPE midcert_agent_reachable gauge',
-    ...[...observed].map(([n, o]) => `midcert_agent_reachable{mid="${n}"} ${o.reachable ? 1 : 0}`),
-    '# HELP midcert_last_rotation_success 1 when the last rotation succeeded, 0 when it failed.', '# TYPE midcert_last_rotation_success gauge',
-    ...[...observed].filter(([, o]) => o.lastResult !== 'none').map(([n, o]) => `midcert_last_rotation_success{mid="${n}"} ${o.lastResult === 'ok' ? 1 : 0}`),
-  ];
-  return `${lines.join('\n')}\n`;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

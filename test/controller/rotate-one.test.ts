@@ -9,7 +9,7 @@ import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot }
 import { readCertificates } from '../../pki/certificate.js';
 import { rotateOne, type RotationRecord } from '../../controller/orchestrator/rotate-one.js';
 import pino from 'pino';
-import { inMaintenanceWindow, renderMetrics, renewalDue, serve } from '../../controller/serve.js';
+import { inMaintenanceWindow, renewalDue, serve } from '../../controller/serve.js';
 import { openStore, type Store } from '../../controller/store/index.js';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
 
@@ -410,13 +410,5 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
       store.close();
       await rm(dir, { recursive: true, force: true });
     }
-  });
-
-  it('renders Prometheus gauges per MID', () => {
-    const text = renderMetrics(new Map([['mid01', { daysLeft: 12, reachable: true, lastResult: 'ok' as const }], ['mid02', { daysLeft: null, reachable: false, lastResult: 'failed' as const }]]));
-    assert.match(text, /^midcert_certificate_days_left\{mid="mid01"\} 12$/m);
-    assert.match(text, /^midcert_agent_reachable\{mid="mid02"\} 0$/m);
-    assert.match(text, /^midcert_last_rotation_success\{mid="mid02"\} 0$/m);
-    assert.doesNotMatch(text, /days_left\{mid="mid02"\}/);
   });
 });

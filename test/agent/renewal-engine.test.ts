@@ -55,6 +55,32 @@ describe('agent renewal engine against a simulated MID and instance', function (
     assert.deepEqual(again, result);
   });
 
+  // Issue 11 item 5 (KB0535234, KB1048088, t_RekeyAMIDServer.md): the pair also decrypts the
+  // credentials the instance encrypts to the MID's public key. An instance that keeps the old key
+  // after a renewal makes the MID log "encryption keys do not match": the health check catches it
+  // and the MID goes back to the pair the instance knows.
+  it('rolls back when the instance still holds the old public key (MID_KEYS_MISMATCH)', async () => {
+    await world.close();
+    world = await startMidWorld('mid01', { instance: { mtlsKeyUpdate: 'keep' } });
+    const engine = new RenewalEngine(world.effects());
+    const before = await leafSha(world);
+    const input = await prepareAndSign(engine, 'rk');
+    const result = await engine.install('rk', input, () => undefined);
+    assert.equal(result.ok, false, JSON.stringify(result));
+    assert.equal(result.error?.code, 'MID_KEYS_MISMATCH');
+    assert.equal(result.failedStep, 'verify-health');
+    assert.equal(result.rolledBack, true);
+    assert.equal(await leafSha(world), before, 'the old pair is back in the keystore');
+  });
+
+  it('installs a renewal when the instance takes the new public key (the default model)', async () => {
+    const engine = new RenewalEngine(world.effects());
+    const result = await engine.install('ru', await prepareAndSign(engine, 'ru'), () => undefined);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    const log = await readFile(join(world.host.home, 'agent', 'logs', 'agent0.log.0'), 'utf8');
+    assert.doesNotMatch(log, /encryption keys do not match/);
+  });
+
   it('refuses a bundle that does not lint (chain of another CA): nothing on the host changes', async () => {
     const engine = new RenewalEngine(world.effects());
     const bytes = await readFile(world.host.keystorePath);

@@ -9,6 +9,7 @@ import type { MidPaths } from '../../agent/mid-install.js';
 import type { HostEffects } from '../../agent/renewal/effects.js';
 import type { ServiceManager } from '../../agent/service-manager.js';
 import { startInstance, type RunningInstance } from '../../lab/instance/index.js';
+import type { InstanceOptions } from '../../lab/instance/types.js';
 import { createLabCa, type Identity, type LabCa } from '../../lab/lab-ca.js';
 import { createMidHost, type MidHost } from '../../lab/mid/host.js';
 import { MidRunner } from '../../lab/mid/runner.js';
@@ -34,14 +35,14 @@ export interface MidWorld {
 
 const sysId = (): string => randomBytes(16).toString('hex');
 
-export async function startMidWorld(name = 'mid01'): Promise<MidWorld> {
+export async function startMidWorld(name = 'mid01', options: { instance?: Pick<InstanceOptions, 'mtlsKeyUpdate' | 'autoValidate'> } = {}): Promise<MidWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'midcert-world-'));
   const ca = await createLabCa(`World ${name}`);
   const server = await ca.issueIdentity('CN=localhost', { ...PROFILES.server, sans: ['DNS:localhost', 'IP:127.0.0.1'] });
   const instance = await startInstance({
     tls: { certPem: server.certPem + ca.intermediate.certPem, keyPem: server.keyPem },
     admin: { username: 'admin', password: randomBytes(12).toString('hex') },
-    publishDelayMs: 50, downAfterMs: 60_000, log: () => undefined,
+    publishDelayMs: 50, downAfterMs: 60_000, log: () => undefined, ...options.instance,
   });
   const user = instance.admin.addUser({ userName: `mid.${name}`, roles: ['mid_server'] });
   const publish = async (table: 'sys_ca_certificate' | 'sys_user_certificate', pem: string, fields: Record<string, string>): Promise<void> => {

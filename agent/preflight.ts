@@ -186,6 +186,8 @@ async function stateDirCheck(dir: string): Promise<Check> {
   } finally {
     await rm(probe, { force: true }).catch(() => undefined);
   }
+  // chmod is a no-op on Windows (modes read 0666/0777): there the ACL is what protects the keys.
+  if (process.platform === 'win32') return (await import('./windows/preflight-acl.js')).stateDirAclCheck(dir);
   const mode = info.mode & 0o777;
   if ((mode & 0o007) !== 0) {
     return fail('state-dir', 'error', 'STATE_DIR_UNUSABLE', `${dir} has mode ${octal(mode)}: other users can ${mode & 0o002 ? 'write' : 'read'} it (it holds private keys until they are installed); chmod 700 ${dir}`);
@@ -209,7 +211,8 @@ const octal = (mode: number): string => `0${mode.toString(8).padStart(3, '0')}`;
 
 async function serviceCheck(sources: PreflightSources): Promise<Check> {
   const { service } = sources;
-  const label = `${service.unit} (${service.manager})`;
+  // The `command` manager's unit is already "(command)": name it once, not "(command) (command)".
+  const label = service.unit === `(${service.manager})` ? service.unit : `${service.unit} (${service.manager})`;
   return (await service.isActive())
     ? pass('service', `the MID service ${label} is active`)
     : fail('service', 'error', 'SERVICE_INACTIVE', `the MID service ${label} is not active`);
@@ -277,7 +280,9 @@ function reachableCheck(url: URL, probe: ProbeResult, proxy: (ProbeProxy & { enc
   if (probe.trustError) {
     return fail('instance-reachable', 'error', 'INSTANCE_TLS_UNTRUSTED',
       `${url.origin} answered HTTP ${probe.status}${route}, but its certificate is not trusted: ${probe.trustError}; issuer "${probe.presented[0]?.issuer ?? 'unknown'}"` +
-      ' (a private CA: set preflight.instanceCaFile; the MID needs it in its own trust store too)');
+      (probe.viaProxy
+        ? ' (through a proxy this usually means the proxy intercepts TLS with its own CA: see tls-interception; for an instance on a private CA set preflight.instanceCaFile)'
+        : ' (a private CA: set preflight.instanceCaFile; the MID needs it in its own trust store too)'));
   }
   return pass('instance-reachable', `${url.origin} answered HTTP ${probe.status}${route} with a trusted certificate`);
 }
@@ -309,6 +314,12 @@ function interceptionCheck(probe: ProbeResult): Check {
   if (hit) {
     return fail('tls-interception', 'error', 'TLS_INTERCEPTED',
       `a TLS-intercepting proxy strips the client certificate: the instance certificate is issued by "${issuer}" (${hit.vendor}${hit.name === issuer ? '' : `, named in "${hit.name}"`}); exempt the instance host from TLS inspection`);
+  }
+  // Through a proxy, a chain this host cannot verify is what an inspecting proxy's own CA looks like
+  // (the instance's real certificate chains to a public root, or to preflight.instanceCaFile).
+  if (probe.viaProxy && probe.trustError) {
+    return fail('tls-interception', 'error', 'TLS_INTERCEPTED',
+      `through the proxy the instance certificate is issued by "${issuer}", which this host does not trust (${probe.trustError}): the proxy most likely intercepts TLS with its own CA and would strip the MID's client certificate; exempt the instance host from TLS inspection (or, if the instance really uses that CA, set preflight.instanceCaFile)`);
   }
   return pass('tls-interception', `the instance certificate is issued by "${issuer}", not a known TLS-intercepting proxy`);
 }

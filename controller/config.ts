@@ -9,6 +9,28 @@ import { MidcertError } from '../common/errors.js';
  * `<data-dir>/controller.yaml`. Keys under `ca` and `instance` are a contract (see
  * docs/controller-config.md); add keys, never rename them.
  */
+const proxySchema = z.object({
+  /** http://host:port of the proxy (CONNECT for https targets); no user-info. */
+  url: z.string().url(),
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  /** Hosts reached without the proxy (NO_PROXY syntax); default: the NO_PROXY environment variable. */
+  noProxy: z.array(z.string().min(1)).max(200).optional(),
+}).strict();
+
+/** OAuth against the instance's /oauth_token.do (docs/vendor-facts.md §15). */
+const oauthSchema = z.object({
+  clientId: z.string().min(1),
+  clientSecretFile: z.string().min(1),
+  grant: z.enum(['password', 'client_credentials']).default('password'),
+  /** password grant: the user (default instance.username) and its password file (default instance.passwordFile). */
+  username: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  scope: z.string().min(1).optional(),
+  /** Renew this long before `expires_in` runs out (capped at half the lifetime); default 60. */
+  refreshMarginSeconds: z.number().int().min(0).max(3600).default(60),
+}).strict();
+
 const caSchema = z.object({
   type: z.enum(['local', 'adcs', 'cfssl', 'exec', 'est']),
   url: z.string().url().optional(),
@@ -35,6 +57,8 @@ const caSchema = z.object({
   dir: z.string().min(1).optional(),
   timeoutSeconds: z.number().int().positive().max(600).default(30),
   validityDays: z.number().int().positive().max(3650).default(365),
+  /** HTTP proxy to the CA (http/https CA URLs); default HTTPS_PROXY / HTTP_PROXY with NO_PROXY. */
+  proxy: proxySchema.optional(),
 }).strict();
 
 const instanceSchema = z.object({
@@ -42,6 +66,10 @@ const instanceSchema = z.object({
   username: z.string().min(1).optional(),
   passwordFile: z.string().min(1).optional(),
   oauthTokenFile: z.string().min(1).optional(),
+  /** OAuth client (tokens fetched and renewed in memory); wins over username/passwordFile Basic auth. */
+  oauth: oauthSchema.optional(),
+  /** HTTP proxy to the instance; default HTTPS_PROXY with NO_PROXY. */
+  proxy: proxySchema.optional(),
   caFile: z.string().min(1).optional(),
   timeoutSeconds: z.number().int().positive().max(600).default(30),
   publishTimeoutSeconds: z.number().int().positive().max(3600).default(300),
@@ -50,6 +78,8 @@ const instanceSchema = z.object({
   midUsers: z.record(z.string().min(1), z.string().min(1)).optional(),
   /** user_name of a MID's service user when nothing names it; `{name}` is the MID name. Default `mid.{name}`. */
   midUserPattern: z.string().min(1).includes('{name}').optional(),
+  /** Keep every MID's installed leaf in cmdb_ci_certificate (Certificate Inventory and Management); default false. */
+  inventory: z.boolean().optional(),
 }).strict();
 
 const rotationSchema = z.object({
@@ -88,6 +118,8 @@ const schema = z.object({
 export type ControllerConfig = z.infer<typeof schema>;
 export type CaConfig = z.infer<typeof caSchema>;
 export type InstanceConfig = z.infer<typeof instanceSchema>;
+export type ProxyConfig = z.infer<typeof proxySchema>;
+export type OAuthConfig = z.infer<typeof oauthSchema>;
 
 /** --data-dir, else $MIDCERT_DATA_DIR, else ~/.midcert. */
 export function resolveDataDir(flag?: string): string {
@@ -115,10 +147,12 @@ export function parseControllerConfig(text: string, source: string): ControllerC
   const cfg = parseYamlConfig(text, source, schema);
   const base = dirname(resolve(source));
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(base, p));
+  const proxy = (p: ProxyConfig | undefined): ProxyConfig | undefined => p && { ...p, passwordFile: abs(p.passwordFile) };
+  const oauth = (o: OAuthConfig | undefined): OAuthConfig | undefined => o && { ...o, clientSecretFile: abs(o.clientSecretFile) as string, passwordFile: abs(o.passwordFile) };
   return {
     ...cfg,
-    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), keytab: abs(cfg.ca.keytab), dir: abs(cfg.ca.dir) },
-    instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile) },
+    ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), keytab: abs(cfg.ca.keytab), dir: abs(cfg.ca.dir), proxy: proxy(cfg.ca.proxy) },
+    instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile), oauth: oauth(cfg.instance.oauth), proxy: proxy(cfg.instance.proxy) },
   };
 }
 

@@ -26,6 +26,9 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v krb5-config >/dev/null 2>&1 && [ -f /usr/include/gssapi/gssapi.h ] || missing+=(libkrb5-dev)
 command -v make >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || missing+=(make g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Proxy peers (scripts/peers/start-proxy.sh, start-intercepting-proxy.sh): tinyproxy, squid with ssl-bump.
+command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy)
+[ -x /usr/lib/squid/security_file_certgen ] || missing+=(squid-openssl)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -136,7 +136,7 @@ export function probeInstance(target: ProbeTarget): Promise<ProbeResult> {
     connectReq.once('connect', (res, socket, head) => {
       sockets.push(socket);
       if (res.statusCode !== 200) {
-        const why = res.statusCode === 407 ? 'requires authentication (407 Proxy Authentication Required)' : `answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim();
+        const why = res.statusCode === 407 || res.statusCode === 401 ? `requires authentication (${res.statusCode === 407 ? '407 Proxy Authentication Required' : '401 Unauthorized: the credentials were refused'})` : `answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim();
         fail('PROXY_REFUSED', `the proxy ${proxy.host}:${proxy.port} refused the tunnel to ${authority}: it ${why}`);
         return;
       }

@@ -1,6 +1,8 @@
 import { request as httpRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { request as httpsRequest } from 'node:https';
+import type { CaConfig } from '../config.js';
+import { configuredProxy, describeProxy, isProxyError, proxyAuthorization, proxyFor, tunnelAgent, tunnelConnection, type ProxySettings } from '../proxy.js';
 import { excerpt, rejected, unreachable } from './adapter.js';
 import type { TlsMaterial } from './files.js';
 
@@ -29,6 +31,19 @@ export interface HttpReply {
   body: Buffer;
 }
 
+/**
+ * The CA's proxy: `ca.proxy`, else HTTPS_PROXY / HTTP_PROXY with NO_PROXY (controller/proxy.ts).
+ * One controller talks to one CA, so it is set once per process (createCaAdapter / probeCa).
+ */
+let caProxy: ProxySettings | undefined;
+
+export async function useCaProxy(cfg: Pick<CaConfig, 'proxy'>): Promise<void> {
+  caProxy = await configuredProxy(cfg.proxy, 'ca.proxy');
+}
+
+/** Keep-alive agents (NTLM) already switched to the tunnel. */
+const tunnelled = new WeakSet<Agent>();
+
 /** For messages: scheme, host and port only (never user-info, never query strings). */
 export function originOf(url: string): string {
   try {
@@ -45,6 +60,25 @@ export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> 
   const headers: Record<string, string | number> = { ...options.headers };
   if (options.body !== undefined) headers['Content-Length'] = Buffer.byteLength(options.body);
   const where = originOf(url);
+  const proxy = proxyFor(target, caProxy);
+  const via = proxy ? ` through the proxy ${describeProxy(proxy)}` : '';
+  let routing: Record<string, unknown> = { agent: options.agent ?? false };
+  if (proxy && isHttps) {
+    // CONNECT tunnel: TLS (and client certificates) end to end with the CA.
+    if (options.agent) {
+      if (!tunnelled.has(options.agent)) tunnelAgent(options.agent, proxy, options.timeoutMs);
+      tunnelled.add(options.agent);
+    } else {
+      // agent must be undefined (not false) for http.request to use createConnection.
+      routing = { agent: undefined, createConnection: tunnelConnection(proxy, options.timeoutMs) };
+    }
+  } else if (proxy) {
+    // Plain http: the request goes to the proxy with the absolute URL (RFC 9112 §3.2.2).
+    const auth = proxyAuthorization(proxy);
+    headers['Host'] = target.host;
+    if (auth) headers['Proxy-Authorization'] = auth;
+    routing = { agent: false, host: proxy.url.hostname, port: Number(proxy.url.port || 80), path: target.href };
+  }
   return new Promise((resolve, reject) => {
     let settled = false;
     const finish = (fn: () => void): void => {
@@ -56,9 +90,14 @@ export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> 
     const req = send(target, {
       method: options.method,
       headers,
-      agent: options.agent ?? false,
+      ...routing,
       ...(isHttps ? { ca: options.tls?.ca, cert: options.tls?.cert, key: options.tls?.key, minVersion: 'TLSv1.2' as const } : {}),
     }, (res: IncomingMessage) => {
+      if (proxy && !isHttps && res.statusCode === 407) {
+        res.resume();
+        finish(() => reject(rejected(`the proxy ${describeProxy(proxy)} requires authentication (HTTP 407 Proxy Authentication Required) for ${where}; check ${proxy.source === 'ca.proxy' ? 'ca.proxy.username and ca.proxy.passwordFile' : `the user-info in ${proxy.source}`}`)));
+        return;
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
@@ -74,10 +113,12 @@ export function httpCall(url: string, options: HttpOptions): Promise<HttpReply> 
       res.on('error', (err) => finish(() => reject(unreachable(transportReason(where, err)))));
     });
     const timer = setTimeout(() => {
-      finish(() => reject(unreachable(`the CA at ${where} did not answer within ${Math.round(options.timeoutMs / 1000)} s`)));
+      finish(() => reject(unreachable(`the CA at ${where}${via} did not answer within ${Math.round(options.timeoutMs / 1000)} s`)));
       req.destroy();
     }, options.timeoutMs);
-    req.on('error', (err) => finish(() => reject(unreachable(transportReason(where, err)))));
+    req.on('error', (err) => finish(() => reject(isProxyError(err)
+      ? (err.kind === 'unreachable' ? unreachable(`cannot reach the CA at ${where}: ${err.message}`) : rejected(`cannot reach the CA at ${where}: ${err.message}`))
+      : unreachable(transportReason(where + via, err)))));
     if (options.onSocket) req.on('socket', options.onSocket);
     req.end(options.body);
   });

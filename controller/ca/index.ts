@@ -4,6 +4,7 @@ import { createAdcsAdapter, probeAdcs, type CaProbe } from './adcs.js';
 import { createCfsslAdapter } from './cfssl.js';
 import { createEstAdapter } from './est.js';
 import { createExecAdapter } from './exec.js';
+import { useCaProxy } from './http.js';
 import { createLocalAdapter } from './local.js';
 
 export type { CaAdapter, CaOutcome, CaRequest, CaType } from './adapter.js';
@@ -15,6 +16,7 @@ export type { CaProbe } from './adcs.js';
  * `adcs` (GET of the certsrv start page with ca.auth); other types answer CA_PROBE_UNSUPPORTED.
  */
 export async function probeCa(cfg: CaConfig): Promise<CaProbe> {
+  await useCaProxy(cfg);
   if (cfg.type === 'adcs') return probeAdcs(cfg);
   return { ok: false, type: cfg.type, url: cfg.url ?? '', auth: '', authenticated: false, code: 'CA_PROBE_UNSUPPORTED', message: `ca probe checks ca.type adcs only (this controller uses ${cfg.type})` };
 }
@@ -25,6 +27,7 @@ export async function probeCa(cfg: CaConfig): Promise<CaProbe> {
  * CONFIG_UNREADABLE rather than at the first renewal.
  */
 export async function createCaAdapter(cfg: CaConfig, ctx: { dataDir: string }): Promise<CaAdapter> {
+  await useCaProxy(cfg);
   switch (cfg.type) {
     case 'local':
       return createLocalAdapter(cfg, ctx);

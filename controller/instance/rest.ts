@@ -6,7 +6,9 @@ import { MidcertError } from '../../common/errors.js';
 import { LIMITS } from '../../common/limits.js';
 import { VERSION } from '../../common/version.js';
 import { readSecretFile, type InstanceConfig } from '../config.js';
+import { configuredProxy, proxyFor, tunnelAgent, type ProxySettings } from '../proxy.js';
 import { statusError } from './http-errors.js';
+import { OAuthSession, type OAuthSettings, type OAuthStats } from './oauth.js';
 import { DEFAULT_BACKOFF, backoffDelay, isIdempotent, retryAfterMs, type BackoffSettings } from './retry.js';
 import { exchange } from './transport.js';
 
@@ -26,7 +28,11 @@ import { exchange } from './transport.js';
 /** A table row as the REST API returns it with `sysparm_exclude_reference_link=true`. */
 export type TableRecord = Record<string, string>;
 
-export type InstanceAuth = { kind: 'basic'; username: string; password: string } | { kind: 'bearer'; token: string };
+export type InstanceAuth =
+  | { kind: 'basic'; username: string; password: string }
+  | { kind: 'bearer'; token: string }
+  /** Tokens from /oauth_token.do, renewed before expiry and once after a 401 (oauth.ts). */
+  | ({ kind: 'oauth' } & OAuthSettings);
 
 export interface InstanceClientSettings {
   /** `https://<instance>.service-now.com` (a path, if any, is ignored). */
@@ -43,6 +49,11 @@ export interface InstanceClientSettings {
   backoff?: Partial<BackoffSettings>;
   /** Jitter source (tests); default Math.random. */
   random?: () => number;
+  /**
+   * The HTTP proxy (CONNECT tunnel); default HTTPS_PROXY from the environment (NO_PROXY
+   * honoured); false: never a proxy.
+   */
+  proxy?: ProxySettings | false;
 }
 
 export interface InstanceRequest {
@@ -94,7 +105,10 @@ export class InstanceClient {
   readonly url: string;
   readonly stats: RequestStats = { requests: 0, attempts: 0, retries: 0, byStatus: {} };
   /** A true private field: never enumerated, so logging the client cannot print the credential. */
-  readonly #authHeader: string;
+  readonly #authHeader: string | undefined;
+  readonly #oauth: OAuthSession | undefined;
+  /** The proxy requests go through, if any (its password is never printed). */
+  readonly proxy: ProxySettings | undefined;
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly maxResponseBytes: number;
@@ -119,9 +133,10 @@ export class InstanceClient {
     }
     if (base.protocol !== 'https:') throw new MidcertError('CONFIG_INVALID', `the instance URL must be https, not ${base.protocol}`);
     this.url = base.origin;
-    this.#authHeader = settings.auth.kind === 'basic'
-      ? `Basic ${Buffer.from(`${settings.auth.username}:${settings.auth.password}`).toString('base64')}`
-      : `Bearer ${settings.auth.token}`;
+    const auth = settings.auth;
+    this.#authHeader = auth.kind === 'basic'
+      ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`
+      : auth.kind === 'bearer' ? `Bearer ${auth.token}` : undefined;
     this.timeoutMs = settings.timeoutMs ?? 30_000;
     this.retries = settings.retries ?? 4;
     this.maxResponseBytes = settings.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
@@ -131,17 +146,54 @@ export class InstanceClient {
     // The keep-alive idle timeout stays below Node's and most proxies' server-side 5 s.
     this.reusing = new Agent({ ...tls, keepAlive: true, maxSockets: 16, timeout: 4000 });
     this.fresh = new Agent({ ...tls, keepAlive: false, maxSockets: 16 });
+    this.proxy = settings.proxy === false ? undefined : proxyFor(base, settings.proxy);
+    if (this.proxy) {
+      tunnelAgent(this.reusing, this.proxy, this.timeoutMs);
+      tunnelAgent(this.fresh, this.proxy, this.timeoutMs);
+    }
+    if (auth.kind === 'oauth') {
+      const { kind: _kind, ...oauth } = auth;
+      const tokenUrl = new URL('/oauth_token.do', this.url);
+      this.#oauth = new OAuthSession(oauth, (form) => exchange({
+        method: 'POST', url: tokenUrl, body: form, agent: this.fresh, timeoutMs: this.timeoutMs, maxResponseBytes: 64 * 1024,
+        headers: {
+          Accept: 'application/json', 'User-Agent': `midcert/${VERSION}`,
+          'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': String(form.length),
+        },
+      }), { retries: this.retries, delay: (attempt) => sleep(backoffDelay(attempt, this.backoff, this.random)).then(() => undefined) });
+    }
+  }
+
+  /** Token counters when the client uses instance.oauth (grants, refreshes, refused refreshes, 401 retries). */
+  oauthStats(): OAuthStats | undefined {
+    return this.#oauth && { ...this.#oauth.stats };
   }
 
   /** A client from the controller config: reads the secret and CA files (never logs them). */
   static async fromConfig(config: InstanceConfig, overrides: Partial<InstanceClientSettings> = {}): Promise<InstanceClient> {
-    // The token wins; the password file is then not even read.
-    const token = await readSecretFile(config.oauthTokenFile, 'instance OAuth token');
-    const password = token ? undefined : await readSecretFile(config.passwordFile, 'instance password');
-    let auth: InstanceAuth;
-    if (token) auth = { kind: 'bearer', token };
+    if (config.oauth && config.oauthTokenFile) throw new MidcertError('CONFIG_INVALID', 'instance: set instance.oauth or instance.oauthTokenFile, not both');
+    let auth: InstanceAuth | undefined;
+    if (config.oauth) {
+      const o = config.oauth;
+      const clientSecret = await readSecretFile(o.clientSecretFile, 'instance OAuth client secret');
+      if (!clientSecret) throw new MidcertError('CONFIG_INVALID', `instance.oauth.clientSecretFile ${o.clientSecretFile} is empty`);
+      const username = o.username ?? config.username;
+      const password = o.grant === 'password' ? await readSecretFile(o.passwordFile ?? config.passwordFile, 'instance OAuth user password') : undefined;
+      if (o.grant === 'password' && (!username || password === undefined)) {
+        throw new MidcertError('CONFIG_INVALID', 'instance.oauth: the password grant needs username and passwordFile (under instance.oauth or instance)');
+      }
+      auth = {
+        kind: 'oauth', clientId: o.clientId, clientSecret, grant: o.grant, refreshMarginMs: o.refreshMarginSeconds * 1000,
+        ...(o.grant === 'password' ? { username, password } : {}), ...(o.scope ? { scope: o.scope } : {}),
+      };
+    }
+    // The token wins over Basic; the password file is then not even read.
+    const token = auth ? undefined : await readSecretFile(config.oauthTokenFile, 'instance OAuth token');
+    const password = auth || token ? undefined : await readSecretFile(config.passwordFile, 'instance password');
+    if (auth) { /* instance.oauth */ } else if (token) auth = { kind: 'bearer', token };
     else if (config.username && password !== undefined) auth = { kind: 'basic', username: config.username, password };
-    else throw new MidcertError('CONFIG_INVALID', 'instance: set username and passwordFile, or oauthTokenFile');
+    else throw new MidcertError('CONFIG_INVALID', 'instance: set username and passwordFile, oauth, or oauthTokenFile');
+    const proxy = await configuredProxy(config.proxy, 'instance.proxy');
     let caPem: Buffer | undefined;
     if (config.caFile) {
       try {
@@ -152,7 +204,7 @@ export class InstanceClient {
       if (caPem.length > LIMITS.pemBytes) throw new MidcertError('INPUT_TOO_LARGE', `the instance caFile is larger than ${LIMITS.pemBytes} bytes`);
     }
     return new InstanceClient({
-      url: config.url, auth, ...(caPem ? { caPem } : {}), timeoutMs: config.timeoutSeconds * 1000, retries: config.retries, ...overrides,
+      url: config.url, auth, ...(caPem ? { caPem } : {}), ...(proxy ? { proxy } : {}), timeoutMs: config.timeoutSeconds * 1000, retries: config.retries, ...overrides,
     });
   }
 
@@ -169,6 +221,7 @@ export class InstanceClient {
   }
 
   close(): void {
+    this.#oauth?.clear();
     this.reusing.destroy();
     this.fresh.destroy();
   }
@@ -255,7 +308,10 @@ export class InstanceClient {
     const payload = options.json !== undefined ? Buffer.from(JSON.stringify(options.json))
       : options.body !== undefined ? Buffer.from(options.body) : undefined;
     const headers: Record<string, string> = { Accept: options.accept ?? 'application/json', 'User-Agent': `midcert/${VERSION}` };
-    if (options.authenticate !== false) headers['Authorization'] = this.#authHeader;
+    const authenticate = options.authenticate !== false;
+    if (authenticate && this.#authHeader) headers['Authorization'] = this.#authHeader;
+    let token: string | undefined;
+    let renewedAfter401 = false;
     if (payload) {
       headers['Content-Type'] = options.json !== undefined ? 'application/json' : options.contentType ?? 'application/octet-stream';
       headers['Content-Length'] = String(payload.length);
@@ -263,6 +319,10 @@ export class InstanceClient {
     const what = `${method} ${url.pathname}`;
     const idempotent = isIdempotent(method);
     for (let attempt = 1; ; attempt += 1) {
+      if (authenticate && this.#oauth) {
+        token = await this.#oauth.token();
+        headers['Authorization'] = `Bearer ${token}`;
+      }
       this.stats.attempts += 1;
       const outcome = await exchange({
         method, url, headers, ...(payload ? { body: payload } : {}), agent: idempotent ? this.reusing : this.fresh,
@@ -275,11 +335,20 @@ export class InstanceClient {
         this.stats.byStatus[status] = (this.stats.byStatus[status] ?? 0) + 1;
         this.noteClock(outcome.headers['date'], outcome.startedAt, outcome.endedAt);
         if (status >= 200 && status < 300) return { status, headers: outcome.headers, body: outcome.body };
+        // An OAuth token the instance no longer takes (expired early, revoked): one new token, one
+        // retry — the 401 means the request did not run, so even a POST may go again. Never a loop.
+        if (status === 401 && this.#oauth && token !== undefined && !renewedAfter401) {
+          renewedAfter401 = true;
+          await this.#oauth.renewAfterRejection(token);
+          attempt -= 1;
+          continue;
+        }
         const refusedUnrun = status === 429 || status === 503;
         const retryable = refusedUnrun || (status >= 500 && idempotent);
         if (options.anyStatus && (!retryable || last)) return { status, headers: outcome.headers, body: outcome.body };
         if (!retryable) {
-          const note = status >= 500 ? '; a POST is not repeated after this answer' : '';
+          const note = status >= 500 ? '; a POST is not repeated after this answer'
+            : status === 401 && renewedAfter401 ? ` (also with a new token for OAuth client "${this.#oauth?.clientId ?? ''}")` : '';
           throw statusError(status, what, outcome.body, note);
         }
         if (last) throw statusError(status, what, outcome.body, ` (after ${attempt} attempts)`);
@@ -290,6 +359,7 @@ export class InstanceClient {
           throw new MidcertError('INSTANCE_TLS_UNTRUSTED', `${what}: the instance's certificate is not trusted (${outcome.code}); set instance.caFile?`);
         }
         if (outcome.reason === 'too-large') throw invalid(what, outcome.message);
+        if (outcome.reason === 'proxy') throw new MidcertError('PROXY_REFUSED', `${what}: ${outcome.message}`);
         const code = outcome.reason === 'timeout' ? 'INSTANCE_TIMEOUT' : 'INSTANCE_UNAVAILABLE';
         if (outcome.sent && !idempotent) {
           throw new MidcertError(code, `${what}: ${outcome.message}; the request may have reached the instance, so it is not repeated`);

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { request, type Agent } from 'node:https';
+import { isProxyError } from '../proxy.js';
 
 /** One HTTPS exchange with the instance, bounded in time and in response size. No retries here. */
 export interface Exchange {
@@ -16,8 +17,12 @@ export type ExchangeOutcome =
   | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: Buffer; startedAt: number; endedAt: number }
   | {
     kind: 'failure';
-    /** tls: the instance's certificate is not trusted (never retried); too-large: the body cap was hit. */
-    reason: 'timeout' | 'network' | 'tls' | 'too-large';
+    /**
+     * tls: the instance's certificate is not trusted (never retried); too-large: the body cap was
+     * hit; proxy: the proxy refused the tunnel (407 or another refusal; never retried). A proxy
+     * that cannot be reached, or cannot reach the instance, is a `network` failure.
+     */
+    reason: 'timeout' | 'network' | 'tls' | 'too-large' | 'proxy';
     /**
      * True once the request may have reached the server: the TLS session was up (fresh connection)
      * or the socket was a reused keep-alive one. A failure before that point cannot have changed
@@ -42,7 +47,7 @@ export function exchange(ex: Exchange): Promise<ExchangeOutcome> {
       clearTimeout(timer);
       resolve(outcome);
     };
-    const fail = (reason: 'timeout' | 'network' | 'tls' | 'too-large', code: string | undefined, message: string): void =>
+    const fail = (reason: 'timeout' | 'network' | 'tls' | 'too-large' | 'proxy', code: string | undefined, message: string): void =>
       finish({ kind: 'failure', reason, sent, code, message });
 
     const req = request(ex.url, { method: ex.method, headers: ex.headers, agent: ex.agent });
@@ -81,6 +86,10 @@ export function exchange(ex: Exchange): Promise<ExchangeOutcome> {
       res.on('aborted', () => fail('network', 'ECONNRESET', 'the connection closed mid-response'));
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
+      if (isProxyError(err)) {
+        fail(err.kind === 'unreachable' ? 'network' : 'proxy', err.code, err.message);
+        return;
+      }
       const trust = err.code !== undefined && TLS_TRUST.test(err.code);
       fail(trust ? 'tls' : 'network', err.code, err.message);
     });

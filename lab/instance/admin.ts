@@ -39,6 +39,8 @@ export function createAdmin(ctx: InstanceContext, trust: ClientTrust, flush: () 
       ctx.tables.update('ecc_agent', agent['sys_id'] as string, { status }, { system: true });
     },
     runMonitor: () => ctx.agents.runMonitor(),
+    addOAuthClient: (client) => ctx.oauth.addClient(client),
+    revokeOAuthTokens: (which) => ctx.oauth.revoke(ctx, which),
     trustAnchors: () => trust.fingerprints(),
     flush,
   };

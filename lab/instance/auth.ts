@@ -34,7 +34,7 @@ function basic(encoded: string, tables: TableStore, credentials: Credentials): P
 
 function bearer(token: string, tables: TableStore, credentials: Credentials, now: number): Principal {
   const found = credentials.tokenUser(token, now);
-  if ('refused' in found) throw refuse.notAuthenticated(found.refused);
+  if ('refused' in found) throw found.expired ? refuse.invalidToken(found.refused) : refuse.notAuthenticated(found.refused);
   return principalFor(tables, found.user);
 }
 

@@ -37,6 +37,11 @@ export interface InstanceConfigFile {
   supportsTls?: InstanceOptions['supportsTls'];
   stateFile?: string;
   logFile?: string;
+  /** OAuth access token expires_in (default 1799 × timeScale) and refresh token lifetime. */
+  oauthTokenSeconds?: number;
+  oauthRefreshSeconds?: number;
+  /** OAuth clients; the secret from clientSecretFile (preferred) or clientSecret. */
+  oauthClients?: Array<{ clientId: string; clientSecret?: string; clientSecretFile?: string; applicationUser?: string }>;
 }
 
 const MAX_CONFIG_BYTES = 64 * 1024;
@@ -62,8 +67,16 @@ export async function loadInstanceConfig(path: string): Promise<InstanceOptions>
   if (config.publishDelayMs !== undefined) options.publishDelayMs = config.publishDelayMs;
   if (config.publishWord !== undefined) options.publishWord = config.publishWord;
   for (const key of ['timeScale', 'invalidQuery', 'autoValidate', 'mtlsKeyUpdate', 'oneActiveChain', 'attachmentToMissingRecord',
-    'fingerprintField', 'pluginActiveStyle', 'supportsTls'] as const) {
+    'fingerprintField', 'pluginActiveStyle', 'supportsTls', 'oauthTokenSeconds', 'oauthRefreshSeconds'] as const) {
     if (config[key] !== undefined) (options as unknown as Record<string, unknown>)[key] = config[key];
+  }
+  if (config.oauthClients !== undefined) {
+    options.oauthClients = [];
+    for (const c of config.oauthClients) {
+      const secret = c.clientSecretFile !== undefined ? (await readFile(at(c.clientSecretFile), 'utf8')).replace(/\r?\n$/, '') : c.clientSecret;
+      if (typeof c.clientId !== 'string' || !secret) throw new Error(`${path}: oauthClients[] needs clientId and clientSecretFile (or clientSecret)`);
+      options.oauthClients.push({ clientId: c.clientId, clientSecret: secret, ...(c.applicationUser ? { applicationUser: c.applicationUser } : {}) });
+    }
   }
   if (config.stateFile !== undefined) options.stateFile = at(config.stateFile);
   if (config.logFile !== undefined) options.log = at(config.logFile);

@@ -4,6 +4,7 @@ import type { CertificateRules } from './certificates.js';
 import type { Credentials } from './credentials.js';
 import type { FaultInjector } from './faults.js';
 import type { Log } from './log.js';
+import type { OAuthServer } from './oauth.js';
 import type { TableStore } from './tables.js';
 import type { InvalidQueryMode } from './query.js';
 import type { PluginActiveStyle, SupportsTls } from './types.js';
@@ -25,6 +26,7 @@ export interface InstanceContext {
   certificates: CertificateRules;
   agents: AgentMonitor;
   faults: FaultInjector;
+  oauth: OAuthServer;
   log: Log;
   limits: { jsonBytes: number; attachmentBytes: number };
   settings: InstanceSettings;

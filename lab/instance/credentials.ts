@@ -33,11 +33,15 @@ export class Credentials {
     this.tokens.set(tokenHash(token), expiresAt === undefined ? { user: userId } : { user: userId, expiresAt });
   }
 
+  removeToken(token: string): void {
+    this.tokens.delete(tokenHash(token));
+  }
+
   /** The user a bearer token stands for, or a reason it does not. */
-  tokenUser(token: string, now: number): { user: string } | { refused: string } {
+  tokenUser(token: string, now: number): { user: string } | { refused: string; expired: boolean } {
     const entry = this.tokens.get(tokenHash(token));
-    if (!entry) return { refused: 'unknown bearer token' };
-    if (entry.expiresAt !== undefined && entry.expiresAt <= now) return { refused: 'expired bearer token' };
+    if (!entry) return { refused: 'unknown bearer token', expired: false };
+    if (entry.expiresAt !== undefined && entry.expiresAt <= now) return { refused: 'expired bearer token', expired: true };
     return { user: entry.user };
   }
 

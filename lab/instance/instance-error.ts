@@ -29,6 +29,12 @@ export const refuse = {
     new InstanceError(401, 'User Not Authenticated', {
       detail: 'Required to provide Auth information', reason, headers: { 'WWW-Authenticate': 'Basic realm="Service-now"' },
     }),
+  /** An expired (or revoked) OAuth access token: RFC 6750's invalid_token in WWW-Authenticate. */
+  invalidToken: (reason: string): InstanceError =>
+    new InstanceError(401, 'User Not Authenticated', {
+      detail: 'Required to provide Auth information (invalid_token: the access token expired or was revoked)', reason,
+      headers: { 'WWW-Authenticate': `Bearer realm="Service-now", error="invalid_token", error_description="The access token expired"` },
+    }),
   forbidden: (operation: 'Insert' | 'Update' | 'Delete', reason: string): InstanceError =>
     new InstanceError(403, 'Operation Failed', { detail: `ACL Exception ${operation} Failed due to security constraints`, reason }),
   noRecord: (): InstanceError =>

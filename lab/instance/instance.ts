@@ -10,6 +10,7 @@ import type { InstanceContext } from './context.js';
 import { Credentials } from './credentials.js';
 import { FaultInjector } from './faults.js';
 import { openLog } from './log.js';
+import { OAuthServer } from './oauth.js';
 import { STATE_FORMAT, StateWriter, readState, type InstanceState } from './persistence.js';
 import { handleRequest } from './router.js';
 import { pluginViewRules, seedInstance } from './seed.js';
@@ -42,6 +43,7 @@ export async function startInstance(options: InstanceOptions): Promise<RunningIn
 
   const ctx: InstanceContext = {
     tables, attachments, credentials, certificates, agents, faults: new FaultInjector(), log: log.write,
+    oauth: new OAuthServer({ accessSeconds: options.oauthTokenSeconds, refreshSeconds: options.oauthRefreshSeconds, timeScale: settings.timeScale }),
     limits: { jsonBytes: settings.jsonBytes, attachmentBytes: settings.attachmentBytes },
     settings: {
       supportsTls: options.supportsTls ?? 'true', url: '', invalidQuery: options.invalidQuery ?? 'ignore',
@@ -53,6 +55,7 @@ export async function startInstance(options: InstanceOptions): Promise<RunningIn
   try {
     writer = await loadState(ctx, options.stateFile);
     seedInstance(tables, options.admin, ctx.settings.pluginActiveStyle);
+    for (const client of options.oauthClients ?? []) ctx.oauth.addClient(client);
     certificates.resumePending();
     trust.apply(certificates.trustAnchors());
     server.on('request', (req, res) => void handleRequest(req, res, ctx));

@@ -35,6 +35,7 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, url: URL, ctx
     return sendBytes(res, 200, path === '/adcv2/server' ? SERVER_HEADER : ctx.settings.supportsTls, 'text/plain;charset=UTF-8');
   }
   if (path === '/api/mid/heartbeat') return handleHeartbeat(req, res, ctx);
+  if (path === '/oauth_token.do') return ctx.oauth.handle(req, res, ctx);
   const isTable = path.startsWith('/api/now/table/');
   const isAttachment = path === '/api/now/attachment' || path.startsWith('/api/now/attachment/');
   if (!isTable && !isAttachment) throw refuse.invalidUri();

@@ -100,6 +100,39 @@ const SCHEMAS: Readonly<Record<string, TableSchema>> = {
     writeRoles: ['admin', 'mid_server', 'agent_admin'],
     defaults: { state: 'ready', queue: 'output' },
   },
+  cmdb_ci_certificate: {
+    // Unique Certificate (Certificate Inventory and Management), vendor-facts §16: the column names the
+    // documents give (SND x509-certificates-discovery.md, aws-certificate-manager-discovery-pattern.md,
+    // run-cert-inventory-mgmt-bulk-url.md; assigned_to/assignment_group: cmdb-ci-class-models-tls.md;
+    // `name`: cmdb_ci). Labels without a documented column name (Is certificate authority, Is
+    // selfsigned, Renewal tracking, Service type, Version, Certificate file) are left out.
+    fields: ['name', 'fingerprint', 'fingerprint_algorithm', 'serial_number', 'signature_algorithm', 'issuer', 'root_issuer',
+      'issuer_common_name', 'issuer_distinguished_name', 'subject_distinguished_name', 'subject_common_name', 'subject_country',
+      'subject_state', 'subject_locality', 'subject_organizational_unit', 'subject_organization', 'subject_email',
+      'subject_alternative_name', 'valid_from', 'valid_to', 'key_size', 'state', 'assigned_to', 'assignment_group'],
+    references: { issuer: 'cmdb_ci_certificate', root_issuer: 'cmdb_ci_certificate', assigned_to: 'sys_user' },
+    // pki_admin: "read/write access to certificates" and the only role that changes `state`
+    // (SND cert-inventory-mgmt-user-roles.md). The lab models roles per table, so pki_user is out.
+    writeRoles: ['admin', 'sn_disco_certmgmt.pki_admin'],
+  },
+  cmdb_ci_computer: {
+    // The MID's host CI, found by `name` (cmdb_ci). `ip_address`/`fqdn`: cmdb_ci columns, not used by midcert.
+    fields: ['name', 'fqdn', 'ip_address'],
+    writeRoles: ['admin'],
+  },
+  cmdb_rel_type: {
+    // "a name field value from the CI Relationship Type [cmdb_rel_type] table" (SND c_IdentifyReconcileAPI.md).
+    fields: ['name'],
+    writeRoles: ['admin'],
+  },
+  cmdb_rel_ci: {
+    // "the parent, the child, and the nature of the relationship" (SND c_OptionsToPopulateCMDB.md);
+    // parent/child/type columns (SND build-service-mapping-query.md). Type references cmdb_rel_type.
+    fields: ['parent', 'child', 'type'],
+    references: { parent: 'cmdb_ci_computer', child: 'cmdb_ci_certificate', type: 'cmdb_rel_type' },
+    // sn_cmdb_editor, itil or asset may delete CI relationships (SND delete-ci-relationship.md).
+    writeRoles: ['admin', 'sn_cmdb_editor', 'itil', 'asset'],
+  },
   sys_attachment: {
     // Written only through the Attachment API. `hash` is the lab's (the documented metadata has none).
     fields: ['table_name', 'table_sys_id', 'file_name', 'content_type', 'size_bytes', 'hash'],

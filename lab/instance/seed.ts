@@ -36,6 +36,11 @@ export function seedInstance(tables: TableStore, admin: { username: string; pass
       tables.insert('sys_choice', { ...choice, inactive: 'false' });
     }
   }
+  // The relation types the certificate documents name (vendor-facts §16): Uses::Used by (an
+  // application uses a certificate, SND run-cert-inventory-mgmt-urls.md), Hosts::Hosted on (cloud patterns).
+  for (const name of ['Uses::Used by', 'Hosts::Hosted on']) {
+    if (!tables.rawRows('cmdb_rel_type').some((t) => t['name'] === name)) tables.insert('cmdb_rel_type', { name });
+  }
 }
 
 /** v_plugin mirrors sys_plugins (its `id` = the plugin's `source`). */

@@ -1,5 +1,8 @@
 /** Public types of the simulated ServiceNow instance (options, running handle, admin handle). */
 
+import type { OAuthClientSpec } from './oauth.js';
+export type { OAuthClientSpec } from './oauth.js';
+
 /** The word the instance writes into `publish_status` once a certificate is published (DESIGN §4). */
 export type PublishWord = 'Exists' | 'Active';
 
@@ -74,6 +77,15 @@ export interface InstanceOptions {
   stateFile?: string;
   /** The instance's own log: a line sink, or a file path (appended). Default: no log. */
   log?: string | ((line: string) => void);
+  /**
+   * `expires_in` of OAuth access tokens from /oauth_token.do (the token is refused one second
+   * later); default 1799 × timeScale. Tests use e.g. 2.
+   */
+  oauthTokenSeconds?: number;
+  /** Lifetime of OAuth refresh tokens; default 8640000 × timeScale (100 days). */
+  oauthRefreshSeconds?: number;
+  /** The OAuth application registry at start (oauth_entity): clients for /oauth_token.do. */
+  oauthClients?: OAuthClientSpec[];
   /** Request body bounds; defaults 1 MiB for JSON and 64 KiB for attachments. */
   limits?: { jsonBytes?: number; attachmentBytes?: number };
 }
@@ -147,6 +159,10 @@ export interface InstanceAdmin {
   runMonitor(): void;
   /** Accepts `Authorization: Bearer <token>` as the given user until it expires. */
   addOAuthToken(token: string, userName: string, options?: { expiresInMs?: number }): void;
+  /** Registers (or replaces) an OAuth client for /oauth_token.do; applicationUser enables client_credentials. */
+  addOAuthClient(client: OAuthClientSpec): void;
+  /** Revokes issued OAuth access tokens (REST calls with them get 401) and/or refresh tokens (refresh grants refused). */
+  revokeOAuthTokens(which: { access?: boolean; refresh?: boolean }): void;
   /** SHA-256 fingerprints of the certificates client certificates are verified against now. */
   trustAnchors(): string[];
   /** Writes the state file now (no-op without one). */

@@ -1,9 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { InstanceContext } from './context.js';
+import type { Credentials } from './credentials.js';
+import type { Log } from './log.js';
+import type { TableStore } from './tables.js';
 import { readBody, sendJson } from './http.js';
 import { refuse } from './instance-error.js';
 import { findUserByName, loginRefusal } from './users.js';
+import type { OAuthClientSpec } from './types.js';
 
 /**
  * `POST /oauth_token.do`, the instance as OAuth authorization server (docs/vendor-facts.md §15,
@@ -21,14 +24,16 @@ import { findUserByName, loginRefusal } from './users.js';
  * - An expired access token on the REST APIs: 401 with `WWW-Authenticate: Bearer … error="invalid_token"`.
  */
 
+/** What the token endpoint uses of the instance (a slice of InstanceContext, so this file does not import it). */
+interface OAuthContext {
+  tables: TableStore;
+  credentials: Credentials;
+  log: Log;
+  markDirty: () => void;
+}
+
 export const CLIENT_CREDENTIALS_PROPERTY = 'glide.oauth.inbound.client.credential.grant_type.enabled';
 
-export interface OAuthClientSpec {
-  clientId: string;
-  clientSecret: string;
-  /** user_name of the OAuth Application User (client_credentials grant). */
-  applicationUser?: string;
-}
 
 interface Client {
   secretHash: Buffer;
@@ -71,7 +76,7 @@ export class OAuthServer {
   }
 
   /** Forgets issued tokens: `access` (REST calls then get 401 invalid… unknown token) and/or `refresh`. */
-  revoke(ctx: InstanceContext, which: { access?: boolean; refresh?: boolean }): void {
+  revoke(ctx: OAuthContext, which: { access?: boolean; refresh?: boolean }): void {
     for (const [key, issued] of this.current) {
       if (which.access) ctx.credentials.removeToken(issued.access);
       if (which.refresh) {
@@ -83,7 +88,7 @@ export class OAuthServer {
     if (which.refresh) this.refreshTokens.clear();
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, ctx: InstanceContext): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, ctx: OAuthContext): Promise<void> {
     if (req.method !== 'POST') throw refuse.methodNotAllowed();
     const body = await readBody(req, BODY_LIMIT);
     const type = (req.headers['content-type'] ?? '').split(';', 1)[0]?.trim().toLowerCase();
@@ -133,7 +138,7 @@ export class OAuthServer {
   }
 
   /** The current tokens when still valid, else new ones (a refresh token only with `withRefresh`). */
-  private issue(ctx: InstanceContext, clientId: string, userId: string, now: number, withRefresh: boolean): Issued {
+  private issue(ctx: OAuthContext, clientId: string, userId: string, now: number, withRefresh: boolean): Issued {
     const key = `${clientId}\u0000${userId}`;
     const held = this.current.get(key);
     const refreshValid = held?.refresh !== undefined && held.refreshExpiresAt > now && this.refreshTokens.has(held.refresh);
@@ -153,7 +158,7 @@ export class OAuthServer {
     return this.newAccess(ctx, clientId, userId, now, { access: '', accessExpiresAt: 0, refresh, refreshExpiresAt });
   }
 
-  private newAccess(ctx: InstanceContext, clientId: string, userId: string, now: number, base: Issued | undefined): Issued {
+  private newAccess(ctx: OAuthContext, clientId: string, userId: string, now: number, base: Issued | undefined): Issued {
     const access = newToken();
     // The vendor's 1800-s token reports expires_in 1799: the token outlives expires_in by a second.
     const accessExpiresAt = now + (this.accessSeconds + 1) * 1000;
@@ -164,7 +169,7 @@ export class OAuthServer {
     return issued;
   }
 
-  private answer(res: ServerResponse, ctx: InstanceContext, issued: Issued, now: number, withRefresh: boolean): void {
+  private answer(res: ServerResponse, ctx: OAuthContext, issued: Issued, now: number, withRefresh: boolean): void {
     const expiresIn = Math.max(0, Math.floor((issued.accessExpiresAt - now) / 1000) - 1);
     ctx.log(`oauth: issued an access token (expires_in ${expiresIn})`);
     sendJson(res, 200, {
@@ -176,7 +181,7 @@ export class OAuthServer {
     }, { 'Cache-Control': 'no-store' });
   }
 
-  private deny(res: ServerResponse, ctx: InstanceContext, reason: string): void {
+  private deny(res: ServerResponse, ctx: OAuthContext, reason: string): void {
     ctx.log(`401 POST /oauth_token.do: ${reason}`);
     sendJson(res, 401, { error_description: 'access_denied', error: 'server_error' });
   }

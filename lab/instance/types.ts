@@ -1,7 +1,12 @@
 /** Public types of the simulated ServiceNow instance (options, running handle, admin handle). */
 
-import type { OAuthClientSpec } from './oauth.js';
-export type { OAuthClientSpec } from './oauth.js';
+/** A registered OAuth client (oauth_entity) of the lab instance. */
+export interface OAuthClientSpec {
+  clientId: string;
+  clientSecret: string;
+  /** user_name of the OAuth Application User (client_credentials grant). */
+  applicationUser?: string;
+}
 
 /** The word the instance writes into `publish_status` once a certificate is published (DESIGN §4). */
 export type PublishWord = 'Exists' | 'Active';

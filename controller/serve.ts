@@ -183,6 +183,7 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
       const at = new Date().toISOString();
       observed.set(agent.name, { reachable: true, observedAt: at, lastSeenAt: at, leafSha256: s.leafSha256, leafIssuer: s.leafIssuer, notBefore: s.notBefore, notAfter: s.notAfter });
       if (renewalDue(s.notBefore, s.notAfter, now, options.renewWithinDays)) due.push(agent);
+      else await reconcileInventory(store, deps, agent, s.leafSha256, log);
     } catch {
       const before = observed.get(agent.name);
       observed.set(agent.name, { ...before, reachable: false, observedAt: new Date().toISOString() });
@@ -198,6 +199,24 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
   log.info({ due: due.map((a) => a.name) }, 'renewing');
   const report = await runRotation(deps, due, { ...rotation, force: true }, renewedByJobs(store, resumed));
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
+}
+
+/**
+ * `instance.inventory`: the leaf the MID holds now, as its cmdb_ci_certificate record (idempotent:
+ * nothing is written when the record already says so), its earlier leaves retired. Only leaves the
+ * store knows (midcert issued them: it has the PEM). A failure is a warning, never a failed pass.
+ */
+async function reconcileInventory(store: Store, deps: RotationDeps, agent: Agent, leafSha256: string, log: Logger): Promise<void> {
+  const upsert = deps.instance?.upsertInventory;
+  const current = leafSha256 ? store.certificates.get(leafSha256) : undefined;
+  if (!upsert || !current || current.agentName !== agent.name) return;
+  const earlier = store.certificates.history(agent.name, { limit: 5 }).map((c) => c.sha256).filter((sha) => sha !== current.sha256);
+  try {
+    const outcome = await upsert.call(deps.instance, agent.midName ?? agent.name, current.pem, earlier);
+    if (outcome.action !== 'unchanged' || outcome.dropped.length) log.info({ agent: agent.name, inventory: outcome.action, dropped: outcome.dropped, relation: outcome.relationNote || undefined }, 'cmdb_ci_certificate reconciled');
+  } catch (err) {
+    log.warn({ agent: agent.name, code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'cmdb_ci_certificate not updated');
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -1,6 +1,7 @@
 import type { InstanceConfig } from '../config.js';
 import { activeCaChain, retireOtherCaChains, type PublishedChain } from './ca-chain.js';
 import { addCapabilities, invalidateForConversion, invalidateMid, midStatus, waitForMidUp, type MidStatus, type WaitForUpOptions } from './agents.js';
+import { upsertInventory, type InventoryOutcome } from './inventory.js';
 import { listLeaves, retireLeaf, retireOldLeaves } from './leaves.js';
 import { findMidUser, type MidUser, type MidUserLookup } from './mid-users.js';
 import { preflightInstance, type InstanceCheck } from './preflight.js';
@@ -19,17 +20,22 @@ export interface InstanceOperationsOptions {
   /** Poll interval for publishing and waitForMidUp; default 1 s. */
   pollIntervalMs?: number;
   midUsers?: MidUserLookup;
+  /** `instance.inventory`: keep the MID's leaf in cmdb_ci_certificate (docs/instance-client.md); default false. */
+  inventory?: boolean;
 }
 
 export class InstanceOperations {
   private readonly publishing: PublishSettings;
   private readonly midUsers: MidUserLookup;
   private readonly pollIntervalMs: number;
+  /** Whether rotations and reconcile passes upsert cmdb_ci_certificate (`instance.inventory`). */
+  readonly inventory: boolean;
 
   constructor(readonly client: InstanceClient, options: InstanceOperationsOptions = {}) {
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.publishing = { client, publishTimeoutMs: options.publishTimeoutMs ?? 300_000, pollIntervalMs: this.pollIntervalMs };
     this.midUsers = options.midUsers ?? {};
+    this.inventory = options.inventory ?? false;
   }
 
   /** From the controller config (`instance` section); `options` override what the config says. */
@@ -40,7 +46,7 @@ export class InstanceOperations {
       ...(config.midUserPattern ? { userNamePattern: config.midUserPattern } : {}),
       ...options.midUsers,
     };
-    return new InstanceOperations(client, { publishTimeoutMs: config.publishTimeoutSeconds * 1000, ...options, midUsers });
+    return new InstanceOperations(client, { publishTimeoutMs: config.publishTimeoutSeconds * 1000, inventory: config.inventory ?? false, ...options, midUsers });
   }
 
   findMidUser(midName: string): Promise<MidUser> {
@@ -96,6 +102,15 @@ export class InstanceOperations {
   /** Basic → mTLS conversion of a validated MID, BEFORE the certificate is installed (vendor-facts §5). */
   invalidateForConversion(midName: string, options: { timeoutMs?: number } = {}): Promise<{ invalidated: boolean; command?: string }> {
     return invalidateForConversion(this.client, midName, { pollIntervalMs: this.pollIntervalMs, ...options });
+  }
+
+  /**
+   * The MID's installed leaf as its cmdb_ci_certificate record (match on fingerprint), the earlier
+   * leaves `retireSha256` set to retired, related to the host CI named by ecc_agent's host name.
+   */
+  async upsertInventory(midName: string, certificatePem: string, retireSha256: readonly string[] = []): Promise<InventoryOutcome> {
+    const status = await midStatus(this.client, midName).catch(() => undefined);
+    return upsertInventory(this.client, { midName, certificatePem, retireSha256, ...(status?.hostName ? { hostName: status.hostName } : {}) });
   }
 
   preflightInstance(midNames?: readonly string[]): Promise<InstanceCheck[]> {

@@ -193,6 +193,7 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
         instance = {
           ensureCaChain: wrap('ensureCaChain'), publishLeaf: wrap('publishLeaf'), waitForMidUp: wrap('waitForMidUp'),
           retireOldLeaves: wrap('retireOldLeaves'), ...(inner.retireOtherCaChains ? { retireOtherCaChains: wrap('retireOtherCaChains') } : {}),
+          ...(inner.upsertInventory ? { upsertInventory: wrap('upsertInventory') } : {}),
         };
       }
       return { ...deps, ca, instance };

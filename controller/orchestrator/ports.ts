@@ -77,4 +77,10 @@ export interface InstancePort {
    * whatever pair is in defaultsecuritykeypairhandle; vendor-facts §5). No-op when not validated.
    */
   invalidateForConversion?(midName: string): Promise<void>;
+  /**
+   * `instance.inventory`: upserts the MID's installed leaf into cmdb_ci_certificate and retires the
+   * records of `retireSha256` (earlier leaves). Absent when inventory is off. Callers treat a failure
+   * as a warning: the inventory never fails a rotation.
+   */
+  upsertInventory?(midName: string, certificatePem: string, retireSha256: readonly string[]): Promise<{ action: string; dropped: string[]; relationNote: string }>;
 }

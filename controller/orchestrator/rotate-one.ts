@@ -25,7 +25,8 @@ export interface RotationRecord {
 export interface RotationEvent {
   agent: string;
   step: string;
-  state: 'started' | 'done' | 'failed' | 'info';
+  /** `warning`: something outside the rotation's contract failed (the inventory); the rotation goes on. */
+  state: 'started' | 'done' | 'failed' | 'info' | 'warning';
   message?: string;
 }
 
@@ -119,10 +120,30 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
         await ctx.instance.waitForMidUp(ctx.agentName, new Date(record.outageStartedAt ?? Date.now()), ctx.options.upTimeoutMs);
         await ctx.instance.retireOldLeaves(ctx.agentName, record.newSha256 as string).catch(() => undefined); // cleanup only
       }
-      return save({ state: 'verified', outageEndedAt: new Date().toISOString() });
+      const verified = save({ state: 'verified', outageEndedAt: new Date().toISOString() });
+      await updateInventory(ctx, verified);
+      return verified;
     }
     default:
       return record;
+  }
+}
+
+/**
+ * After `verified`: the installed leaf into cmdb_ci_certificate (`instance.inventory`), the previous
+ * leaf's record retired. Never fails the rotation: any failure is a `warning` event (the next
+ * reconcile pass tries again).
+ */
+async function updateInventory(ctx: RotateOneContext, record: RotationRecord): Promise<void> {
+  const upsert = ctx.instance?.upsertInventory;
+  if (!upsert || !record.certificatePem) return;
+  try {
+    const outcome = await upsert.call(ctx.instance, ctx.agentName, record.certificatePem, record.previousSha256 ? [record.previousSha256] : []);
+    const notes = [outcome.dropped.length ? `the instance did not keep ${outcome.dropped.join(', ')}` : '', outcome.relationNote ? `not related to a host CI: ${outcome.relationNote}` : ''].filter(Boolean);
+    ctx.emit({ agent: ctx.agentName, step: 'inventory', state: notes.length ? 'warning' : 'info', message: `cmdb_ci_certificate ${outcome.action}${notes.length ? `; ${notes.join('; ')}` : ''}` });
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    ctx.emit({ agent: ctx.agentName, step: 'inventory', state: 'warning', message: `cmdb_ci_certificate not updated (the rotation stands): [${e.code ?? 'INTERNAL'}] ${e.message ?? String(err)}` });
   }
 }
 

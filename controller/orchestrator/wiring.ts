@@ -102,5 +102,6 @@ export function instancePort(ops: InstanceOperations): InstancePort {
     retireOldLeaves: async (midName, keepSha256) => { await ops.retireOldLeaves(await userOf(midName), keepSha256); },
     retireOtherCaChains: async (keepChainPem) => { await ops.retireOtherCaChains(keepChainPem); },
     invalidateForConversion: async (midName) => { await ops.invalidateForConversion(midName); },
+    ...(ops.inventory ? { upsertInventory: (midName: string, pem: string, retire: readonly string[]) => ops.upsertInventory(midName, pem, retire) } : {}),
   };
 }

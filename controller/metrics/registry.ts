@@ -194,6 +194,7 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
           ensureCaChain: wrap('ensureCaChain'), publishLeaf: wrap('publishLeaf'), waitForMidUp: wrap('waitForMidUp'),
           retireOldLeaves: wrap('retireOldLeaves'), ...(inner.retireOtherCaChains ? { retireOtherCaChains: wrap('retireOtherCaChains') } : {}),
           ...(inner.upsertInventory ? { upsertInventory: wrap('upsertInventory') } : {}),
+          ...(inner.invalidateForConversion ? { invalidateForConversion: wrap('invalidateForConversion') } : {}),
         };
       }
       return { ...deps, ca, instance };

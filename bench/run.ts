@@ -2,6 +2,7 @@ import { cpus } from 'node:os';
 import { benchAgent } from './agent.bench.js';
 import { benchController } from './controller.bench.js';
 import { benchPki } from './pki.bench.js';
+import { benchStartup, startupTable } from './startup.bench.js';
 
 const which = process.argv[2] ?? 'all';
 process.stdout.write(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}\n\n`);
@@ -22,5 +23,8 @@ if (which === 'all' || which === 'agent') {
   const figures = await benchAgent();
   process.stdout.write('\n| agent benchmark | value |\n| --- | --- |\n');
   for (const [k, v] of Object.entries(figures)) process.stdout.write(`| ${k} | ${v} |\n`);
+}
+if (which === 'all' || which === 'startup') {
+  process.stdout.write(`\n${startupTable(benchStartup())}`);
 }
 process.exit(0);

@@ -124,3 +124,25 @@ export function printJson(value: unknown): void {
 export function usageError(message: string): MidcertError {
   return new MidcertError('USAGE', message);
 }
+
+// ---- human output: colour, tables that fit the terminal, progress ----
+
+type Stream = { isTTY?: boolean; columns?: number };
+
+/**
+ * Colour only for a person at a terminal: the stream is a TTY and NO_COLOR (https://no-color.org)
+ * is unset or empty. FORCE_COLOR=1 forces it on (tests, `less -R`), FORCE_COLOR=0 off.
+ */
+export function useColor(stream: Stream = process.stdout, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '') return env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false';
+  return Boolean(stream.isTTY) && env.TERM !== 'dumb';
+}
+
+const SGR = { bold: 1, dim: 2, red: 31, green: 32, yellow: 33, cyan: 36 } as const;
+export type Style = keyof typeof SGR;
+
+/** `text` in `style` when `on` (see useColor), else unchanged. */
+export function paint(text: string, style: Style | undefined, on: boolean): string {
+  return on && style && text ? `\u001b[${SGR[style]}m${text}\u001b[0m` : text;
+}

@@ -1,15 +1,13 @@
 import type { KeyObject } from 'node:crypto';
 import { Command } from 'commander';
-import { EXIT, printJson, readInput, resolvePassword, usageError } from '../../common/cli.js';
+import { EXIT, paint, printJson, readInput, resolvePassword, usageError, useColor } from '../../common/cli.js';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { LIMITS } from '../../common/limits.js';
-import { BundleInvalidError, buildBundle } from '../../pki/bundle.js';
-import { readCertificates, summarize, type Certificate } from '../../pki/certificate.js';
-import { readPrivateKey } from '../../pki/keys.js';
-import { lintBundle, type LintReport } from '../../pki/lint.js';
+import type { Certificate } from '../../pki/certificate.js';
+import type { LintReport } from '../../pki/lint.js';
 import type { Finding } from '../../pki/lint-codes.js';
-import { readPkcs12 } from '../../pki/pkcs12.js';
+// The PKI modules load only when a command runs, so --help answers at once.
 
 interface BuildOptions {
   pfx?: string;
@@ -66,6 +64,7 @@ function collect(value: string, previous: string[]): string[] {
 async function runBuild(options: BuildOptions): Promise<void> {
   const { certificates, key } = await gatherInputs(options);
   const expiringDays = parseDays(options.expiringDays);
+  const [{ BundleInvalidError, buildBundle }, { summarize }] = await Promise.all([import('../../pki/bundle.js'), import('../../pki/certificate.js')]);
   try {
     const built = buildBundle(certificates, key, { expiringDays });
     await writeOutput(options.output, built.pem);
@@ -87,6 +86,7 @@ async function gatherInputs(options: BuildOptions): Promise<{ certificates: Cert
   if (options.pfx) return fromPfx(options);
   if (!options.cert || !options.key) throw usageError('give --pfx, or both --cert and --key');
   const password = await resolvePassword({ file: options.keyPasswordFile ?? options.passwordFile, value: options.keyPassword, env: ['MIDCERT_KEY_PASSWORD', 'MIDCERT_PASSWORD'] });
+  const [{ readPrivateKey }, { readCertificates }] = await Promise.all([import('../../pki/keys.js'), import('../../pki/certificate.js')]);
   const key = readPrivateKey(await readInput(options.key, LIMITS.pemBytes, 'key file'), password).key;
   const certificates = [...readCertificates(await readInput(options.cert, LIMITS.pemBytes, 'certificate file')), ...(await readChain(options.chain))];
   return { certificates, key };
@@ -94,6 +94,7 @@ async function gatherInputs(options: BuildOptions): Promise<{ certificates: Cert
 
 async function fromPfx(options: BuildOptions): Promise<{ certificates: Certificate[]; key: KeyObject }> {
   const password = await resolvePassword({ file: options.pfxPasswordFile ?? options.passwordFile, value: options.pfxPassword, env: ['MIDCERT_PFX_PASSWORD', 'MIDCERT_PASSWORD'] });
+  const { readPkcs12 } = await import('../../pki/pkcs12.js');
   const contents = readPkcs12(await readInput(options.pfx as string, LIMITS.pfxBytes, 'PFX file'), password ?? '');
   const key = contents.keys[0]?.key;
   if (!key) throw new MidcertError('PKCS12_CONTENT', `${options.pfx} holds no private key`);
@@ -103,6 +104,7 @@ async function fromPfx(options: BuildOptions): Promise<{ certificates: Certifica
 }
 
 async function readChain(files: string[]): Promise<Certificate[]> {
+  const { readCertificates } = await import('../../pki/certificate.js');
   const out: Certificate[] = [];
   for (const file of files) out.push(...readCertificates(await readInput(file, LIMITS.pemBytes, 'chain file')));
   return out;
@@ -111,13 +113,15 @@ async function readChain(files: string[]): Promise<Certificate[]> {
 async function writeOutput(path: string, pem: string): Promise<void> {
   try {
     await writeFileAtomic(path, pem, { mode: 0o600 });
+    // The bundle holds the key; chmod is a no-op on Windows, so there it gets a protected ACL.
+    if (process.platform === 'win32') await (await import('../windows/acl.js')).protectPath(path, { directory: false });
   } catch (err) {
     throw new MidcertError('OUTPUT_FAILED', `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
 function printBuild(output: string, chain: Certificate[], dropped: Certificate[], findings: Finding[]): void {
-  const lines = [`wrote ${output} (mode 0600)`];
+  const lines = [`wrote ${output} (${process.platform === 'win32' ? 'ACL owner + SYSTEM + Administrators' : 'mode 0600'})`];
   chain.forEach((cert, i) => lines.push(`  ${i === 0 ? 'leaf' : cert.selfSigned ? 'root' : 'intermediate'}: ${cert.subjectText} (expires ${cert.notAfter.toISOString()})`));
   lines.push('  key: PKCS#8, last');
   for (const cert of dropped) lines.push(`  left out (not on the leaf's chain): ${cert.subjectText}`);
@@ -125,6 +129,7 @@ function printBuild(output: string, chain: Certificate[], dropped: Certificate[]
 }
 
 async function runLint(file: string, options: { json?: boolean; expiringDays: string }): Promise<void> {
+  const { lintBundle } = await import('../../pki/lint.js');
   const report: LintReport = lintBundle(await readInput(file, LIMITS.pemBytes, 'bundle'), { expiringDays: parseDays(options.expiringDays) });
   if (options.json) printJson(report);
   else process.stdout.write(formatLint(file, report));
@@ -144,5 +149,6 @@ function formatLint(file: string, report: LintReport): string {
 }
 
 function formatFindings(findings: Finding[]): string {
-  return findings.map((f) => `  ${f.severity.padEnd(7)} ${f.code}: ${f.message}\n          fix: ${f.fix}\n`).join('');
+  const color = useColor();
+  return findings.map((f) => `  ${paint(f.severity.padEnd(7), f.severity === 'error' ? 'red' : 'yellow', color)} ${f.code}: ${f.message}\n          fix: ${f.fix}\n`).join('');
 }

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { printJson, readInput } from '../../common/cli.js';
 import { MidcertError } from '../../common/errors.js';
-import { daysLeft, readCertificates, summarize, type Certificate } from '../../pki/certificate.js';
+import type { Certificate } from '../../pki/certificate.js';
 
 export function certCommand(): Command {
   const cert = new Command('cert').description('inspect certificates');
@@ -10,16 +10,19 @@ export function certCommand(): Command {
     .argument('<file>', 'certificate file (PEM with one or more certificates, DER, or PKCS#7 .p7b)')
     .option('--json', 'print {"certificates":[{subject, issuer, serial, notBefore, notAfter, sha256, ...}]}')
     .action(async (file: string, options: { json?: boolean }) => {
+      const { daysLeft, readCertificates, summarize } = await import('../../pki/certificate.js');
       const certs = readCertificates(await readInput(file));
       if (certs.length === 0) throw new MidcertError('CERT_MALFORMED', `${file} holds no certificate`);
       const now = new Date();
       if (options.json) printJson({ certificates: certs.map((c) => ({ ...summarize(c), signatureAlgorithm: c.signatureAlgorithm, daysLeft: daysLeft(c, now) })) });
-      else process.stdout.write(certs.map((c, i) => describe(c, i, now)).join('\n'));
+      else process.stdout.write(certs.map((c, i) => describe(c, i, now, { daysLeft, summarize })).join('\n'));
     });
   return cert;
 }
 
-export function describe(cert: Certificate, index: number, now: Date): string {
+type Pki = Pick<typeof import('../../pki/certificate.js'), 'daysLeft' | 'summarize'>;
+
+export function describe(cert: Certificate, index: number, now: Date, { daysLeft, summarize }: Pki): string {
   const s = summarize(cert);
   const rows: [string, string][] = [
     ['subject', s.subject],

@@ -4,9 +4,7 @@ import { Command, Option } from 'commander';
 import { printJson, usageError } from '../../common/cli.js';
 import { MidcertError } from '../../common/errors.js';
 import { writeFileAtomic } from '../../common/fs.js';
-import { buildCsr } from '../../pki/csr.js';
-import { describeKey, generateKey, keySpecFrom, toPkcs8Pem } from '../../pki/keys.js';
-import { parseSubject, formatName } from '../../pki/name.js';
+// The PKI modules (node-forge) load only when the command runs, so --help answers at once.
 
 interface CsrOptions {
   subject: string;
@@ -44,14 +42,23 @@ function collect(value: string, previous: string[]): string[] {
 
 async function runCsr(options: CsrOptions): Promise<void> {
   const bits = options.bits === undefined ? undefined : parseBits(options.bits);
+  const { describeKey, generateKey, keySpecFrom, toPkcs8Pem } = await import('../../pki/keys.js');
   const spec = keySpecFrom(options.keyType, bits);
-  parseSubject(options.subject); // fail on a bad subject before spending time on a key
   if (!options.force && (await exists(options.keyOut))) {
     throw new MidcertError('OUTPUT_FAILED', `${options.keyOut} exists; refusing to overwrite a private key (use --force)`);
   }
-  const key = await generateKey(spec);
+  // The key is made on libuv's thread pool while the main thread loads the CSR code (node-forge):
+  // the import costs nothing on top of the key generation. A bad subject still fails before any
+  // file is written (the abandoned key is only waited for, never used).
+  const pending = generateKey(spec);
+  pending.catch(() => undefined);
+  const [{ buildCsr }, { parseSubject, formatName }] = await Promise.all([import('../../pki/csr.js'), import('../../pki/name.js')]);
+  parseSubject(options.subject);
+  const key = await pending;
   const csr = buildCsr(key, { subject: options.subject, sans: options.san });
   await write(options.keyOut, toPkcs8Pem(key), 0o600);
+  // chmod is a no-op on Windows: there the key gets an owner + SYSTEM + Administrators ACL instead.
+  if (process.platform === 'win32') await (await import('../windows/acl.js')).protectPath(options.keyOut, { directory: false });
   await write(options.csrOut, csr, 0o644);
   const described = describeKey(key);
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
@@ -64,7 +71,7 @@ async function runCsr(options: CsrOptions): Promise<void> {
     publicKeySha256: createHash('sha256').update(spki).digest('hex'),
   };
   if (options.json) printJson(result);
-  else process.stdout.write(`key: ${result.keyOut} (${result.keyType} ${result.keyBits}, mode 0600)\ncsr: ${result.csrOut}\nsubject: ${result.subject}\n`);
+  else process.stdout.write(`key: ${result.keyOut} (${result.keyType} ${result.keyBits}, ${process.platform === 'win32' ? 'ACL owner + SYSTEM + Administrators' : 'mode 0600'})\ncsr: ${result.csrOut}\nsubject: ${result.subject}\n`);
 }
 
 function parseBits(text: string): number {

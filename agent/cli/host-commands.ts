@@ -1,6 +1,6 @@
 import { access } from 'node:fs/promises';
 import { Command } from 'commander';
-import { EXIT, printJson, readInput } from '../../common/cli.js';
+import { EXIT, paint, printJson, readInput, useColor } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
 import type { AgentConfig } from '../config.js';
 import type { LastResult } from '../journal.js';
@@ -11,7 +11,9 @@ import type { collectStatus } from '../status.js';
 // --help and --version answer at once.
 const loadAgentConfig = async (path: string): Promise<AgentConfig> => (await import('../config.js')).loadAgentConfig(path);
 
-export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG ?? '/etc/midcert/agent.yaml';
+// Windows: %ProgramData%\midcert\agent.yaml (agent/config.ts defaultConfigPath; not imported here, to keep --help fast).
+export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG
+  ?? (process.platform === 'win32' ? `${process.env.ProgramData ?? 'C:\\ProgramData'}\\midcert\\agent.yaml` : '/etc/midcert/agent.yaml');
 const CONFIG_HELP = `agent config file (YAML; default $MIDCERT_AGENT_CONFIG or ${DEFAULT_CONFIG}; see docs/agent-config.md)`;
 
 async function localContext(configPath: string): Promise<{ cfg: AgentConfig; engine: RenewalEngine; sources: Parameters<typeof collectStatus>[0] }> {
@@ -60,11 +62,13 @@ export function statusCommand(): Command {
 }
 
 async function statusViaDaemon(cfg: AgentConfig): Promise<unknown | undefined> {
-  if (!cfg.listen.socket || !(await access(cfg.listen.socket).then(() => true, () => false))) return undefined;
+  // A Windows named pipe (\\.\pipe\…) cannot be probed with access(); the connection attempt below tells.
+  const pipe = cfg.listen.socket?.startsWith('\\\\.\\pipe\\') ?? false;
+  if (!cfg.listen.socket || (!pipe && !(await access(cfg.listen.socket).then(() => true, () => false)))) return undefined;
   const [{ connectAgent }, { statusToJson }] = await Promise.all([import('../../proto/agent-client.js'), import('../status.js')]);
-  const client = connectAgent(`unix://${cfg.listen.socket}`);
+  const client = connectAgent(pipe ? `unix:${cfg.listen.socket}` : `unix://${cfg.listen.socket}`);
   try {
-    return statusToJson(await client.getStatus({}, { deadlineMs: 15_000 }));
+    return statusToJson(await client.getStatus({}, { deadlineMs: pipe ? 3_000 : 15_000 }));
   } catch {
     return undefined; // a stale socket: fall back to reading the files
   } finally {
@@ -122,7 +126,7 @@ export function preflightCommand(): Command {
       const { runPreflight } = await import('../preflight.js');
       const report = await runPreflight((await localContext(options.config)).sources);
       if (options.json) printJson(report);
-      else for (const c of report.checks ?? []) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${String(c.severity).padEnd(7)} ${c.name}: ${c.message}${c.code ? ` [${c.code}]` : ''}\n`);
+      else for (const c of report.checks ?? []) process.stdout.write(`${c.ok ? paint('ok  ', 'green', useColor()) : paint('FAIL', c.severity === 'error' ? 'red' : 'yellow', useColor())} ${String(c.severity).padEnd(7)} ${c.name}: ${c.message}${c.code ? ` [${c.code}]` : ''}\n`);
       if (!report.ok) process.exitCode = EXIT.findings;
     });
 }

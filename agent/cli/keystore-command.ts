@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { printJson, readInput, resolvePassword } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
-import { keystoreToJson, readKeystore } from '../../pki/keystore.js';
 
 interface ShowOptions {
   keystore: string;
@@ -23,6 +22,7 @@ export function keystoreCommand(): Command {
     .option('--password-file <file>', 'same as --storepass-file')
     .option('--json', 'print {"type":"JKS|PKCS12","entries":[{"alias","kind","chain":[{"subject","issuer","serial","notBefore","notAfter","sha256"}]}]}')
     .action(async (options: ShowOptions) => {
+      const { keystoreToJson, readKeystore } = await import('../../pki/keystore.js');
       const password = await resolvePassword({ file: options.storepassFile ?? options.passwordFile, value: options.storepass, env: ['MIDCERT_STOREPASS', 'MIDCERT_PASSWORD'] });
       const store = readKeystore(await readInput(options.keystore, LIMITS.keystoreBytes, 'keystore'), password ?? DEFAULT_STOREPASS);
       const json = keystoreToJson(store);

@@ -2,15 +2,17 @@ import { Command } from 'commander';
 import { printJson, readInput, usageError } from '../../common/cli.js';
 import { writeFileAtomic } from '../../common/fs.js';
 import { LIMITS } from '../../common/limits.js';
-import { resolveDataDir } from '../config.js';
-import { fleetCaPem, signAgentIdentity } from '../fleet-ca.js';
-import { readCertificates } from '../../pki/certificate.js';
-import type { Agent } from '../store/index.js';
-import { openStore } from '../store/index.js';
+import type { Agent, Store } from '../store/index.js';
 import { openContext, type GlobalOptions } from './context.js';
 import { renderTable } from './output.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** The inventory store of the data dir (SQLite and the config module load only when a command runs). */
+async function inventory(globals: GlobalOptions): Promise<Store> {
+  const [{ resolveDataDir }, { openStore }] = await Promise.all([import('../config.js'), import('../store/index.js')]);
+  return openStore(resolveDataDir(globals.dataDir));
+}
 
 export function agentJson(a: Agent): Record<string, unknown> {
   return { name: a.name, address: a.address, serverName: a.serverName, midName: a.midName, tags: a.tags, cluster: a.cluster, createdAt: a.createdAt };
@@ -29,7 +31,7 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
     .option('--json', 'print {"ok","changed","agent"}')
     .action(async (name: string, o: { address: string; serverName?: string; midName?: string; tag: string[]; cluster?: string; json?: boolean }) => {
       if (!/^[^\s]+:\d{1,5}$/.test(o.address)) throw usageError(`--address must be host:port, not "${o.address}"`);
-      const store = openStore(resolveDataDir(globals().dataDir));
+      const store = await inventory(globals());
       try {
         const existing = store.agents.get(name);
         const wanted = { address: o.address, serverName: o.serverName ?? name, midName: o.midName ?? null, tags: o.tag, cluster: o.cluster ?? null };
@@ -48,7 +50,7 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
     .argument('<name>')
     .option('--json', 'print {"ok","changed"}')
     .action(async (name: string, o: { json?: boolean }) => {
-      const store = openStore(resolveDataDir(globals().dataDir));
+      const store = await inventory(globals());
       try {
         const changed = store.agents.get(name) !== undefined;
         if (changed) store.agents.remove(name);
@@ -63,7 +65,7 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
     .option('--tag <tag>', 'only agents with this tag (repeatable: all must match)', collect, [])
     .option('--json', 'print {"ok","agents":[…]}')
     .action(async (o: { tag: string[]; json?: boolean }) => {
-      const store = openStore(resolveDataDir(globals().dataDir));
+      const store = await inventory(globals());
       try {
         const list = store.agents.list(o.tag.length ? { tags: o.tag } : {});
         if (o.json) printJson({ ok: true, agents: list.map(agentJson) });
@@ -90,6 +92,7 @@ export function identityCommand(globals: () => GlobalOptions): Command {
     .option('-o, --output <file>', 'write the certificate here (else only printed)')
     .option('--json', 'print {"ok","name","certificatePem","fleetCaPem","notAfter"}')
     .action(async (o: { csr: string; name: string; san: string[]; days: string; output?: string; json?: boolean }) => {
+      const [{ fleetCaPem, signAgentIdentity }, { readCertificates }] = await Promise.all([import('../fleet-ca.js'), import('../../pki/certificate.js')]);
       const ctx = await openContext(globals(), { instance: false });
       try {
         const csrPem = (await readInput(o.csr, LIMITS.pemBytes, 'CSR')).toString('latin1');

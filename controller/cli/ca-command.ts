@@ -1,7 +1,5 @@
 import { Command } from 'commander';
 import { EXIT, printJson } from '../../common/cli.js';
-import { probeCa } from '../ca/index.js';
-import { loadControllerConfig, resolveDataDir } from '../config.js';
 import type { GlobalOptions } from './context.js';
 import { renderTable } from './output.js';
 
@@ -12,6 +10,7 @@ export function caCommand(globals: () => GlobalOptions): Command {
     .option('--json', 'print {"ok","type","url","auth","authenticated","code","message"}')
     .addHelpText('after', '\nExit status: 0 only when authenticated; 1 authentication or HTTP failure; 3 bad config; 5 CA unreachable.')
     .action(async (o: { json?: boolean }) => {
+      const [{ probeCa }, { loadControllerConfig, resolveDataDir }] = await Promise.all([import('../ca/index.js'), import('../config.js')]);
       const cfg = await loadControllerConfig(resolveDataDir(globals().dataDir));
       const result = await probeCa(cfg.ca);
       if (o.json) printJson(result);

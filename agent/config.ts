@@ -1,4 +1,4 @@
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, win32 } from 'node:path';
 import { z } from 'zod';
 import { readBoundedText } from '../common/bounded-read.js';
 import { parseYamlConfig } from '../common/config-file.js';
@@ -9,6 +9,22 @@ import { LIMITS } from '../common/limits.js';
  * The agent's configuration (`/etc/midcert/agent.yaml`), validated where it enters. Documented
  * in docs/agent-config.md; keys under `mid`, `service`, `verify` and `stateDir` are a contract.
  */
+/**
+ * Platform defaults: /var/lib/midcert-agent, and on Windows %ProgramData%\midcert\state (the
+ * config itself defaults to %ProgramData%\midcert\agent.yaml, agent/cli/host-commands.ts).
+ */
+export function programDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return win32.join(env.ProgramData ?? env.PROGRAMDATA ?? 'C:\\ProgramData', 'midcert');
+}
+export function defaultStateDir(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
+  return platform === 'win32' ? win32.join(programDataDir(env), 'state') : '/var/lib/midcert-agent';
+}
+export function defaultConfigPath(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
+  return platform === 'win32' ? win32.join(programDataDir(env), 'agent.yaml') : '/etc/midcert/agent.yaml';
+}
+/** The host-local socket on Windows: a named pipe (proto/grpc-adapter.ts). */
+export const WINDOWS_PIPE = '\\\\.\\pipe\\midcert-agent';
+
 const argv = z.array(z.string().min(1)).min(1);
 /** A key type label as pki/lint.ts keyTypeLabel() writes it: rsa-<bits>, ec-<curve>, ed25519, ... */
 const KEY_TYPE_LABEL = /^(rsa-[0-9]{3,5}|ec-p(256|384|521)|ed25519|ed448)$/;
@@ -27,8 +43,9 @@ const schema = z.object({
     requireImportSuccessLine: z.boolean().default(true),
   }).strict(),
   service: z.object({
-    manager: z.enum(['systemd', 'sysv', 'mid-scripts', 'command']),
-    unit: z.string().regex(/^[A-Za-z0-9@._:-]{1,128}$/).optional(),
+    manager: z.enum(['systemd', 'sysv', 'mid-scripts', 'command', 'windows']),
+    /** A unit/service name; spaces only for `windows` ("ServiceNow MID Server_mid01"). */
+    unit: z.string().regex(/^[A-Za-z0-9@._:-][A-Za-z0-9@._: -]{0,127}$/).optional(),
     start: argv.optional(),
     stop: argv.optional(),
     status: argv.optional(),
@@ -72,11 +89,14 @@ const schema = z.object({
     clockSkewSeconds: z.number().int().min(0).max(86_400).default(300),
     timeoutSeconds: z.number().positive().max(300).default(10),
   }).strict().default({ clockSkewSeconds: 300, timeoutSeconds: 10 }),
-  stateDir: z.string().min(1).default('/var/lib/midcert-agent'),
+  stateDir: z.string().min(1).default(defaultStateDir()),
   log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).strict().default({ level: 'info' }),
   /** Optional Prometheus `/metrics` of this host (local expiry, last install result); off unless `listen` is set. docs/monitoring.md. */
   metrics: z.object({ listen: z.string().regex(/^[^\s]+:\d{1,5}$/).optional() }).strict().optional(),
 }).strict().superRefine((cfg, ctx) => {
+  if (cfg.service.unit !== undefined && cfg.service.manager !== 'windows' && /\s/.test(cfg.service.unit)) {
+    ctx.addIssue({ code: 'custom', path: ['service', 'unit'], message: 'a unit name holds no spaces (only Windows service names may)' });
+  }
   if (cfg.service.manager === 'command') {
     for (const verb of ['start', 'stop', 'status'] as const) {
       if (!cfg.service[verb]) ctx.addIssue({ code: 'custom', path: ['service', verb], message: `required when service.manager is "command" (an argument array)` });

@@ -1,6 +1,7 @@
 import { MidcertError, isMidcertError } from '../common/errors.js';
 import { execProgram, redact, type ExecResult } from '../common/exec.js';
 import type { MidPaths } from './mid-install.js';
+import { execBatch, isBatchFile } from './windows/cmd.js';
 
 /** The MID's own `manage-certificates` script (DESIGN.md §4), run from `agent/` as it requires. */
 export interface ManageCertificates {
@@ -50,7 +51,9 @@ export function scriptRunner(paths: MidPaths, options: ScriptRunnerOptions): Man
     const flag = args[0] as string;
     let result: ExecResult;
     try {
-      result = await execProgram(paths.script, args, { cwd: paths.agentDir, timeoutMs, env: options.env });
+      // Windows: manage-certificates.bat through cmd.exe /d /s /c with quoted arguments (agent/windows/cmd.ts).
+      const exec = process.platform === 'win32' && isBatchFile(paths.script) ? execBatch : execProgram;
+      result = await exec(paths.script, args, { cwd: paths.agentDir, timeoutMs, env: options.env });
     } catch (err) {
       // Node's own errors (e.g. an argument with a NUL byte) quote the arguments: say only what kind it was.
       throw new MidcertError('SCRIPT_FAILED', `manage-certificates ${flag} could not be started (${errorKind(err)})`);

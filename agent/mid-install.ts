@@ -17,6 +17,14 @@ export interface MidPaths {
 
 const KEYSTORE_CANDIDATES = ['agent/security/agent_keystore', 'agent/security/agent_keystore.jks'];
 
+/**
+ * The vendor script inside the MID home: manage-certificates.sh on Linux,
+ * agent\bin\scripts\manage-certificates.bat on Windows (run through cmd.exe, agent/windows/cmd.ts).
+ */
+export function defaultScript(platform: NodeJS.Platform = process.platform): string {
+  return platform === 'win32' ? 'agent/bin/scripts/manage-certificates.bat' : 'agent/bin/scripts/manage-certificates.sh';
+}
+
 export async function resolveMidPaths(cfg: AgentConfig): Promise<MidPaths> {
   const home = resolve(cfg.mid.home);
   const inHome = (p: string): string => resolve(home, p);
@@ -25,7 +33,7 @@ export async function resolveMidPaths(cfg: AgentConfig): Promise<MidPaths> {
     agentDir: join(home, 'agent'),
     configXml: join(home, 'agent', 'config.xml'),
     keystore: cfg.mid.keystore ? inHome(cfg.mid.keystore) : await detectKeystore(home),
-    script: inHome(cfg.mid.script ?? 'agent/bin/scripts/manage-certificates.sh'),
+    script: inHome(cfg.mid.script ?? defaultScript()),
     log: inHome(cfg.mid.logFile),
   };
 }

@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import { MidcertError } from '../common/errors.js';
 import { execProgram } from '../common/exec.js';
 import type { AgentConfig } from './config.js';
+import { parameterValue, readConfigXml } from './mid-config.js';
+import { defaultMidServiceName, windowsServiceManager } from './windows/sc.js';
 
 /** Starts, stops and asks about the MID service, whatever runs it on this host. */
 export interface ServiceManager {
@@ -38,6 +40,11 @@ export async function createServiceManager(cfg: AgentConfig, midHome: string): P
       const unit = svc.unit ?? (await detectSystemdUnit());
       return commandManager('systemd', unit, { start: ['systemctl', 'start', unit], stop: ['systemctl', 'stop', unit], status: ['systemctl', 'is-active', '--quiet', unit] }, timeoutMs);
     }
+    case 'windows': {
+      // sc.exe stop/start/query, waiting for STOPPED/RUNNING (agent/windows/sc.ts).
+      const unit = svc.unit ?? (await detectWindowsServiceName(midHome));
+      return windowsServiceManager(unit, { timeoutMs });
+    }
     case 'sysv': {
       const unit = svc.unit ?? (await detectSysvUnit());
       return commandManager('sysv', unit, { start: ['service', unit, 'start'], stop: ['service', unit, 'stop'], status: ['service', unit, 'status'] }, timeoutMs);
@@ -70,6 +77,16 @@ async function detectSystemdUnit(): Promise<string> {
     if (result.code === 0 && result.stdout.includes(`${name}.service`)) return name;
   }
   throw new MidcertError('CONFIG_INVALID', `service.unit is not set and none of ${USUAL_UNIT_NAMES.join(', ')} is a systemd unit here; set service.unit`);
+}
+
+/** "ServiceNow MID Server_<name>", the name from config.xml (the MID installer's service name). */
+async function detectWindowsServiceName(midHome: string): Promise<string> {
+  const params = await readConfigXml(join(midHome, 'agent', 'config.xml')).catch(() => undefined);
+  const name = params && parameterValue(params, 'name');
+  if (!name || /[\u0000-\u001f"]/.test(name) || name.startsWith('YOUR_')) {
+    throw new MidcertError('CONFIG_INVALID', 'service.unit is not set and config.xml names no MID (parameter "name"); set service.unit to the MID\'s Windows service name, e.g. "ServiceNow MID Server_mid01"');
+  }
+  return defaultMidServiceName(name);
 }
 
 async function detectSysvUnit(): Promise<string> {

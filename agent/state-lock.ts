@@ -3,6 +3,7 @@ import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, unlink } from 'node
 import { join } from 'node:path';
 import { MidcertError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fs.js';
+import { ensurePrivateDir } from './windows/acl.js';
 
 /**
  * The state-dir lock, so the daemon and a host-local `midcert-agent install` never change the MID
@@ -39,7 +40,8 @@ import { writeFileAtomic } from '../common/fs.js';
  * never removes a directory, so it cannot remove a new-style lock).
  */
 export async function acquireStateLock(stateDir: string, what: string): Promise<() => Promise<void>> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => { throw unusable(stateDir, err); });
+  // On Windows a state dir created here gets the owner + SYSTEM + Administrators ACL (agent/windows/acl.ts).
+  await ensurePrivateDir(stateDir).catch((err: unknown) => { throw unusable(stateDir, err); });
   const lockDir = join(stateDir, LOCK_NAME);
   const token = randomBytes(12).toString('hex');
   const ownerName = `${OWNER_PREFIX}${token}.json`;

@@ -13,6 +13,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Output beyond this many bytes per stream is cut (a runaway script cannot exhaust memory). */
   maxOutputBytes?: number;
+  /** Windows: pass the arguments as they are, unquoted (for a cmd.exe line built by agent/windows/cmd.ts). */
+  windowsVerbatimArguments?: boolean;
 }
 
 /**
@@ -28,6 +30,7 @@ export function execProgram(file: string, args: string[], options: ExecOptions =
       killSignal: 'SIGKILL',
       maxBuffer: options.maxOutputBytes ?? 1024 * 1024,
       windowsHide: true,
+      windowsVerbatimArguments: options.windowsVerbatimArguments ?? false,
     }, (err, stdout, stderr) => {
       const e = err as (NodeJS.ErrnoException & { killed?: boolean; signal?: string; code?: number | string }) | null;
       const timedOut = Boolean(e?.killed && e.signal === 'SIGKILL');

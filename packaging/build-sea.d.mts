@@ -53,6 +53,7 @@ export interface BundleResult {
   usedNative: string[];
 }
 
+export declare function protoAssets(): Promise<Record<string, string>>;
 export declare function bundle(target: SeaTarget, options?: { minify?: boolean }): Promise<BundleResult>;
 export declare function wrapAsCommonJs(esmCode: string, target: SeaTarget, version: string): { code: string; leftovers: string[] };
 export declare function buildTarget(key: 'agent' | 'controller' | SeaTarget, options?: BuildOptions): Promise<BuiltTarget>;

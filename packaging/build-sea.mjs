@@ -202,7 +202,7 @@ export function wrapAsCommonJs(esmCode, target, version) {
   return { code: wrapped, leftovers };
 }
 
-async function protoAssets() {
+export async function protoAssets() {
   const dir = join(ROOT, 'proto', 'midcert', 'v1');
   if (!existsSync(dir)) return {};
   const files = (await readdir(dir)).filter((f) => f.endsWith('.proto')).sort();

@@ -231,13 +231,19 @@ export async function startRpcServer<S extends AnyService>(options: RpcServerOpt
       port = await bind(server, options.address, credentials);
     }
     if (options.socketPath !== undefined) {
-      await removeStaleSocket(options.socketPath);
+      // A Windows named pipe (\\.\pipe\name) has no file to chmod or clean up: it vanishes with
+      // its server, and libuv creates it with FILE_FLAG_FIRST_PIPE_INSTANCE (a second server, or a
+      // squatter, makes bind fail) and the default pipe DACL: full control for LocalSystem,
+      // Administrators and the creating account, read-only for Everyone, which cannot send a
+      // request. See docs/windows.md.
+      const pipe = isWindowsPipe(options.socketPath);
+      if (!pipe) await removeStaleSocket(options.socketPath);
       const server = new grpc.Server(grpcOptions);
       servers.push(server);
       server.addService(toServiceDefinition(options.service), implementation(options, 'unix', inFlight));
       await bind(server, `unix:${options.socketPath}`, grpc.ServerCredentials.createInsecure());
       // Bind creates the socket with the process umask; narrow it to owner + group right away.
-      await chmod(options.socketPath, 0o660);
+      if (!pipe) await chmod(options.socketPath, 0o660);
     }
     return { port, close: closeAll };
   } catch (err) {
@@ -253,6 +259,11 @@ function bind(server: grpc.Server, address: string, credentials: grpc.ServerCred
       else resolve(port);
     });
   });
+}
+
+/** `\\.\pipe\name` (or `//./pipe/name`): a Windows named pipe, not a Unix socket file. */
+export function isWindowsPipe(path: string): boolean {
+  return /^[\\/]{2}[.?][\\/]pipe[\\/]/i.test(path);
 }
 
 /** A socket file left by a crashed agent blocks bind; a live one means another agent runs. */

@@ -29,6 +29,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Proxy peers (scripts/peers/start-proxy.sh, start-intercepting-proxy.sh): tinyproxy, squid with ssl-bump.
 command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy)
 [ -x /usr/lib/squid/security_file_certgen ] || missing+=(squid-openssl)
+command -v wine >/dev/null 2>&1 && [ -x /usr/lib/wine/wine64 ] || missing+=(wine wine64)  # test/windows/: the Windows exe under wine 8
+[ -d /usr/lib/python3/dist-packages/ansible_collections/ansible/windows ] || missing+=(ansible)  # ansible.windows for the role's Windows tasks (lint, syntax-check)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

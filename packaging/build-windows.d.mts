@@ -1,0 +1,43 @@
+/** Types for packaging/build-windows.mjs (used by test/windows/*.test.ts). */
+export declare const NODE_VERSION: string;
+export declare const PIN_DIR: string;
+
+export interface NodeWinPin {
+  package: string;
+  version: string;
+  tarball?: string;
+  integrity: string;
+  nodeExe: string;
+  nodeExeSha512: string;
+}
+
+export declare function readPin(version?: string): Promise<NodeWinPin>;
+export declare function cacheDir(env?: NodeJS.ProcessEnv): string;
+export declare function windowsNodeExe(options?: { pin?: NodeWinPin; version?: string; nodeTgz?: string; cacheDir?: string; log?: (m: string) => void }): Promise<{ path: string; pin: NodeWinPin; fromCache: boolean }>;
+
+export interface WineResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  error?: Error;
+}
+export declare function runUnderWine(exe: string, args: string[], options?: { workDir?: string; cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): WineResult;
+export declare function hasWine(): boolean;
+
+export interface BuiltWindows {
+  name: string;
+  path: string;
+  version: string;
+  node: string;
+  nodeFromCache: boolean;
+  sizeBytes: number;
+  assets: string[];
+  sha256: string;
+  checked: boolean;
+  zip?: string;
+  buildSeconds: number;
+}
+export declare function buildWindows(options?: { outDir?: string; nodeTgz?: string; cacheDir?: string; check?: boolean; zip?: boolean; minify?: boolean; log?: (m: string) => void }): Promise<BuiltWindows>;
+export declare function releaseZip(exePath: string, version: string, outDir: string): Promise<string>;
+export declare function zipArchive(entries: { name: string; data: Buffer }[], date: Date): Buffer;
+export declare function main(argv?: string[]): Promise<number>;

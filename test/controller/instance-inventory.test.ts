@@ -192,6 +192,50 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
     }
   });
 
+  // Issue 12 part 2: serve keeps working across several OAuth token expiries (expires_in 1 s here,
+  // 1799 s on a real instance): each pass reads the instance, the client renews before expiry.
+  it('serve passes across four OAuth token expiries keep reconciling, never refused', async () => {
+    const CLIENT = { clientId: 'midcert', clientSecret: 'controller-client-secret' };
+    const oauthInstance = await start(pki, { publishDelayMs: 20, oauthTokenSeconds: 1, oauthClients: [CLIENT] });
+    opened.push(oauthInstance);
+    oauthInstance.admin.tables.insert('ecc_agent', { name: 'mid01', host_name: HOST, status: 'Up' });
+    oauthInstance.admin.tables.insert('cmdb_ci_computer', { name: HOST });
+    const client = new InstanceClient({
+      url: oauthInstance.url, caPem: pki.ca.root.certPem, timeoutMs: 5000, retries: 1, backoff: { baseMs: 10, maxMs: 20 }, proxy: false,
+      auth: { kind: 'oauth', ...CLIENT, grant: 'password', username: ADMIN.username, password: ADMIN.password },
+    });
+    const ops = new InstanceOperations(client, { publishTimeoutMs: 5000, pollIntervalMs: 25, inventory: true });
+    opened.push(ops);
+    const dir = await mkdtemp(join(tmpdir(), 'midcert-inv-oauth-'));
+    try {
+      const store = openStore(dir);
+      const id = await leaf('mid01');
+      store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+      store.certificates.recordIssued({ agentName: 'mid01', pem: id.certPem });
+      store.certificates.setStatus(id.cert.sha256, 'installed');
+      const deps = { store, dial: () => fakeAgent(() => id), ca: { submit: async () => { throw new Error('unused'); }, poll: async () => { throw new Error('unused'); } }, instance: instancePort(ops), onEvent: () => undefined };
+      const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 1, maxFailures: 0, concurrency: 1, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
+      const warnings: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => { warnings.push(line); } });
+      const started = Date.now();
+      let passes = 0;
+      while (Date.now() - started < 4500) {
+        await serve(store, deps, rotation, { intervalMs: 1000, jitterMs: 0, windows: [], renewWithinDays: 1, once: true }, log, new AbortController().signal);
+        passes += 1;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      store.close();
+      const stats = client.oauthStats();
+      assert.ok(passes >= 8, `${passes} passes`);
+      assert.ok(stats && stats.refreshes + stats.grants >= 4, `tokens renewed across the expiries: ${JSON.stringify(stats)}`);
+      assert.equal(client.stats.byStatus['401'] ?? 0, 0, 'renewed before expiry, never refused');
+      assert.deepEqual(warnings, [], 'no pass warned');
+      assert.equal(oauthInstance.admin.tables.query('cmdb_ci_certificate', '').filter((r) => r['fingerprint'] === id.cert.sha256).length, 1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('inventory off: a rotation sends nothing to any cmdb table', async () => {
     const old = await leaf('mid01');
     const ops = operations({ inventory: false });

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { paint, useColor } from '../common/cli.js';
 
 const exec = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -20,7 +21,7 @@ const labDir = resolve(process.env.MIDCERT_DEMO_DIR ?? join(root, '.lab', 'fleet
 const mids = Number(process.env.MIDCERT_DEMO_MIDS ?? 4);
 
 function step(title: string): void {
-  process.stdout.write(`\n\x1b[1m▶ ${title}\x1b[0m\n`);
+  process.stdout.write(`\n${paint(`▶ ${title}`, 'bold', useColor())}\n`);
 }
 
 /** Runs a command with its output shown live (progress bars included). */
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     step('7. Stop everything');
     await show(bin('midcert-lab'), ['down', '--dir', labDir], { allowFail: true });
   }
-  process.stdout.write(`\n\x1b[1m✔ demo complete in ${Math.round((Date.now() - started) / 1000)} s\x1b[0m — lab files stay in ${labDir}\n`);
+  process.stdout.write(`\n${paint(`✔ demo complete in ${Math.round((Date.now() - started) / 1000)} s`, 'bold', useColor())} — lab files stay in ${labDir}\n`);
 }
 
 /** controller.yaml `ca:` → the lab ADCS (the password goes to a 0600 file, never into the YAML). */

@@ -35,9 +35,16 @@ export interface BuiltWindows {
   sha256: string;
   checked: boolean;
   zip?: string;
+  /** winsw.exe and winsw.exe.config copied next to the exe. */
+  wrapper: string[];
   buildSeconds: number;
 }
-export declare function buildWindows(options?: { outDir?: string; nodeTgz?: string; cacheDir?: string; check?: boolean; zip?: boolean; minify?: boolean; log?: (m: string) => void }): Promise<BuiltWindows>;
-export declare function releaseZip(exePath: string, version: string, outDir: string): Promise<string>;
+export declare function buildWindows(options?: { outDir?: string; nodeTgz?: string; winswTgz?: string; winsw?: boolean; cacheDir?: string; check?: boolean; zip?: boolean; minify?: boolean; log?: (m: string) => void }): Promise<BuiltWindows>;
+export declare function releaseZip(exePath: string, version: string, outDir: string, binExtras?: string[]): Promise<string>;
+
+export interface WinswPin { package: string; version: string; tarball?: string; integrity: string; winsw?: string; files: Record<string, string> }
+export declare const WINSW_PIN: string;
+export declare function readWinswPin(): Promise<WinswPin>;
+export declare function winswFiles(options?: { pin?: WinswPin; cacheDir?: string; winswTgz?: string; log?: (m: string) => void }): Promise<string[]>;
 export declare function zipArchive(entries: { name: string; data: Buffer }[], date: Date): Buffer;
 export declare function main(argv?: string[]): Promise<number>;

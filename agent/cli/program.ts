@@ -5,6 +5,7 @@ import { bundleCommand } from './bundle-command.js';
 import { certCommand } from './cert-command.js';
 import { csrCommand } from './csr-command.js';
 import { keystoreCommand } from './keystore-command.js';
+import { serviceCommand } from './service-command.js';
 import { installCommand, preflightCommand, rollbackCommand, runCommand, statusCommand } from './host-commands.js';
 
 /**
@@ -26,5 +27,6 @@ export function agentProgram(): Command {
     .addCommand(installCommand())
     .addCommand(rollbackCommand())
     .addCommand(preflightCommand())
+    .addCommand(serviceCommand())
     .addHelpText('after', EXIT_CODES_HELP);
 }

@@ -34,7 +34,7 @@ describe('midcert-agent start-up (lazy command modules)', function () {
 
   it('every command\'s --help still lists its description, options, arguments and subcommands', () => {
     const program = agentProgram();
-    assert.deepEqual(program.commands.map((c) => c.name()), ['csr', 'bundle', 'keystore', 'cert', 'run', 'status', 'install', 'rollback', 'preflight']);
+    assert.deepEqual(program.commands.map((c) => c.name()), ['csr', 'bundle', 'keystore', 'cert', 'run', 'status', 'install', 'rollback', 'preflight', 'service']);
     assertHelpComplete(program);
     const csr = program.commands.find((c) => c.name() === 'csr')!.helpInformation();
     for (const flag of ['--subject <dn>', '--key-out <file>', '--csr-out <file>', '--key-type <type>', '--bits <n>', '--san <name>', '--force', '--json']) assert.ok(csr.includes(flag), `csr --help lacks ${flag}`);

@@ -12,7 +12,7 @@
  * whose manage-certificates.bat is a test double recording its arguments, working directory and the
  * MID service state, with the MID home and the state dir holding spaces, `&` and `^`; the sc.exe
  * service manager on a test service (default name "ServiceNow MID Server_<name>"); the daemon on
- * a named pipe with status through it. Not provable under wine (icacls is a stub, wine's cmd.exe
+ * a named pipe with status through it; service install|uninstall with a wrapper double. Not provable under wine (icacls is a stub, wine's cmd.exe
  * expands `%` recursively, services are wine's): see docs/windows.md.
  */
 import assert from 'node:assert/strict';
@@ -299,6 +299,33 @@ describe('Windows executable under wine (make test-windows)', function () {
       assert.equal(s.service.unit, SERVICE);
       daemon.kill('SIGKILL');
     });
+  });
+  it('service install|uninstall writes the WinSW XML and runs the wrapper (a node.exe double: WinSW needs .NET)', async () => {
+    // The double is node.exe renamed to <name>-service.exe: "install" makes it run install.js from
+    // its working directory (the exe's folder), which records the call.
+    const binWin = 'C:\\svc test & co';
+    const bin = unix(binWin);
+    await mkdir(join(bin, 'double'), { recursive: true });
+    await copyFile(exe, join(bin, 'midcert-agent.exe'));
+    await copyFile(nodeExe, join(bin, 'double', 'winsw.exe'));
+    await writeFile(join(bin, 'agent.yaml'), 'mid:\n  home: C:\\x\n');
+    for (const verb of ['install', 'stop', 'uninstall']) {
+      await writeFile(join(bin, `${verb}.js`), `require('fs').appendFileSync('calls.log', JSON.stringify({ exe: require('path').basename(process.execPath), verb: ${JSON.stringify(verb)}, cwd: process.cwd() }) + '\\n');\n`);
+    }
+    const inst = await wine(`${binWin}\\midcert-agent.exe`, ['service', 'install', '--config', `${binWin}\\agent.yaml`, '--wrapper', `${binWin}\\double\\winsw.exe`, '--json']);
+    assert.equal(inst.code, 0, inst.stderr + inst.stdout);
+    assert.deepEqual(JSON.parse(inst.stdout), { ok: true, name: 'midcert-agent', wrapper: `${binWin}\\midcert-agent-service.exe`, config: `${binWin}\\midcert-agent-service.xml`, action: 'install' });
+    const xml = await readFile(join(bin, 'midcert-agent-service.xml'), 'utf8');
+    assert.match(xml, /<executable>C:\\svc test &amp; co\\midcert-agent\.exe<\/executable>/);
+    assert.match(xml, /<arguments>run --config &quot;C:\\svc test &amp; co\\agent\.yaml&quot;<\/arguments>/);
+    const calls = (): { exe: string; verb: string; cwd: string }[] => readFileSync(join(bin, 'calls.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(calls(), [{ exe: 'midcert-agent-service.exe', verb: 'install', cwd: binWin }]);
+    const un = await wine(`${binWin}\\midcert-agent.exe`, ['service', 'uninstall', '--json']);
+    assert.equal(un.code, 0, un.stderr + un.stdout);
+    assert.deepEqual(calls().map((c) => c.verb), ['install', 'stop', 'uninstall']);
+    assert.equal(existsSync(join(bin, 'midcert-agent-service.xml')), false);
+    assert.equal(existsSync(join(bin, 'midcert-agent-service.exe')), false);
+    assert.equal(existsSync(join(bin, 'midcert-agent.exe')), true);
   });
 });
 

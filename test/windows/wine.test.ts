@@ -26,6 +26,7 @@ import { ROOT } from '../../packaging/build-sea.mjs';
 import { createLabCa, type LabCa } from '../../lab/lab-ca.js';
 import { createMidHost } from '../../lab/mid/host.js';
 import { PROFILES } from '../../pki/issue.js';
+import { beginLine, PRIVATE_KEY_LABEL } from '../helpers/pem-text.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const MID_NAME = 'mid01';
@@ -121,7 +122,7 @@ describe('Windows executable under wine (make test-windows)', function () {
     const r = await agent(['csr', '--subject', 'CN=mid01,O=Acme,OU=ITOM', '--key-out', 'C:\\work\\mid01.key', '--csr-out', 'C:\\work\\mid01.csr']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /key: C:\\work\\mid01\.key \(RSA 2048, ACL owner \+ SYSTEM \+ Administrators\)/);
-    assert.match(await readFile(join(driveC, 'work', 'mid01.key'), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+    assert.ok((await readFile(join(driveC, 'work', 'mid01.key'), 'utf8')).startsWith(beginLine(PRIVATE_KEY_LABEL)), 'a PKCS#8 key');
     assert.match(await readFile(join(driveC, 'work', 'mid01.csr'), 'utf8'), /^-----BEGIN CERTIFICATE REQUEST-----/);
   });
 

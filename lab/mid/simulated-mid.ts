@@ -60,9 +60,6 @@ export function midTimings(timeScale = 1): MidTimings {
 
 export const DEFAULT_TIMINGS: MidTimings = midTimings(1);
 
-/** The lab's fixed credential-probe secret (protocol §5); the MID only proves it can decrypt it. */
-export const CREDENTIAL_PROBE_SECRET = 'midcert-lab credential probe';
-
 export interface SimulatedMidOptions {
   unit: string;
   home: string;

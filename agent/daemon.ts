@@ -6,7 +6,8 @@ import { VERSION } from '../common/version.js';
 import type { AgentConfig } from './config.js';
 import { EventHub } from './events.js';
 import { hostEffectsFrom } from './host-effects.js';
-import { createAgentMetrics, startAgentMetricsServer, type AgentMetricsServer } from './metrics.js';
+import type { MetricsServer } from '../common/metrics-http.js';
+import { createAgentMetrics, startAgentMetricsServer } from './metrics.js';
 import { RenewalEngine } from './renewal/engine.js';
 import { agentHandlers } from './rpc/handlers.js';
 import { startAgentRpcServer } from './rpc/server.js';
@@ -62,7 +63,7 @@ export async function startAgentDaemon(cfg: AgentConfig, options: DaemonOptions 
   };
   const graceMs = options.shutdownGraceMs ?? 1500;
   let server: RpcServer;
-  let metrics: AgentMetricsServer | undefined;
+  let metrics: MetricsServer | undefined;
   try {
     if (cfg.metrics?.listen) {
       metrics = await startAgentMetricsServer(cfg.metrics.listen, createAgentMetrics({ paths: effects.paths, alias: effects.alias, storepass: effects.storepass, engine }));

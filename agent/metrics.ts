@@ -1,12 +1,11 @@
-import { createServer } from 'node:http';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { MidcertError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 import type { LastResult } from './journal.js';
 import { readConfigXml, summarizeMidConfig } from './mid-config.js';
 import type { MidPaths } from './mid-install.js';
 import type { RenewalEngine } from './renewal/engine.js';
 import { inspectKeystore } from './status.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-http.js';
 
 /**
  * The agent's optional `/metrics` (agent config `metrics.listen`, off by default) for sites that
@@ -120,30 +119,7 @@ async function read(sources: AgentMetricsSources): Promise<Snapshot> {
   return out;
 }
 
-export interface AgentMetricsServer {
-  port: number;
-  close(): Promise<void>;
-}
-
-/** GET /metrics on `address` (host:port, loopback by default in the docs); anything else 404. */
-export async function startAgentMetricsServer(address: string, metrics: AgentMetrics): Promise<AgentMetricsServer> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(address.slice(colon + 1));
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') return void res.writeHead(404).end();
-    metrics.render().then(
-      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`metrics unavailable: ${String((err as Error)?.message ?? err).split('\n')[0]}\n`),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new MidcertError('CONFIG_INVALID', `cannot listen for metrics on ${address}: ${err.code ?? err.message}`)));
-    server.listen(port, host, () => resolve());
-  });
-  const bound = server.address();
-  return {
-    port: typeof bound === 'object' && bound ? bound.port : port,
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
-  };
+/** GET /metrics on `address` (host:port, loopback by default in the docs); the shared server of common/metrics-http.ts. */
+export function startAgentMetricsServer(address: string, metrics: AgentMetrics): Promise<MetricsServer> {
+  return startMetricsServer(address, () => metrics.render(), metrics.registry.contentType);
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { isMidcertError } from '../common/errors.js';
-import { startMetricsServer } from './metrics/http.js';
+import { startMetricsServer } from '../common/metrics-http.js';
 import { createControllerMetrics, type AgentObservation } from './metrics/registry.js';
 import type { RotationDeps, RotationOptions } from './orchestrator/run-rotation.js';
 import { runRotation } from './orchestrator/run-rotation.js';

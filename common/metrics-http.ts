@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { MidcertError } from '../../common/errors.js';
+import { MidcertError } from './errors.js';
 
 export interface MetricsServer {
   /** The bound port (useful with port 0). */

@@ -114,7 +114,7 @@ async function writeOutput(path: string, pem: string): Promise<void> {
   try {
     await writeFileAtomic(path, pem, { mode: 0o600 });
     // The bundle holds the key; chmod is a no-op on Windows, so there it gets a protected ACL.
-    if (process.platform === 'win32') await (await import('../windows/acl.js')).protectPath(path, { directory: false });
+    if (process.platform === 'win32') await (await import('../windows/acl.js')).protectKeyFileOrRemove(path);
   } catch (err) {
     throw new MidcertError('OUTPUT_FAILED', `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

@@ -58,7 +58,7 @@ async function runCsr(options: CsrOptions): Promise<void> {
   const csr = buildCsr(key, { subject: options.subject, sans: options.san });
   await write(options.keyOut, toPkcs8Pem(key), 0o600);
   // chmod is a no-op on Windows: there the key gets an owner + SYSTEM + Administrators ACL instead.
-  if (process.platform === 'win32') await (await import('../windows/acl.js')).protectPath(options.keyOut, { directory: false });
+  if (process.platform === 'win32') await (await import('../windows/acl.js')).protectKeyFileOrRemove(options.keyOut);
   await write(options.csrOut, csr, 0o644);
   const described = describeKey(key);
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });

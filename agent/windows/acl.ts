@@ -1,5 +1,7 @@
-import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { win32 } from 'node:path';
+import { MidcertError } from '../../common/errors.js';
+import { execProgram } from '../../common/exec.js';
 
 /**
  * Windows file protection for keys and the agent's state dir. chmod is a no-op on Windows (Node
@@ -52,24 +54,27 @@ export function icaclsExe(env: NodeJS.ProcessEnv = process.env): string {
   return win32.join(env.SystemRoot ?? env.windir ?? 'C:\\Windows', 'System32', 'icacls.exe');
 }
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: timeoutMs, windowsHide: true, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout: String(stdout ?? ''), stderr: String(stderr ?? '') || (e?.message ?? '') });
-    });
-  });
-}
-
 /** Protects `path` (a key file or the state dir) on Windows; a no-op elsewhere. Throws when icacls fails. */
 export async function protectPath(path: string, options: { directory: boolean; platform?: NodeJS.Platform } = { directory: false }): Promise<void> {
   if ((options.platform ?? process.platform) !== 'win32') return;
   const icacls = icaclsExe();
-  const removed = await run(icacls, icaclsRemoveBroadArgs(path));
   // Exit 0 also when none of those accounts had an ACE; a failure here is reported by the grant below.
-  void removed;
-  const r = await run(icacls, icaclsProtectArgs(path, { directory: options.directory }));
-  if (r.code !== 0) throw new Error(`icacls ${path} exited ${r.code}: ${`${r.stdout}${r.stderr}`.trim().slice(0, 300)}`);
+  await execProgram(icacls, icaclsRemoveBroadArgs(path), { timeoutMs: 30_000 });
+  const r = await execProgram(icacls, icaclsProtectArgs(path, { directory: options.directory }), { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new MidcertError('OUTPUT_FAILED', `cannot restrict the ACL of ${path} (icacls exited ${r.code}): ${`${r.stdout}${r.stderr}`.trim().slice(0, 300)}`);
+}
+
+/**
+ * A key file just written: restrict it, or remove it when that fails, so a private key is never
+ * left behind with its folder's inherited (broad) ACL.
+ */
+export async function protectKeyFileOrRemove(path: string, platform: NodeJS.Platform = process.platform): Promise<void> {
+  try {
+    await protectPath(path, { directory: false, platform });
+  } catch (err) {
+    await rm(path, { force: true });
+    throw err instanceof MidcertError ? new MidcertError(err.code, `${err.message}; ${path} was removed`) : err;
+  }
 }
 
 export type AclVerdict =
@@ -107,7 +112,7 @@ export function judgeSddl(sddl: string): AclVerdict {
 export async function checkAcl(path: string, env: NodeJS.ProcessEnv = process.env): Promise<AclVerdict> {
   const root = env.SystemRoot ?? env.windir ?? 'C:\\Windows';
   const ps = win32.join(root, 'System32', 'WindowsPowerShell', 'v1.0', 'powershell.exe');
-  const r = await run(ps, ['-NoProfile', '-NonInteractive', '-Command', '(Get-Acl -LiteralPath $env:MIDCERT_ACL_PATH).Sddl'], { ...env, MIDCERT_ACL_PATH: path }, 20_000);
+  const r = await execProgram(ps, ['-NoProfile', '-NonInteractive', '-Command', '(Get-Acl -LiteralPath $env:MIDCERT_ACL_PATH).Sddl'], { env: { ...env, MIDCERT_ACL_PATH: path }, timeoutMs: 20_000 });
   const sddl = r.stdout.trim();
   if (r.code !== 0 || !sddl.startsWith('O:')) {
     return { ok: false, unverified: true, why: `the ACL of ${path} could not be read (PowerShell Get-Acl ${r.code === 0 ? 'printed no SDDL' : `exited ${r.code}`})` };

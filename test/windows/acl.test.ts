@@ -3,7 +3,11 @@
  * the arguments and the SDDL verdicts are tested here; the ACLs themselves only on real Windows.
  */
 import assert from 'node:assert/strict';
-import { currentAccount, icaclsProtectArgs, icaclsRemoveBroadArgs, judgeSddl } from '../../agent/windows/acl.js';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MidcertError } from '../../common/errors.js';
+import { currentAccount, icaclsProtectArgs, icaclsRemoveBroadArgs, judgeSddl, protectKeyFileOrRemove } from '../../agent/windows/acl.js';
 import { stateDirAclCheck } from '../../agent/windows/preflight-acl.js';
 
 describe('windows/acl: icacls arguments and ACL checks', () => {
@@ -57,5 +61,18 @@ describe('windows/acl: icacls arguments and ACL checks', () => {
     const wine = await stateDirAclCheck('C:\\s', async () => ({ ok: false, unverified: true, why: 'no PowerShell' }));
     assert.deepEqual([wine.ok, wine.severity, wine.code], [false, 'warning', 'STATE_DIR_ACL_UNVERIFIED']);
     for (const f of [good, open, wine]) assert.doesNotMatch(f.message, /mode 0/);
+  });
+
+  it('removes a key file whose ACL cannot be restricted, and says so (OUTPUT_FAILED)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'midcert-acl-'));
+    try {
+      const key = join(dir, 'key.pem');
+      await writeFile(key, 'key material stand-in');
+      // Here icacls.exe does not exist, as when it fails on a real host: the key must not stay.
+      await assert.rejects(protectKeyFileOrRemove(key, 'win32'), (err: unknown) => err instanceof MidcertError && err.code === 'OUTPUT_FAILED' && /was removed/.test(err.message));
+      await assert.rejects(stat(key), 'the key file is gone');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

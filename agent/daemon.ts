@@ -8,7 +8,7 @@ import { EventHub } from './events.js';
 import { hostEffectsFrom } from './host-effects.js';
 import type { MetricsServer } from '../common/metrics-http.js';
 import { createAgentMetrics, startAgentMetricsServer } from './metrics.js';
-import { RenewalEngine } from './renewal/engine.js';
+import { isChangingMid, RenewalEngine } from './renewal/engine.js';
 import { agentHandlers } from './rpc/handlers.js';
 import { startAgentRpcServer } from './rpc/server.js';
 import { watchMidFiles } from './watcher.js';
@@ -30,9 +30,6 @@ export interface RunningDaemon {
   metricsPort?: number;
   close(): Promise<void>;
 }
-
-/** Renewal states in which the engine is changing the MID (close() gives them the grace). */
-const BUSY_STATES = new Set(['installing', 'rolling-back', 'restarting']);
 
 /** Secret-bearing keys pino must never print, wherever they appear. */
 export const REDACT_PATHS = ['password', 'storepass', '*.password', '*.storepass', 'req.password', 'keyPem', '*.keyPem'];
@@ -106,7 +103,7 @@ async function settled(engine: RenewalEngine, ms: number): Promise<{ state: stri
   const until = Date.now() + ms;
   for (;;) {
     const s = await engine.state().catch(() => undefined);
-    if (!s || !BUSY_STATES.has(s.state)) return undefined;
+    if (!s || !isChangingMid(s.state)) return undefined;
     if (Date.now() >= until) return s;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -3,7 +3,7 @@ import { VERSION } from '../common/version.js';
 import type { LastResult } from './journal.js';
 import { readConfigXml, summarizeMidConfig } from './mid-config.js';
 import type { MidPaths } from './mid-install.js';
-import type { RenewalEngine } from './renewal/engine.js';
+import { isChangingMid, type RenewalEngine } from './renewal/engine.js';
 import { inspectKeystore } from './status.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-http.js';
 
@@ -28,7 +28,6 @@ interface Snapshot {
 }
 
 const NONCONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
-const BUSY = new Set(['installing', 'rolling-back', 'restarting']);
 
 export interface AgentMetrics {
   registry: Registry;
@@ -82,7 +81,7 @@ export function createAgentMetrics(sources: AgentMetricsSources): AgentMetrics {
     name: 'midcert_agent_install_in_progress',
     help: '1 while the agent installs, rolls back or restarts the MID, else 0.',
     labelNames: ['mid'], registers,
-    async collect() { const s = await snap(); this.reset(); this.set({ mid: s.mid }, BUSY.has(s.renewalState) ? 1 : 0); },
+    async collect() { const s = await snap(); this.reset(); this.set({ mid: s.mid }, isChangingMid(s.renewalState) ? 1 : 0); },
   });
   new Gauge({
     name: 'midcert_agent_build_info',

@@ -60,13 +60,14 @@ export async function collectStatus(sources: StatusSources): Promise<AgentStatus
   const now = (sources.now ?? (() => new Date()))();
   const secrets = typeof sources.storepass === 'string' ? [sources.storepass] : [];
   // The keystore part needs the auth mode: a self-signed pair is normal under basic auth only.
-  const authMode = readConfigXml(sources.paths.configXml).then((p) => summarizeMidConfig(p).authMode, () => undefined);
+  const summary = readConfigXml(sources.paths.configXml).then(summarizeMidConfig);
+  const authMode = summary.then((s) => s.authMode, () => undefined);
   const [keystorePart, config, service, host, agent] = await Promise.all([
     guard(async () => collectKeystore(sources, now, await authMode), 'KEYSTORE_UNREADABLE', secrets, (error) => ({
       keystore: { path: sources.paths.keystore, alias: sources.cfg.mid.alias, error },
       certificate: { present: false },
     })),
-    guard(() => collectConfig(sources.paths.configXml), 'MID_CONFIG_INVALID', secrets, (error) => ({ path: sources.paths.configXml, error })),
+    guard(async () => configStatus(sources.paths.configXml, await summary), 'MID_CONFIG_INVALID', secrets, (error) => ({ path: sources.paths.configXml, error })),
     guard(() => collectService(sources), 'SERVICE_FAILED', secrets, (error) => ({ manager: sources.service.manager, unit: sources.service.unit, error })),
     guard(() => (sources.hostInfo ?? (() => hostInfo(sources.paths.home)))(), 'INTERNAL', secrets, () => ({})),
     // The journal unreadable: the rest of the agent part is still known.
@@ -189,8 +190,7 @@ export function certificateSummary(cert: Certificate): CertificateSummaryInit {
 
 // ---- config.xml ----
 
-async function collectConfig(path: string): Promise<ConfigStatusInit> {
-  const summary: MidConfigSummary = summarizeMidConfig(await readConfigXml(path));
+function configStatus(path: string, summary: MidConfigSummary): ConfigStatusInit {
   return {
     path,
     instanceUrl: summary.instanceUrl,

@@ -16,6 +16,11 @@ import { currentLeafSha256 } from './verify-keystore.js';
 
 export type RenewalState = 'idle' | 'prepared' | 'installing' | 'rolling-back' | 'restarting';
 
+/** States in which the engine is changing the MID (the daemon's shutdown grace, the busy gauge). */
+export function isChangingMid(state: string): boolean {
+  return state === 'installing' || state === 'rolling-back' || state === 'restarting';
+}
+
 export interface PrepareOptions {
   renewalId: string;
   subject: string;

@@ -7,10 +7,7 @@ import { acquireStateLock } from '../state-lock.js';
 import { assertCredentials, BASIC_AUTH_ARGV_WARNING } from '../manage-certificates.js';
 import type { LastResult, RenewalJournal, RenewalStatus } from '../journal.js';
 import type { HostEffects, ProgressListener } from './effects.js';
-import { assertKeyTypeAllowed, runInstall, resumeInstall, type InstallInput } from './install.js';
-import { lintBundle, keyTypeLabel } from '../../pki/lint.js';
-import { isKeyLabel, readKeyBlock } from '../../pki/keys.js';
-import { scanPem } from '../../pki/pem.js';
+import { runInstall, resumeInstall, type InstallInput } from './install.js';
 import { assertRenewalId, prepareKeyAndCsr, readPrepared, stageBundleKey, type PreparedRenewal } from './prepare.js';
 import { currentLeafSha256 } from './verify-keystore.js';
 
@@ -93,24 +90,17 @@ export class RenewalEngine {
     return this.exclusive('installing', `installing bundle ${renewalId} (midcert-agent install)`, async () => {
       const entry = await this.effects.journal.load();
       if (entry?.phase === 'installing') throw new MidcertError('RENEWAL_BUSY', `renewal ${entry.renewalId} is being installed`);
-      // Lint and stage first: a bad bundle must not discard a renewal the controller prepared.
-      const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem).catch(async (err: unknown) => {
+      // Lint, check the key type and stage first: a bad bundle must not discard a renewal the controller prepared.
+      const allowKeyTypes = [...(this.effects.allowKeyTypes ?? []), ...(options.allowKeyTypes ?? [])];
+      const { certificatePem, chainPem } = await stageBundleKey(this.effects.journal, renewalId, bundlePem, allowKeyTypes).catch(async (err: unknown) => {
         await this.effects.journal.removeRenewalFiles(renewalId);
         throw err;
       });
-      // A key type the vendor does not document is refused here too, before a prepared renewal is discarded.
-      const allowKeyTypes = [...(this.effects.allowKeyTypes ?? []), ...(options.allowKeyTypes ?? [])];
-      try {
-        assertKeyTypeAllowed(lintBundle(Buffer.from(bundlePem)).findings, bundleKeyType(bundlePem), allowKeyTypes);
-      } catch (err) {
-        await this.effects.journal.removeRenewalFiles(renewalId);
-        throw err;
-      }
       if (entry) await this.effects.journal.clear(entry.renewalId);
       const now = new Date().toISOString();
       const prepared: RenewalJournal = { renewalId, phase: 'prepared', mode: 'install', preparedAt: now, updatedAt: now };
       await this.effects.journal.save(prepared);
-      return runInstall(this.effects, prepared, { certificatePem, chainPem, allowKeyTypes }, progress);
+      return runInstall(this.effects, prepared, { certificatePem, chainPem, allowKeyTypes: options.allowKeyTypes }, progress);
     });
   }
 
@@ -227,8 +217,3 @@ function revertError(err: unknown, password: string, exposed: boolean): unknown 
   return new MidcertError(err.code, redact(err.message, [password]), detail ? { detail } : {});
 }
 
-/** The key type label of the one key in a bundle that already linted clean (undefined if none). */
-function bundleKeyType(bundlePem: string): string | undefined {
-  const block = scanPem(bundlePem.replace(/\r/g, '')).find((b) => isKeyLabel(b.label));
-  return block ? keyTypeLabel(readKeyBlock(block).key) : undefined;
-}

@@ -8,6 +8,8 @@ import { generateKey, isKeyLabel, keySpecFrom, readKeyBlock, toPkcs8Pem } from '
 import { lintBundle } from '../../pki/lint.js';
 import { scanPem, toPem } from '../../pki/pem.js';
 import type { Journal } from '../journal.js';
+import { keyTypeLabel } from '../../pki/lint.js';
+import { assertKeyTypeAllowed } from './install.js';
 
 export interface PrepareRequest {
   renewalId: string;
@@ -63,13 +65,15 @@ export function publicKeySha256(key: KeyObject): string {
  * renewal folder (0600) as if PrepareRenewal had made it; the certificates are handed back.
  * A bundle with error findings is refused before anything is written.
  */
-export async function stageBundleKey(journal: Journal, renewalId: string, bundlePem: string): Promise<{ certificatePem: string; chainPem: string }> {
+export async function stageBundleKey(journal: Journal, renewalId: string, bundlePem: string, allowKeyTypes: readonly string[] = []): Promise<{ certificatePem: string; chainPem: string }> {
   const report = lintBundle(Buffer.from(bundlePem));
   if (!report.ok) throw new BundleInvalidError(report.findings);
   const blocks = scanPem(bundlePem.replace(/\r/g, ''));
   const keyBlock = blocks.find((b) => isKeyLabel(b.label));
   if (!keyBlock) throw new MidcertError('BUNDLE_INVALID', 'the bundle holds no private key');
   const key = readKeyBlock(keyBlock).key;
+  // A key type the vendor does not document is refused before anything is written.
+  assertKeyTypeAllowed(report.findings, keyTypeLabel(key), allowKeyTypes);
   const dir = await journal.renewalDir(renewalId);
   await writeFileAtomic(join(dir, 'key.pem'), toPkcs8Pem(key), { mode: 0o600 });
   const certs = blocks.filter((b) => b.label === 'CERTIFICATE').map((b) => toPem('CERTIFICATE', b.der));

@@ -1,4 +1,4 @@
-import { dirname, isAbsolute, join, relative, resolve, win32 } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { readBoundedText } from '../common/bounded-read.js';
 import { parseYamlConfig } from '../common/config-file.js';
@@ -9,21 +9,9 @@ import { LIMITS } from '../common/limits.js';
  * The agent's configuration (`/etc/midcert/agent.yaml`), validated where it enters. Documented
  * in docs/agent-config.md; keys under `mid`, `service`, `verify` and `stateDir` are a contract.
  */
-/**
- * Platform defaults: /var/lib/midcert-agent, and on Windows %ProgramData%\midcert\state (the
- * config itself defaults to %ProgramData%\midcert\agent.yaml, agent/cli/host-commands.ts).
- */
-export function programDataDir(env: NodeJS.ProcessEnv = process.env): string {
-  return win32.join(env.ProgramData ?? env.PROGRAMDATA ?? 'C:\\ProgramData', 'midcert');
-}
-export function defaultStateDir(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
-  return platform === 'win32' ? win32.join(programDataDir(env), 'state') : '/var/lib/midcert-agent';
-}
-export function defaultConfigPath(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
-  return platform === 'win32' ? win32.join(programDataDir(env), 'agent.yaml') : '/etc/midcert/agent.yaml';
-}
-/** The host-local socket on Windows: a named pipe (proto/grpc-adapter.ts). */
-export const WINDOWS_PIPE = '\\\\.\\pipe\\midcert-agent';
+import { defaultStateDir } from '../common/default-paths.js';
+
+export { defaultConfigPath, defaultStateDir, programDataDir } from '../common/default-paths.js';
 
 const argv = z.array(z.string().min(1)).min(1);
 /** A key type label as pki/lint.ts keyTypeLabel() writes it: rsa-<bits>, ec-<curve>, ed25519, ... */

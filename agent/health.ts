@@ -64,9 +64,6 @@ export const HEALTH_LOG_PATTERNS: readonly LogPattern[] = [
   },
 ];
 
-/** Kept for callers that only want the expressions. */
-export const UNHEALTHY_LOG_PATTERNS: RegExp[] = HEALTH_LOG_PATTERNS.map((p) => p.pattern);
-
 const MAX_LOG_READ = 4 * 1024 * 1024;
 
 /** The MID log files the health check watches: the configured agent log, and wrapper.log / wrapper.txt next to it. */
@@ -168,10 +165,6 @@ export function findUnhealthy(texts: readonly { path?: string; text: string }[])
     }
   }
   return best?.hit;
-}
-
-export function firstUnhealthyLine(text: string): string | undefined {
-  return findUnhealthy([{ text }])?.line;
 }
 
 export interface HealthOptions {

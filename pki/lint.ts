@@ -173,9 +173,6 @@ export function lintMaterial(certs: Certificate[], key: KeyObject | undefined, o
   ];
 }
 
-/** The key type a vendor document shows for MID mutual auth (docs/vendor-facts.md §4). */
-export const VENDOR_KEY_TYPE = 'rsa-2048';
-
 /** A stable label for a key: rsa-<bits>, ec-p256 / ec-p384 / ec-p521, ed25519, ... (agent config install.allowKeyTypes uses these). */
 export function keyTypeLabel(key: KeyObject): string {
   const d = describeKey(key);

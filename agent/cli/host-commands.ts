@@ -7,13 +7,12 @@ import type { LastResult } from '../journal.js';
 import type { Progress } from '../renewal/effects.js';
 import type { RenewalEngine } from '../renewal/engine.js';
 import type { collectStatus } from '../status.js';
+import { defaultConfigPath } from '../../common/default-paths.js';
 // What the commands run (config, daemon, gRPC, renewal engine) loads only when one runs, so
 // --help and --version answer at once.
 const loadAgentConfig = async (path: string): Promise<AgentConfig> => (await import('../config.js')).loadAgentConfig(path);
 
-// Windows: %ProgramData%\midcert\agent.yaml (agent/config.ts defaultConfigPath; not imported here, to keep --help fast).
-export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG
-  ?? (process.platform === 'win32' ? `${process.env.ProgramData ?? 'C:\\ProgramData'}\\midcert\\agent.yaml` : '/etc/midcert/agent.yaml');
+export const DEFAULT_CONFIG = process.env.MIDCERT_AGENT_CONFIG ?? defaultConfigPath();
 const CONFIG_HELP = `agent config file (YAML; default $MIDCERT_AGENT_CONFIG or ${DEFAULT_CONFIG}; see docs/agent-config.md)`;
 
 async function localContext(configPath: string): Promise<{ cfg: AgentConfig; engine: RenewalEngine; sources: Parameters<typeof collectStatus>[0] }> {

@@ -17,7 +17,7 @@ import { fleetStatus } from '../controller/fleet-status.js';
 import { runRotation, type RotationOptions } from '../controller/orchestrator/run-rotation.js';
 import type { AgentPort } from '../controller/orchestrator/ports.js';
 import { fleetDialer } from '../controller/orchestrator/wiring.js';
-import { openStore } from '../controller/store/index.js';
+import { openStore, type Store } from '../controller/store/index.js';
 import { buildCsr } from '../pki/csr.js';
 import { generateKey } from '../pki/keys.js';
 
@@ -28,16 +28,18 @@ export async function benchController(): Promise<Record<string, string | number>
   try {
     await initDataDir(dir);
     await initLocalCa(dir);
-    const store = openStore(dir, { actor: 'bench' });
+    const store = await openStore(dir, { actor: 'bench' });
     const child = spawn(process.execPath, ['--import', 'tsx', 'bench/agent-servers.ts', dir, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
     const ports = await new Promise<number[]>((resolve, reject) => {
       let text = '';
       child.stdout.on('data', (d: Buffer) => { text += d.toString(); if (text.includes('\n')) resolve((JSON.parse(text) as { ports: number[] }).ports); });
       child.on('exit', (code) => reject(new Error(`agent servers exited ${code}`)));
     });
-    store.transaction(() => ports.forEach((p, i) => store.agents.add({ name: `mid${String(i).padStart(3, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' })));
+    await store.transaction(async () => {
+      for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(3, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
+    });
     const dialer = await fleetDialer(dir);
-    const agents = store.agents.list();
+    const agents = await store.agents.list();
     const statusRuns: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t = performance.now();
@@ -47,7 +49,7 @@ export async function benchController(): Promise<Record<string, string | number>
     }
     child.kill('SIGTERM');
     const rotation = await benchRotation(dir, store);
-    store.close();
+    await store.close();
     return {
       agents: N,
       'fleet status (ms, 3 runs)': statusRuns.map((x) => Math.round(x)).join(' / '),
@@ -59,7 +61,7 @@ export async function benchController(): Promise<Record<string, string | number>
   }
 }
 
-async function benchRotation(dir: string, store: ReturnType<typeof openStore>): Promise<Record<string, string | number>> {
+async function benchRotation(dir: string, store: Store): Promise<Record<string, string | number>> {
   const installMs = Number(process.env.BENCH_INSTALL_MS ?? 400);
   const csrs = await Promise.all(Array.from({ length: 8 }, async () => buildCsr(await generateKey(), { subject: 'CN=bench' })));
   const ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 365 }, { dataDir: dir });
@@ -72,7 +74,7 @@ async function benchRotation(dir: string, store: ReturnType<typeof openStore>): 
     renewal: async () => { throw new Error('unused'); },
     close: () => undefined,
   });
-  const agents = store.agents.list();
+  const agents = await store.agents.list();
   const indexOf = new Map(agents.map((a, i) => [a.name, i]));
   const deps = { store, dial: (a: { name: string }) => port(indexOf.get(a.name) ?? 0), ca, instance: undefined, onEvent: () => undefined };
   const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: N, maxFailures: 0, concurrency: 20, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
@@ -97,9 +99,10 @@ function rssWithInventory(): string {
   const script = `
     import { openStore } from './controller/store/index.js';
     import { mkdtempSync } from 'node:fs'; import { tmpdir } from 'node:os'; import { join } from 'node:path';
-    const s = openStore(mkdtempSync(join(tmpdir(), 'rss-')), { actor: 'bench' });
-    s.transaction(() => { for (let i = 0; i < 1000; i++) s.agents.add({ name: 'a' + i, address: '10.0.0.1:7443', tags: ['dc1'] }); });
-    s.agents.list(); global.gc?.();
-    console.log((process.memoryUsage().rss / 1048576).toFixed(1));`;
+    const s = await openStore(mkdtempSync(join(tmpdir(), 'rss-')), { actor: 'bench' });
+    await s.transaction(async () => { for (let i = 0; i < 1000; i++) await s.agents.add({ name: 'a' + i, address: '10.0.0.1:7443', tags: ['dc1'] }); });
+    await s.agents.list(); global.gc?.();
+    console.log((process.memoryUsage().rss / 1048576).toFixed(1));
+    await s.close();`;
   return execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: process.cwd() }).toString().trim();
 }

@@ -70,6 +70,8 @@ export const ERROR_CODES = {
   AGENT_NOT_FOUND: 'no agent with this name is registered',
   AGENT_BUSY: 'the agent takes part in a job that has not finished',
   JOB_NOT_FOUND: 'no job with this id exists',
+  JOB_CONFLICT: 'another live midcert process owns the job or the MID (its lease has not expired)',
+  STORE_NOT_EMPTY: 'the target database of a store migration already holds midcert data',
   STATE_TRANSITION_INVALID: 'a job, job agent, step or certificate cannot move from its current state to the requested one',
   RECORD_CONFLICT: 'a record conflicts with one already stored',
   DATA_DIR_UNUSABLE: 'the controller data directory cannot be created or used',
@@ -123,8 +125,13 @@ export class MidcertError extends Error {
   }
 }
 
+/**
+ * By shape as well as by class: a module loaded both through `import()` and statically (tsx under
+ * mocha) has two MidcertError classes, and an error must keep its code across that seam.
+ */
 export function isMidcertError(err: unknown): err is MidcertError {
-  return err instanceof MidcertError;
+  return err instanceof MidcertError
+    || (err instanceof Error && err.name === 'MidcertError' && typeof (err as { code?: unknown }).code === 'string');
 }
 
 /**
@@ -134,6 +141,6 @@ export function isMidcertError(err: unknown): err is MidcertError {
  * becomes `sentence`, a message written for the user, and stays reachable only as `cause`.
  */
 export function asMidcertError(err: unknown, code: ErrorCode, sentence: string): MidcertError {
-  if (err instanceof MidcertError) return err;
+  if (isMidcertError(err)) return err;
   return new MidcertError(code, sentence, { cause: err });
 }

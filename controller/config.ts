@@ -105,6 +105,23 @@ const serveSchema = z.object({
   metricsAddress: z.string().regex(/^[^\s]+:\d{1,5}$/).optional(),
   /** Renewals start only inside these windows (UTC), e.g. "Sat 01:00-05:00" or "daily 02:00-04:00". */
   maintenanceWindows: z.array(z.string().min(1)).default([]),
+  /** How long a serve instance's claim on the work stays valid without renewal (shared PostgreSQL store). */
+  leaseSeconds: z.number().int().min(2).max(3600).default(15),
+}).strict();
+
+/** Where the controller's state lives: SQLite in the data dir (default), or PostgreSQL when `url` is set. */
+const storeSchema = z.object({
+  /** postgresql://user@host:port/db; no password here (passwordFile). Absent: `<data-dir>/midcert.db`. */
+  url: z.string().min(1).optional(),
+  passwordFile: z.string().min(1).optional(),
+  tls: z.object({
+    mode: z.enum(['disable', 'require', 'verify-full']).default('verify-full'),
+    caFile: z.string().min(1).optional(),
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+  }).strict().optional(),
+  /** How long a writer waits for another process's lock (default 5000 ms). */
+  busyTimeoutMs: z.number().int().min(0).max(600000).default(5000),
 }).strict();
 
 const schema = z.object({
@@ -112,6 +129,7 @@ const schema = z.object({
   instance: instanceSchema.optional(),
   rotation: rotationSchema.default(rotationSchema.parse({})),
   serve: serveSchema.default(serveSchema.parse({})),
+  store: storeSchema.default(storeSchema.parse({})),
   log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).strict().default({ level: 'info' }),
 }).strict();
 
@@ -120,6 +138,7 @@ export type CaConfig = z.infer<typeof caSchema>;
 export type InstanceConfig = z.infer<typeof instanceSchema>;
 export type ProxyConfig = z.infer<typeof proxySchema>;
 export type OAuthConfig = z.infer<typeof oauthSchema>;
+export type StoreConfig = z.infer<typeof storeSchema>;
 
 /** --data-dir, else $MIDCERT_DATA_DIR, else ~/.midcert. */
 export function resolveDataDir(flag?: string): string {
@@ -153,6 +172,7 @@ export function parseControllerConfig(text: string, source: string): ControllerC
     ...cfg,
     ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), keytab: abs(cfg.ca.keytab), dir: abs(cfg.ca.dir), proxy: proxy(cfg.ca.proxy) },
     instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile), oauth: oauth(cfg.instance.oauth), proxy: proxy(cfg.instance.proxy) },
+    store: { ...cfg.store, passwordFile: abs(cfg.store.passwordFile), tls: cfg.store.tls && { ...cfg.store.tls, caFile: abs(cfg.store.tls.caFile), certFile: abs(cfg.store.tls.certFile), keyFile: abs(cfg.store.tls.keyFile) } },
   };
 }
 

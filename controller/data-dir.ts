@@ -2,7 +2,7 @@ import { lstat, mkdir, readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { MidcertError } from '../common/errors.js';
 import { writeFileAtomic } from '../common/fs.js';
-import { controllerConfigPath, parseControllerConfig } from './config.js';
+import { controllerConfigPath, parseControllerConfig, type ControllerConfig } from './config.js';
 import { ensureFleetCa } from './fleet-ca.js';
 import { openStore, storePath } from './store/index.js';
 
@@ -91,18 +91,20 @@ export async function initDataDir(dataDir: string, options: InitOptions = {}): P
     if (err.code === 'ENOENT') return undefined;
     throw new MidcertError('CONFIG_UNREADABLE', `cannot read ${configPath}: ${err.code ?? 'error'}`);
   });
+  let cfg: ControllerConfig;
   if (existingConfig === undefined) {
     const text = options.configText ?? CONTROLLER_YAML_TEMPLATE;
-    parseControllerConfig(text, configPath); // never write a file the controller would then refuse
+    cfg = parseControllerConfig(text, configPath); // never write a file the controller would then refuse
     await writeFileAtomic(configPath, text, { mode: 0o600 });
     created.push(relative(dataDir, configPath));
   } else {
     // An existing configuration is kept as it is, but init still says when it is broken.
-    parseControllerConfig(existingConfig, configPath);
+    cfg = parseControllerConfig(existingConfig, configPath);
   }
 
   const dbExisted = await lstat(storePath(dataDir)).then(() => true, () => false);
-  const store = openStore(dataDir, { actor: options.actor, now: options.now && (() => options.now as Date) });
+  // The database the configuration names (its `store` section), as every later command opens it.
+  const store = await openStore(dataDir, { actor: options.actor, now: options.now && (() => options.now as Date), config: cfg.store });
   try {
     if (!dbExisted) created.push(relative(dataDir, store.path));
     else if (store.migrations.applied.length > 0) warnings.push(`migrated the database to schema version ${store.migrations.version}`);
@@ -111,12 +113,12 @@ export async function initDataDir(dataDir: string, options: InitOptions = {}): P
     created.push(...fleet.created.map((p) => relative(dataDir, p)));
 
     const changed = created.length > 0 || store.migrations.applied.length > 0;
-    if (changed) store.audit.record({ action: 'init', target: 'data-dir', params: { created, migrated: store.migrations.applied } });
+    if (changed) await store.audit.record({ action: 'init', target: 'data-dir', params: { created, migrated: store.migrations.applied } });
     const message = changed
       ? `initialised ${dataDir}: created ${created.length > 0 ? created.map((p) => (p === '.' ? 'the directory' : p)).join(', ') : 'nothing new'}${store.migrations.applied.length > 0 && dbExisted ? ' (database migrated)' : ''}`
       : `${dataDir} is already initialised; nothing changed`;
     return { dataDir, created, changed, warnings, message };
   } finally {
-    store.close();
+    await store.close();
   }
 }

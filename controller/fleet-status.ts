@@ -23,7 +23,7 @@ export async function fleetStatus(store: Store, agents: Agent[], dialer: AgentDi
 
 async function agentRow(store: Store, agent: Agent, dialer: AgentDialer, instance: InstanceOperations | undefined): Promise<AgentFleetStatus> {
   const midName = agent.midName ?? agent.name;
-  const last = store.jobAgents.agentHistory(agent.name, { limit: 1 })[0];
+  const [last] = await store.jobAgents.agentHistory(agent.name, { limit: 1 });
   const row: AgentFleetStatus = {
     name: agent.name, midName, reachable: false, instanceStatus: 'unknown', certificate: null, error: null,
     lastRotation: last ? { jobId: last.jobId, state: last.agentState, finishedAt: last.finishedAt, errorCode: last.errorCode } : null,

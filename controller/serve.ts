@@ -78,14 +78,14 @@ export async function serve(store: Store, baseDeps: RotationDeps, rotation: Rota
   log.info({ metrics: options.metricsAddress }, 'midcert serve started');
   try {
     while (!signal.aborted) {
-      watchers?.sync(store.agents.list());
+      watchers?.sync(await store.agents.list());
       const pass = reconcile(store, deps, rotation, options, observed, log).then(
         () => true,
         (err: unknown) => { log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'); return true; },
       );
       if (!(await finishesInGrace(pass, signal, graceMs))) {
         abandoned = true;
-        const running = store.jobs.list({ states: ['running'] }).map((j) => j.id);
+        const running = (await store.jobs.list({ states: ['running'] })).map((j) => j.id);
         log.warn({ jobs: running, graceMs }, 'stopping with a pass in flight; every finished step is in the store and the job resumes at the next start');
         break;
       }
@@ -171,7 +171,7 @@ class AgentWatchers {
 async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, observed: Map<string, AgentObservation>, log: Logger): Promise<void> {
   const resumed = await resumeUnfinishedJobs(deps, rotation);
   if (resumed.length) log.warn({ jobs: resumed }, 'resumed unfinished jobs');
-  const agents = store.agents.list();
+  const agents = await store.agents.list();
   const names = new Set(agents.map((a) => a.name));
   for (const name of observed.keys()) if (!names.has(name)) observed.delete(name);
   const due: Agent[] = [];
@@ -197,7 +197,7 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
     return;
   }
   log.info({ due: due.map((a) => a.name) }, 'renewing');
-  const report = await runRotation(deps, due, { ...rotation, force: true }, renewedByJobs(store, resumed));
+  const report = await runRotation(deps, due, { ...rotation, force: true }, await renewedByJobs(store, resumed));
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
 }
 
@@ -208,9 +208,9 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
  */
 async function reconcileInventory(store: Store, deps: RotationDeps, agent: Agent, leafSha256: string, log: Logger): Promise<void> {
   const upsert = deps.instance?.upsertInventory;
-  const current = leafSha256 ? store.certificates.get(leafSha256) : undefined;
+  const current = leafSha256 ? await store.certificates.get(leafSha256) : undefined;
   if (!upsert || !current || current.agentName !== agent.name) return;
-  const earlier = store.certificates.history(agent.name, { limit: 5 }).map((c) => c.sha256).filter((sha) => sha !== current.sha256);
+  const earlier = (await store.certificates.history(agent.name, { limit: 5 })).map((c) => c.sha256).filter((sha) => sha !== current.sha256);
   try {
     const outcome = await upsert.call(deps.instance, agent.midName ?? agent.name, current.pem, earlier);
     if (outcome.action !== 'unchanged' || outcome.dropped.length) log.info({ agent: agent.name, inventory: outcome.action, dropped: outcome.dropped, relation: outcome.relationNote || undefined }, 'cmdb_ci_certificate reconciled');

@@ -153,13 +153,14 @@ export async function setUpAgents(paths: LabPaths, mids: LabMid[], setup: Agents
   const listFile = join(paths.agentsDir, 'agents.json'); // as recorded by up.ts before this runs
   await writeFileAtomic(listFile, `${JSON.stringify(agents.map((a) => a.config), null, 2)}\n`);
 
-  const store = openStore(controllerDir, { actor: 'midcert-lab' });
+  const store = await openStore(controllerDir, { actor: 'midcert-lab' });
   try {
-    store.transaction(() => {
-      for (const agent of agents) store.agents.add({ name: agent.name, address: agent.address, serverName: agent.name, midName: agent.name, instanceUrl: setup.instanceUrl });
+    // One after another: the adds share the transaction's connection.
+    await store.transaction(async () => {
+      for (const agent of agents) await store.agents.add({ name: agent.name, address: agent.address, serverName: agent.name, midName: agent.name, instanceUrl: setup.instanceUrl });
     });
   } finally {
-    store.close();
+    await store.close();
   }
   return { controllerDir, listFile, logFile: join(paths.logsDir, 'agents.log'), settleSeconds: setup.settleSeconds, list: agents };
 }

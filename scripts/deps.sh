@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers (openssl, keytool, cfssl, certmonger's
-# local-submit, ansible-playbook, Kerberos + Apache + go-ntlm for ca.auth). As root it runs
+# local-submit, ansible-playbook, Kerberos + Apache + go-ntlm for ca.auth, PostgreSQL). As root it runs
 # apt-get; otherwise it names what is missing and the one command that installs it, and fails. `make test` and `make demo` call it first.
 set -euo pipefail
 
@@ -29,6 +29,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # Proxy peers (scripts/peers/start-proxy.sh, start-intercepting-proxy.sh): tinyproxy, squid with ssl-bump.
 command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy)
 [ -x /usr/lib/squid/security_file_certgen ] || missing+=(squid-openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)  # PostgreSQL peer (scripts/peers/start-postgres.sh): initdb + postgres for the controller store tests
 command -v wine >/dev/null 2>&1 && [ -x /usr/lib/wine/wine64 ] || missing+=(wine wine64)  # test/windows/: the Windows exe under wine 8
 [ -d /usr/lib/python3/dist-packages/ansible_collections/ansible/windows ] || missing+=(ansible)  # ansible.windows for the role's Windows tasks (lint, syntax-check)
 

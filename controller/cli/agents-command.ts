@@ -33,16 +33,16 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
       if (!/^[^\s]+:\d{1,5}$/.test(o.address)) throw usageError(`--address must be host:port, not "${o.address}"`);
       const store = await inventory(globals());
       try {
-        const existing = store.agents.get(name);
+        const existing = await store.agents.get(name);
         const wanted = { address: o.address, serverName: o.serverName ?? name, midName: o.midName ?? null, tags: o.tag, cluster: o.cluster ?? null };
         let agent: Agent;
         let changed = true;
-        if (!existing) agent = store.agents.add({ name, ...wanted });
-        else if (same(existing, wanted)) { agent = existing; changed = false; } else agent = store.agents.update(name, wanted);
+        if (!existing) agent = await store.agents.add({ name, ...wanted });
+        else if (same(existing, wanted)) { agent = existing; changed = false; } else agent = await store.agents.update(name, wanted);
         if (o.json) printJson({ ok: true, changed, agent: agentJson(agent) });
         else process.stdout.write(`${changed ? (existing ? 'updated' : 'added') : 'unchanged'}: ${name} at ${agent.address}\n`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
   agents.command('remove')
@@ -52,12 +52,12 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
     .action(async (name: string, o: { json?: boolean }) => {
       const store = await inventory(globals());
       try {
-        const changed = store.agents.get(name) !== undefined;
-        if (changed) store.agents.remove(name);
+        const changed = (await store.agents.get(name)) !== undefined;
+        if (changed) await store.agents.remove(name);
         if (o.json) printJson({ ok: true, changed });
         else process.stdout.write(changed ? `removed: ${name}\n` : `not registered: ${name}\n`);
       } finally {
-        store.close();
+        await store.close();
       }
     });
   agents.command('list')
@@ -67,11 +67,11 @@ export function agentsCommand(globals: () => GlobalOptions): Command {
     .action(async (o: { tag: string[]; json?: boolean }) => {
       const store = await inventory(globals());
       try {
-        const list = store.agents.list(o.tag.length ? { tags: o.tag } : {});
+        const list = await store.agents.list(o.tag.length ? { tags: o.tag } : {});
         if (o.json) printJson({ ok: true, agents: list.map(agentJson) });
         else process.stdout.write(renderTable(['agent', 'address', 'MID', 'tags', 'cluster'], list.map((a) => [a.name, a.address, a.midName ?? a.name, a.tags.join(','), a.cluster ?? ''])));
       } finally {
-        store.close();
+        await store.close();
       }
     });
   return agents;
@@ -100,11 +100,11 @@ export function identityCommand(globals: () => GlobalOptions): Command {
         const fleet = await fleetCaPem(ctx.dataDir);
         if (o.output) await writeFileAtomic(o.output, certificatePem);
         const cert = readCertificates(Buffer.from(certificatePem))[0];
-        ctx.store.audit.record({ action: 'agent-identity.sign', target: `agent:${o.name}`, params: { sans: o.san, days: o.days }, result: 'ok' });
+        await ctx.store.audit.record({ action: 'agent-identity.sign', target: `agent:${o.name}`, params: { sans: o.san, days: o.days }, result: 'ok' });
         if (o.json) printJson({ ok: true, name: o.name, certificatePem, fleetCaPem: fleet, notAfter: cert?.notAfter.toISOString() ?? '' });
         else process.stdout.write(o.output ? `wrote ${o.output} (expires ${cert?.notAfter.toISOString()})\n` : certificatePem);
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
   return identity;

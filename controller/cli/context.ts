@@ -18,7 +18,7 @@ export interface Context {
   cfg: ControllerConfig;
   store: Store;
   instance: InstanceOperations | undefined;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export async function openContext(globals: GlobalOptions, options: { instance?: boolean } = {}): Promise<Context> {
@@ -26,15 +26,16 @@ export async function openContext(globals: GlobalOptions, options: { instance?: 
   const dataDir = resolveDataDir(globals.dataDir);
   const cfg = await loadControllerConfig(dataDir);
   const { openStore } = await import('../store/index.js');
-  const store = openStore(dataDir);
+  // The store the configuration names; serve.leaseSeconds is how long the jobs this process runs stay its own without renewal.
+  const store = await openStore(dataDir, { config: cfg.store, leaseSeconds: cfg.serve.leaseSeconds });
   let instance: InstanceOperations | undefined;
   try {
     if (options.instance !== false && cfg.instance) instance = await (await import('../instance/operations.js')).InstanceOperations.fromConfig(cfg.instance, { publishTimeoutMs: cfg.instance.publishTimeoutSeconds * 1000 });
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
-  return { dataDir, cfg, store, instance, close: () => { instance?.close(); store.close(); } };
+  return { dataDir, cfg, store, instance, close: async () => { instance?.close(); await store.close(); } };
 }
 
 export async function rotationDeps(ctx: Context, globals: GlobalOptions, onEvent: (e: RotationEvent) => void, onWave?: (i: number, names: string[]) => void): Promise<RotationDeps> {

@@ -6,7 +6,7 @@ import type { AgentFleetStatus } from '../fleet-status.js';
 import type { RotationReport, RotationResult } from '../orchestrator/run-rotation.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import type { FleetIdentity } from '../fleet-ca.js';
-import type { Agent, Store } from '../store/index.js';
+import type { Agent, JobAgentState, JobKind, JobQuery, JobState, Store } from '../store/index.js';
 // The orchestrator, CA adapters and gRPC load inside each action (await import), so --help and
 // --version answer at once.
 import { openContext, rotationDeps, rotationOptions, type Context, type GlobalOptions } from './context.js';
@@ -21,7 +21,7 @@ interface Selection {
 }
 
 /** --all | --agent N... | --tag T; status and preflight default to every agent. */
-function selectAgents(store: Store, s: Selection, requireChoice: boolean): Agent[] {
+async function selectAgents(store: Store, s: Selection, requireChoice: boolean): Promise<Agent[]> {
   const chosen = [s.all, s.agent.length > 0, s.tag.length > 0].filter(Boolean).length;
   if (requireChoice && chosen === 0) throw usageError('choose MIDs with --all, --agent NAME (repeatable) or --tag TAG');
   if (chosen > 1) throw usageError('use only one of --all, --agent, --tag');
@@ -42,13 +42,13 @@ export function statusCommand(globals: () => GlobalOptions): Command {
       const [{ fleetStatus }, { fleetDialer }] = await Promise.all([import('../fleet-status.js'), import('../orchestrator/wiring.js')]);
       const ctx = await openContext(globals());
       try {
-        const agents = selectAgents(ctx.store, o, false);
+        const agents = await selectAgents(ctx.store, o, false);
         const rows = sortRows(await fleetStatus(ctx.store, agents, await fleetDialer(ctx.dataDir, globals()), ctx.instance), o.sort);
         const instance = ctx.instance ? { url: ctx.cfg.instance?.url ?? '', caChain: await activeChain(ctx) } : null;
         if (o.json) printJson({ ok: true, instance, agents: rows });
         else process.stdout.write(statusTable(rows));
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
 }
@@ -84,7 +84,7 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
       const [{ probeCa }, { controllerIdentity }, { runPool }] = await Promise.all([import('../ca/index.js'), import('../fleet-ca.js'), import('../orchestrator/waves.js')]);
       const ctx = await openContext(globals());
       try {
-        const agents = selectAgents(ctx.store, o, false);
+        const agents = await selectAgents(ctx.store, o, false);
         const instance = ctx.instance ? await ctx.instance.preflightInstance(agents.map((a) => a.midName ?? a.name)) : [];
         // The same check as `midcert ca probe` (adcs only): can the controller authenticate to its CA?
         const ca: Check[] = [];
@@ -110,7 +110,7 @@ export function preflightCommand(globals: () => GlobalOptions): Command {
         }
         if (!ok) process.exitCode = EXIT.findings;
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
 }
@@ -189,7 +189,7 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
       const [{ renewedByJobs, resumeUnfinishedJobs }, { runRotation }] = await Promise.all([import('../orchestrator/resume.js'), import('../orchestrator/run-rotation.js')]);
       const ctx = await openContext(globals());
       try {
-        const agents = selectAgents(ctx.store, o, true);
+        const agents = await selectAgents(ctx.store, o, true);
         const options = rotationOptions(ctx, {
           force: Boolean(o.force), dryRun: Boolean(o.dryRun),
           allowKeyTypes: allowKeyTypesOption(ctx.cfg.rotation.allowKeyTypes, o.allowKeyType as unknown as string[]),
@@ -201,8 +201,8 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
         const deps = await rotationDeps(ctx, globals(), onEvent, (i, names) => progress.log(`wave ${i + 1}: ${names.join(', ')}`));
         // A dry run resumes nothing, but plans as the real run would: without what those jobs renewed.
         const renewed = options.dryRun
-          ? renewedByJobs(ctx.store, ctx.store.jobs.unfinished().map((j) => j.id), 'unfinished')
-          : renewedByJobs(ctx.store, await resumeUnfinishedJobs(deps, options));
+          ? await renewedByJobs(ctx.store, (await ctx.store.jobs.unfinished()).map((j) => j.id), 'unfinished')
+          : await renewedByJobs(ctx.store, await resumeUnfinishedJobs(deps, options));
         progress.start(agents.length, options.dryRun ? 'planning' : 'rotating');
         let report: RotationReport;
         try {
@@ -214,7 +214,7 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
         else process.stdout.write(rotationText(report));
         if (!report.ok) process.exitCode = EXIT.findings;
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
 }
@@ -259,7 +259,7 @@ midcert-agent rollback on the host restores the keystore backup taken before the
       const ctx = await openContext(globals());
       try {
         const chainPem = (await readInput(o.chain, LIMITS.pemBytes, 'chain file')).toString('latin1');
-        const agents = selectAgents(ctx.store, { ...o, all: o.agent.length === 0 && o.tag.length === 0 }, false);
+        const agents = await selectAgents(ctx.store, { ...o, all: o.agent.length === 0 && o.tag.length === 0 }, false);
         const options = rotationOptions(ctx, { force: true, concurrency: intOption('--concurrency', o.concurrency) });
         const { progress, onEvent } = progressFor(o);
         const deps = await rotationDeps(ctx, globals(), onEvent);
@@ -270,7 +270,7 @@ midcert-agent rollback on the host restores the keystore backup taken before the
         else process.stdout.write(`job ${report.jobId}: ${report.swappedAt ? `chain swapped at ${report.swappedAt}` : report.reason}\n${resultsTable(report.results)}${Object.entries(report.outageSeconds).map(([n, s]) => `  ${n}: outage ${s.toFixed(1)} s\n`).join('')}`);
         if (!report.ok) process.exitCode = EXIT.findings;
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
 }
@@ -284,14 +284,26 @@ export function historyCommand(globals: () => GlobalOptions): Command {
     .action(async (o: { agent?: string; limit: string; json?: boolean }) => {
       const ctx = await openContext(globals(), { instance: false });
       try {
-        const jobs = ctx.store.jobs.list({ limit: intOption('--limit', o.limit), agent: o.agent }).map((j) => ({
-          id: j.id, kind: j.kind, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt,
-          agents: ctx.store.jobAgents.list(j.id).map((a) => ({ name: a.agentName, state: a.state, errorCode: a.errorCode })),
-        }));
+        const jobs = await jobHistory(ctx.store, { limit: intOption('--limit', o.limit), agent: o.agent });
         if (o.json) printJson({ ok: true, jobs });
         else process.stdout.write(renderTable(['job', 'kind', 'state', 'created', 'finished', 'MIDs'], jobs.map((j) => [j.id, j.kind, j.state, j.createdAt.slice(0, 19), j.finishedAt?.slice(0, 19) ?? '—', j.agents.map((a) => `${a.name}:${a.state}`).join(' ')])));
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
+}
+
+interface HistoryRow {
+  id: number; kind: JobKind; state: JobState; createdAt: string; finishedAt: string | null;
+  agents: Array<{ name: string; state: JobAgentState; errorCode: string | null }>;
+}
+
+/** The jobs newest first, each with its MIDs' outcomes; one query at a time (--limit may ask for thousands). */
+async function jobHistory(store: Store, query: JobQuery): Promise<HistoryRow[]> {
+  const rows: HistoryRow[] = [];
+  for (const j of await store.jobs.list(query)) {
+    const agents = (await store.jobAgents.list(j.id)).map((a) => ({ name: a.agentName, state: a.state, errorCode: a.errorCode }));
+    rows.push({ id: j.id, kind: j.kind, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, agents });
+  }
+  return rows;
 }

@@ -8,6 +8,7 @@ import { historyCommand, preflightCommand, rotateCaCommand, rotateCommand, statu
 import { initCommand } from './init-command.js';
 import { loadHumanOutput } from './output.js';
 import { bootstrapCommand, convertCommand, serveCommand } from './serve-command.js';
+import { storeCommand } from './store-command.js';
 
 /**
  * The midcert command tree: every command's options and help, nothing else. The command files are
@@ -37,5 +38,6 @@ export function controllerProgram(): Command {
     .addCommand(bootstrapCommand(globals))
     .addCommand(historyCommand(globals))
     .addCommand(serveCommand(globals))
+    .addCommand(storeCommand(globals))
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nJSON shapes: docs/controller-cli.md. Config: <data-dir>/controller.yaml (docs/controller-config.md).`);
 }

@@ -25,7 +25,7 @@ export function serveCommand(globals: () => GlobalOptions): Command {
           renewWithinDays: ctx.cfg.rotation.renewWithinDays, metricsAddress: s.metricsAddress, once: o.once,
         }, log, abort.signal);
       } finally {
-        ctx.close();
+        await ctx.close();
         // serve() returned within its shutdown grace; a rotation it left in flight (saved in the
         // store, resumed at the next start) must not keep the process alive past it.
         if (abort.signal.aborted) setTimeout(() => process.exit(), 500).unref();
@@ -53,11 +53,11 @@ function mutualAuthCommand(globals: () => GlobalOptions, kind: 'convert' | 'boot
       const { rotateAgent, settleJob } = await import('../orchestrator/run-rotation.js');
       const ctx = await openContext(globals());
       try {
-        const agent = ctx.store.agents.require(o.agent);
+        const agent = await ctx.store.agents.require(o.agent);
         const options = rotationOptions(ctx, {});
         const deps = await rotationDeps(ctx, globals(), (e) => { if (!o.json) process.stderr.write(`  ${e.agent}: ${e.step} ${e.state}${e.message ? ` ${e.message}` : ''}\n`); });
-        const job = ctx.store.jobs.create({ kind, agents: [agent.name] });
-        ctx.store.jobs.transition(job.id, 'running');
+        const job = await ctx.store.jobs.create({ kind, agents: [agent.name] });
+        await ctx.store.jobs.transition(job.id, 'running');
         const record = await rotateAgent(deps, job.id, agent, options, { mode: 'enable-mutual' });
         let ok = record.state === 'verified';
         if (ok && kind === 'bootstrap' && ctx.instance) {
@@ -72,12 +72,12 @@ function mutualAuthCommand(globals: () => GlobalOptions, kind: 'convert' | 'boot
           }
         }
         const result = { name: agent.name, state: ok ? 'succeeded' as const : 'failed' as const, previousSha256: record.previousSha256 ?? '', newSha256: record.newSha256 ?? '', notAfter: '', failedStep: ok ? '' : record.failedStep ?? '', error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' } };
-        settleJob(ctx.store, job.id, [result]);
+        await settleJob(ctx.store, job.id, [result]);
         if (o.json) printJson({ ok, jobId: job.id, results: [result] });
         else process.stdout.write(ok ? `${agent.name}: on mutual TLS and Up${kind === 'bootstrap' ? ', capabilities added' : ''}\n` : `${agent.name}: failed at ${result.failedStep}: [${result.error?.code}] ${result.error?.message}\n`);
         if (!ok) process.exitCode = EXIT.findings;
       } finally {
-        ctx.close();
+        await ctx.close();
       }
     });
 }

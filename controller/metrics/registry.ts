@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { readCertificates } from '../../pki/certificate.js';
 import type { CaPort, InstancePort } from '../orchestrator/ports.js';
 import type { RotationDeps } from '../orchestrator/run-rotation.js';
-import { createMetricsQueries, type MetricsSnapshot } from '../store/metrics.js';
+import type { MetricsSnapshot } from '../store/metrics.js';
 import type { Store } from '../store/index.js';
 
 /**
@@ -59,9 +59,17 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     collectDefaultMetrics({ register: registry });
     for (const name of NONCONFORMING_DEFAULTS) registry.removeSingleMetric(name);
   }
-  const queries = createMetricsQueries(store.db);
-  let snap: MetricsSnapshot | undefined;
-  const snapshot = (): MetricsSnapshot => (snap ??= queries.snapshot());
+  // One store read per scrape, shared by every collector (prom-client runs them all at once): the
+  // promise is kept, not its value, so the collectors waiting on it do not each start a read.
+  let snap: Promise<MetricsSnapshot> | undefined;
+  const snapshot = (): Promise<MetricsSnapshot> => {
+    if (snap) return snap;
+    const read = store.metrics.snapshot();
+    snap = read;
+    // A failed read is not kept: the next scrape reads again.
+    read.catch(() => { if (snap === read) snap = undefined; });
+    return read;
+  };
   const chains = new ChainCache();
   const registers = [registry];
 
@@ -71,21 +79,22 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     name: 'midcert_certificate_expiration_timestamp_seconds',
     help: 'The date after which the MID client certificate installed on the agent\'s host expires (notAfter), as Unix time. The newer of the store\'s installed leaf and serve\'s last status poll.',
     labelNames: ['agent', 'mid', 'issuer'], registers,
-    collect() { this.reset(); for (const l of leaves(snapshot(), observed)) if (l.notAfter !== undefined) this.set({ ...agentLabels(l.name, l.midName), issuer: label(l.issuer) }, l.notAfter); },
+    async collect() { const s = await snapshot(); this.reset(); for (const l of leaves(s, observed)) if (l.notAfter !== undefined) this.set({ ...agentLabels(l.name, l.midName), issuer: label(l.issuer) }, l.notAfter); },
   });
   new Gauge({
     name: 'midcert_certificate_not_before_timestamp_seconds',
     help: 'The date before which the installed MID client certificate is not valid (notBefore), as Unix time.',
     labelNames: ['agent', 'mid', 'issuer'], registers,
-    collect() { this.reset(); for (const l of leaves(snapshot(), observed)) if (l.notBefore !== undefined) this.set({ ...agentLabels(l.name, l.midName), issuer: label(l.issuer) }, l.notBefore); },
+    async collect() { const s = await snapshot(); this.reset(); for (const l of leaves(s, observed)) if (l.notBefore !== undefined) this.set({ ...agentLabels(l.name, l.midName), issuer: label(l.issuer) }, l.notBefore); },
   });
   new Gauge({
     name: 'midcert_ca_certificate_expiration_timestamp_seconds',
     help: 'notAfter of each CA certificate (intermediates and root) in the chains delivered with the installed MID leaves, as Unix time.',
     labelNames: ['subject', 'serial'], registers,
-    collect() {
+    async collect() {
+      const s = await snapshot();
       this.reset();
-      for (const { chainPem } of snapshot().installed) {
+      for (const { chainPem } of s.installed) {
         for (const ca of chains.read(chainPem)) this.set({ subject: label(ca.subject), serial: ca.serial }, ca.notAfter);
       }
     },
@@ -94,9 +103,10 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     name: 'midcert_agent_up',
     help: '1 when midcert serve reached the agent (GetStatus over mTLS) on its last poll, 0 when not. Absent until serve has polled the agent once.',
     labelNames: ['agent', 'mid'], registers,
-    collect() {
+    async collect() {
+      const s = await snapshot();
       this.reset();
-      for (const a of snapshot().agents) {
+      for (const a of s.agents) {
         const o = observed.get(a.name);
         if (o) this.set(agentLabels(a.name, a.midName), o.reachable ? 1 : 0);
       }
@@ -106,9 +116,10 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     name: 'midcert_agent_last_seen_timestamp_seconds',
     help: 'When midcert serve last reached the agent, as Unix time.',
     labelNames: ['agent', 'mid'], registers,
-    collect() {
+    async collect() {
+      const s = await snapshot();
       this.reset();
-      for (const a of snapshot().agents) {
+      for (const a of s.agents) {
         const t = seconds(observed.get(a.name)?.lastSeenAt);
         if (t !== undefined) this.set(agentLabels(a.name, a.midName), t);
       }
@@ -118,31 +129,31 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     name: 'midcert_rotations_total',
     help: 'Agents that finished a rotation job (rotate, renew, rotate-ca, convert, bootstrap), by final result; counted from the store, whichever process ran the job.',
     labelNames: ['kind', 'result'], registers,
-    collect() { this.reset(); for (const r of snapshot().rotations) this.inc({ kind: r.kind, result: r.result }, r.count); },
+    async collect() { const s = await snapshot(); this.reset(); for (const r of s.rotations) this.inc({ kind: r.kind, result: r.result }, r.count); },
   });
   new Histogram({
     name: 'midcert_rotation_duration_seconds',
     help: 'How long one agent\'s rotation took, from the start of its wave to its final state (succeeded or failed); from the store.',
     labelNames: ['kind', 'result'], buckets: ROTATION_BUCKETS, registers,
-    collect() { this.reset(); for (const d of snapshot().durations) this.observe({ kind: d.kind, result: d.result }, d.seconds); },
+    async collect() { const s = await snapshot(); this.reset(); for (const d of s.durations) this.observe({ kind: d.kind, result: d.result }, d.seconds); },
   });
   new Histogram({
     name: 'midcert_rotation_outage_duration_seconds',
     help: 'How long the MID was out during a successful install (install sent until the MID read Up again); from the store.',
     labelNames: ['kind'], buckets: OUTAGE_BUCKETS, registers,
-    collect() { this.reset(); for (const d of snapshot().outages) this.observe({ kind: d.kind }, d.seconds); },
+    async collect() { const s = await snapshot(); this.reset(); for (const d of s.outages) this.observe({ kind: d.kind }, d.seconds); },
   });
   new Gauge({
     name: 'midcert_last_rotation_timestamp_seconds',
     help: 'When the agent\'s most recent rotation that got to a result (succeeded or failed) finished, as Unix time.',
     labelNames: ['agent', 'mid'], registers,
-    collect() { this.reset(); forLast(snapshot(), (labels, r) => { const t = seconds(r.finishedAt); if (t !== undefined) this.set(labels, t); }); },
+    async collect() { const s = await snapshot(); this.reset(); forLast(s, (labels, r) => { const t = seconds(r.finishedAt); if (t !== undefined) this.set(labels, t); }); },
   });
   new Gauge({
     name: 'midcert_last_rotation_success',
     help: '1 when the agent\'s most recent rotation succeeded, 0 when it failed (the old certificate was restored).',
     labelNames: ['agent', 'mid'], registers,
-    collect() { this.reset(); forLast(snapshot(), (labels, r) => this.set(labels, r.result === 'succeeded' ? 1 : 0)); },
+    async collect() { const s = await snapshot(); this.reset(); forLast(s, (labels, r) => this.set(labels, r.result === 'succeeded' ? 1 : 0)); },
   });
 
   const caRequests = new Counter({ name: 'midcert_ca_requests_total', help: 'Requests this midcert serve process made to the MID CA (submit, poll), by outcome (issued, pending, rejected, unreachable, error). The CLI\'s own requests are not included.', labelNames: ['operation', 'outcome'], registers });
@@ -172,7 +183,7 @@ export function createControllerMetrics(store: Store, observed: ReadonlyMap<stri
     async render() {
       snap = undefined;
       try {
-        snap = queries.snapshot();
+        await snapshot();
         return await registry.metrics();
       } finally {
         snap = undefined;

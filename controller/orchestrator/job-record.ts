@@ -8,13 +8,14 @@ import type { RotationRecord, RotationState } from './rotate-one.js';
  * machine (pending → preparing → csr_ready → ca_pending|issued → published → installing →
  * succeeded|failed) so every transition is a compare-and-set the store checks.
  */
-export function jobRecord(store: Store, jobId: number, agentName: string): { load(): RotationRecord | undefined; save(record: RotationRecord): void } {
+export function jobRecord(store: Store, jobId: number, agentName: string): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
   return {
-    load: () => fromRow(store.jobAgents.require(jobId, agentName)),
-    save: (record) => {
-      const row = store.jobAgents.require(jobId, agentName);
+    load: async () => fromRow(await store.jobAgents.require(jobId, agentName)),
+    save: async (record) => {
+      const row = await store.jobAgents.require(jobId, agentName);
+      // One step at a time: each advance is a compare-and-set against the state the previous one left.
       for (const to of pathTo(row.state, record)) {
-        store.jobAgents.advance(jobId, agentName, to, patchFor(to, record));
+        await store.jobAgents.advance(jobId, agentName, to, patchFor(to, record));
       }
     },
   };

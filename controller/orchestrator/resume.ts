@@ -16,21 +16,21 @@ const SWAPPED = new Set(['installing', 'succeeded']);
  */
 export async function resumeUnfinishedJobs(deps: RotationDeps, options: RotationOptions): Promise<number[]> {
   const resumed: number[] = [];
-  for (const job of deps.store.jobs.unfinished()) {
-    if (job.state === 'planned') deps.store.jobs.transition(job.id, 'running');
-    const rows = deps.store.jobAgents.list(job.id);
+  for (const job of await deps.store.jobs.unfinished()) {
+    if (job.state === 'planned') await deps.store.jobs.transition(job.id, 'running');
+    const rows = await deps.store.jobAgents.list(job.id);
     const swapped = rows.some((r) => SWAPPED.has(r.state));
     const results: RotationResult[] = [];
     for (const row of rows) results.push(await resumeRow(deps, job, row, options, swapped));
-    settleJob(deps.store, job.id, results);
+    await settleJob(deps.store, job.id, results);
     resumed.push(job.id);
   }
   return resumed;
 }
 
 async function resumeRow(deps: RotationDeps, job: Job, row: JobAgent, options: RotationOptions, swapped: boolean): Promise<RotationResult> {
-  if (FINAL.has(row.state)) return resultOf(row.agentName, deps.store.jobAgents.require(job.id, row.agentName));
-  const agent: Agent | undefined = deps.store.agents.get(row.agentName);
+  if (FINAL.has(row.state)) return resultOf(row.agentName, await deps.store.jobAgents.require(job.id, row.agentName));
+  const agent: Agent | undefined = await deps.store.agents.get(row.agentName);
   if (!agent) return close(deps, job, row, 'AGENT_NOT_FOUND', 'the agent was removed from the inventory');
   if (job.kind === 'rotate-ca' && !swapped) {
     return close(deps, job, row, 'INTERRUPTED', 'rotate-ca was interrupted before the chain swap; nothing was installed; run midcert rotate-ca --chain … again');
@@ -40,8 +40,8 @@ async function resumeRow(deps: RotationDeps, job: Job, row: JobAgent, options: R
   return resultOf(row.agentName, await rotateAgent(deps, job.id, agent, options, extra));
 }
 
-function close(deps: RotationDeps, job: Job, row: JobAgent, errorCode: string, errorMessage: string): RotationResult {
-  return resultOf(row.agentName, deps.store.jobAgents.advance(job.id, row.agentName, 'failed', { errorCode, errorMessage }));
+async function close(deps: RotationDeps, job: Job, row: JobAgent, errorCode: string, errorMessage: string): Promise<RotationResult> {
+  return resultOf(row.agentName, await deps.store.jobAgents.advance(job.id, row.agentName, 'failed', { errorCode, errorMessage }));
 }
 
 function resultOf(name: string, r: RotationRecord | JobAgent): RotationResult {
@@ -59,10 +59,10 @@ function resultOf(name: string, r: RotationRecord | JobAgent): RotationResult {
  * them: a re-run of the same request after a controller kill must not rotate them again, not even
  * with --force (that rotates each selected MID once: this job already did).
  */
-export function renewedByJobs(store: Store, jobIds: number[], how: 'resumed' | 'unfinished' = 'resumed'): Map<string, string> {
+export async function renewedByJobs(store: Store, jobIds: number[], how: 'resumed' | 'unfinished' = 'resumed'): Promise<Map<string, string>> {
   const renewed = new Map<string, string>();
   for (const jobId of jobIds) {
-    for (const row of store.jobAgents.list(jobId, { states: ['succeeded'] })) {
+    for (const row of await store.jobAgents.list(jobId, { states: ['succeeded'] })) {
       renewed.set(row.agentName, `already-renewed (by ${how} job ${jobId})`);
     }
   }

@@ -38,8 +38,9 @@ export interface RotateOneContext {
   redial?(): AgentPort;
   ca: CaPort;
   instance: InstancePort | undefined;
-  load(): RotationRecord | undefined;
-  save(record: RotationRecord): void;
+  load(): Promise<RotationRecord | undefined>;
+  /** Resolves once the record is stored; the next step starts only then. */
+  save(record: RotationRecord): Promise<void>;
   emit(event: RotationEvent): void;
   options: {
     renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string;
@@ -58,11 +59,13 @@ export interface RotateOneContext {
  * so calling this again after a crash continues where it stopped and never rotates twice.
  */
 export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> {
-  let record: RotationRecord = ctx.load() ?? { state: 'pending', renewalId: ctx.options.renewalId };
-  const save = (patch: Partial<RotationRecord>): RotationRecord => {
-    record = { ...record, ...patch };
-    ctx.save(record);
-    return record;
+  let record: RotationRecord = (await ctx.load()) ?? { state: 'pending', renewalId: ctx.options.renewalId };
+  const save = async (patch: Partial<RotationRecord>): Promise<RotationRecord> => {
+    // Updated before the write, so a failed write is reported from the state it tried to record.
+    const next: RotationRecord = { ...record, ...patch };
+    record = next;
+    await ctx.save(next);
+    return next;
   };
   try {
     while (record.state !== 'verified' && record.state !== 'failed') {
@@ -77,7 +80,7 @@ export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> 
   return record;
 }
 
-type Save = (patch: Partial<RotationRecord>) => RotationRecord;
+type Save = (patch: Partial<RotationRecord>) => Promise<RotationRecord>;
 
 async function advance(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
   const step = nextStepName(record.state);
@@ -120,7 +123,7 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
         await ctx.instance.waitForMidUp(ctx.agentName, new Date(record.outageStartedAt ?? Date.now()), ctx.options.upTimeoutMs);
         await ctx.instance.retireOldLeaves(ctx.agentName, record.newSha256 as string).catch(() => undefined); // cleanup only
       }
-      const verified = save({ state: 'verified', outageEndedAt: new Date().toISOString() });
+      const verified = await save({ state: 'verified', outageEndedAt: new Date().toISOString() });
       await updateInventory(ctx, verified);
       return verified;
     }
@@ -147,7 +150,7 @@ async function updateInventory(ctx: RotateOneContext, record: RotationRecord): P
   }
 }
 
-function settle(save: Save, outcome: CaOutcome): RotationRecord {
+function settle(save: Save, outcome: CaOutcome): Promise<RotationRecord> {
   switch (outcome.kind) {
     case 'issued':
       return save({ state: 'issued', certificatePem: outcome.certificatePem, chainPem: outcome.chainPem });
@@ -189,7 +192,8 @@ async function install(ctx: RotateOneContext, record: RotationRecord, save: Save
     }
   }
   const started = new Date().toISOString();
-  save({ outageStartedAt: ctx.options.outageStartedAt ?? record.outageStartedAt ?? started });
+  // Stored before the install is sent: a controller killed mid-install resumes by asking the agent.
+  await save({ outageStartedAt: ctx.options.outageStartedAt ?? record.outageStartedAt ?? started });
   const outcome: InstallOutcome = inFlight
     ? await reconcileInstall(ctx, record, undefined)
     : await sendInstall(ctx, ctx.agent, record).catch((err: unknown) => {

@@ -23,8 +23,8 @@ export async function runCaRotation(deps: RotationDeps, agents: Agent[], newChai
   const newChain = readCertificates(Buffer.from(newChainPem));
   if (newChain.length === 0) throw new MidcertError('CHAIN_INVALID', 'the new chain file holds no certificate');
   const chainShas = new Set(newChain.map((c) => c.sha256));
-  const job = deps.store.jobs.create({ kind: 'rotate-ca', params: { ...options, chainSha256: [...chainShas] }, agents: agents.map((a) => a.name) });
-  deps.store.jobs.transition(job.id, 'running');
+  const job = await deps.store.jobs.create({ kind: 'rotate-ca', params: { ...options, chainSha256: [...chainShas] }, agents: agents.map((a) => a.name) });
+  await deps.store.jobs.transition(job.id, 'running');
   const byName = new Map(agents.map((a) => [a.name, a]));
   const outcome = await rotateCaChain({
     targets: agents.map((a) => ({ name: a.name, cluster: a.cluster ?? undefined })),
@@ -40,7 +40,7 @@ export async function runCaRotation(deps: RotationDeps, agents: Agent[], newChai
   });
   const results: RotationResult[] = agents.map((a) => toResult(a.name, outcome.results.get(a.name), outcome.swappedAt));
   if (!outcome.swappedAt) await abandonStaged(deps, job.id, agents, outcome.results);
-  settleJob(deps.store, job.id, results);
+  await settleJob(deps.store, job.id, results);
   return {
     ok: results.every((r) => r.state === 'succeeded'),
     jobId: job.id,
@@ -61,12 +61,12 @@ function checkIssuedUnderNewChain(record: RotationRecord, chainShas: Set<string>
 /** Without a swap nothing was installed: staged rows are closed as failed so the job settles. */
 async function abandonStaged(deps: RotationDeps, jobId: number, agents: Agent[], results: Map<string, RotationRecord>): Promise<void> {
   for (const agent of agents) {
-    const row = deps.store.jobAgents.get(jobId, agent.name);
+    const row = await deps.store.jobAgents.get(jobId, agent.name);
     if (row && !['succeeded', 'failed', 'skipped', 'cancelled'].includes(row.state)) {
       const record = results.get(agent.name);
       const staged = record?.state === 'published';
       // Keep the MID's own reason (e.g. CHAIN_INVALID: update ca first); it is the actionable one.
-      deps.store.jobAgents.advance(jobId, agent.name, 'failed', staged
+      await deps.store.jobAgents.advance(jobId, agent.name, 'failed', staged
         ? { errorCode: 'NOT_SWAPPED', errorMessage: 'staged, but the chain was not swapped because another MID failed to stage' }
         : { errorCode: record?.errorCode ?? 'STAGE_FAILED', errorMessage: record?.errorMessage ?? 'staging failed' });
     }

@@ -75,19 +75,19 @@ export async function runRotation(deps: RotationDeps, agents: Agent[], options: 
     const results = [...selected.map((c) => planned(c.agent.name, c.leafSha256)), ...skipped.map((s) => skippedResult(s.name, s.reason))];
     return finishReport(null, options.dryRun, plan, results, false, selected.length === 0 ? 'nothing to rotate' : '');
   }
-  const job = deps.store.jobs.create({
+  const job = await deps.store.jobs.create({
     kind: 'rotate',
     params: { ...options, agents: selected.map((c) => c.agent.name) },
     agents: waves.flatMap((wave, index) => wave.map((t) => ({ name: t.name, wave: index }))),
   });
-  deps.store.jobs.transition(job.id, 'running');
+  await deps.store.jobs.transition(job.id, 'running');
   const byName = new Map(selected.map((c) => [c.agent.name, c]));
   const run = await runWaves(waves, (t) => rotateAgent(deps, job.id, (byName.get(t.name) as Candidate).agent, options), (r) => r.state === 'failed', {
     concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
     onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
   });
   const results = selected.map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
-  settleJob(deps.store, job.id, results);
+  await settleJob(deps.store, job.id, results);
   return finishReport(job.id, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, run.reason);
 }
 
@@ -125,25 +125,25 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
       options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, ...extra },
     });
-    if (result.state === 'verified' && result.certificatePem) recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
+    if (result.state === 'verified' && result.certificatePem) await recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
     return result;
   } finally {
     port.close();
   }
 }
 
-function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): void {
+async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
   const sha = sha256Of(pem);
-  if (!store.certificates.get(sha)) store.certificates.recordIssued({ agentName, pem, jobId });
-  if (store.certificates.get(sha)?.status !== 'installed') store.certificates.setStatus(sha, 'installed');
+  if (!(await store.certificates.get(sha))) await store.certificates.recordIssued({ agentName, pem, jobId });
+  if ((await store.certificates.get(sha))?.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
 }
 
-export function settleJob(store: Store, jobId: number, results: RotationResult[]): void {
+export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {
   const failed = results.filter((r) => r.state === 'failed').length;
   const succeeded = results.filter((r) => r.state === 'succeeded').length;
   const state = failed === 0 ? 'succeeded' : succeeded === 0 ? 'failed' : 'partial';
   const firstError = results.find((r) => r.error)?.error;
-  store.jobs.transition(jobId, state, state === 'succeeded' || !firstError ? undefined : { code: firstError.code, message: `${failed} MID(s) failed; first: ${firstError.message}` });
+  await store.jobs.transition(jobId, state, state === 'succeeded' || !firstError ? undefined : { code: firstError.code, message: `${failed} MID(s) failed; first: ${firstError.message}` });
 }
 
 function resultOf(name: string, record: RotationRecord | undefined, previousSha256: string, stopReason: string): RotationResult {

@@ -2,6 +2,7 @@ import { MidcertError } from '../../common/errors.js';
 import type { AuditRepo } from './audit.js';
 import type { StoreContext } from './db.js';
 import { jobsHoldingAgent } from './job-agents.js';
+import { inValues, placeholders } from './sql.js';
 import {
   checkAddress, checkAgentName, checkInstanceUrl, checkOptionalText, checkServerName, normalizeFingerprint, normalizeTags,
 } from './validate.js';
@@ -47,15 +48,15 @@ export interface AgentFilter {
 }
 
 export interface AgentRepo {
-  add(agent: NewAgent): Agent;
-  update(name: string, patch: AgentPatch): Agent;
-  /** Refused (AGENT_BUSY) while the agent takes part in an unfinished job. History is kept. */
-  remove(name: string): Agent;
-  get(name: string): Agent | undefined;
-  require(name: string): Agent;
+  add(agent: NewAgent): Promise<Agent>;
+  update(name: string, patch: AgentPatch): Promise<Agent>;
+  /** Refused (AGENT_BUSY / JOB_CONFLICT) while the agent takes part in an unfinished job. History is kept. */
+  remove(name: string): Promise<Agent>;
+  get(name: string): Promise<Agent | undefined>;
+  require(name: string): Promise<Agent>;
   /** Sorted by name. */
-  list(filter?: AgentFilter): Agent[];
-  count(): number;
+  list(filter?: AgentFilter): Promise<Agent[]>;
+  count(): Promise<number>;
 }
 
 interface AgentRow {
@@ -63,47 +64,34 @@ interface AgentRow {
   cluster: string | null; instance_url: string | null; mid_name: string | null; created_at: string; updated_at: string;
 }
 
-export function createAgentRepo(ctx: StoreContext, audit: AuditRepo): AgentRepo {
-  const { db } = ctx;
-  const insert = db.prepare(`INSERT INTO agents (name, address, server_name, tls_sha256, tags, cluster, instance_url, mid_name, created_at, updated_at)
-    VALUES (@name, @address, @server_name, @tls_sha256, @tags, @cluster, @instance_url, @mid_name, @created_at, @updated_at) RETURNING *`);
-  const updateRow = db.prepare(`UPDATE agents SET address = @address, server_name = @server_name, tls_sha256 = @tls_sha256, tags = @tags,
-    cluster = @cluster, instance_url = @instance_url, mid_name = @mid_name, updated_at = @updated_at WHERE name = @name RETURNING *`);
-  const deleteRow = db.prepare('DELETE FROM agents WHERE name = ?');
-  const selectOne = db.prepare('SELECT * FROM agents WHERE name = ?');
-  const registered = db.prepare('SELECT name FROM agents WHERE name IN (SELECT value FROM json_each(?))').pluck();
-  const countRows = db.prepare('SELECT count(*) AS n FROM agents').pluck();
-  // Filters arrive as JSON arrays so one prepared statement serves every shape of query.
-  const selectMany = db.prepare(`SELECT * FROM agents
-    WHERE (@names IS NULL OR name IN (SELECT value FROM json_each(@names)))
-      AND (@tags IS NULL OR NOT EXISTS (
-            SELECT 1 FROM json_each(@tags) AS wanted
-            WHERE wanted.value NOT IN (SELECT value FROM json_each(agents.tags))))
-      AND (@cluster IS NULL OR cluster = @cluster)
-    ORDER BY name`);
+const COLUMNS = 'name, address, server_name, tls_sha256, tags, cluster, instance_url, mid_name';
 
-  const get = (name: string): Agent | undefined => {
-    const row = selectOne.get(name) as AgentRow | undefined;
+export function createAgentRepo(ctx: StoreContext, audit: AuditRepo): AgentRepo {
+  const { sql } = ctx;
+  const get = async (name: string): Promise<Agent | undefined> => {
+    const row = await sql.get<AgentRow>('SELECT * FROM agents WHERE name = ?', [name]);
     return row && toAgent(row);
   };
-  const require = (name: string): Agent => {
-    const agent = get(name);
+  const require = async (name: string): Promise<Agent> => {
+    const agent = await get(name);
     if (!agent) throw new MidcertError('AGENT_NOT_FOUND', `no agent named "${name.slice(0, 80)}" is registered`);
     return agent;
   };
 
   return {
-    add(input) {
-      return audited(audit, 'agent.add', input.name, describe(input), () => {
+    async add(input) {
+      return audited(audit, 'agent.add', input.name, describe(input), async () => {
         const name = checkAgentName(input.name);
-        if (get(name)) throw new MidcertError('AGENT_EXISTS', `an agent named "${name}" is already registered`);
+        if (await get(name)) throw new MidcertError('AGENT_EXISTS', `an agent named "${name}" is already registered`);
         const now = ctx.now();
-        return toAgent(insert.get({ ...toRow({ ...input, name }), created_at: now, updated_at: now }) as AgentRow);
+        const row = rowValues(toRow({ ...input, name }));
+        return toAgent(await sql.get<AgentRow>(`INSERT INTO agents (${COLUMNS}, created_at, updated_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`, [...row, now, now]) as AgentRow);
       });
     },
-    update(name, patch) {
-      return audited(audit, 'agent.update', name, describe(patch), () => {
-        const current = require(name);
+    async update(name, patch) {
+      return audited(audit, 'agent.update', name, describe(patch), async () => {
+        const current = await require(name);
         const merged: NewAgent = {
           name,
           address: patch.address ?? current.address,
@@ -114,43 +102,62 @@ export function createAgentRepo(ctx: StoreContext, audit: AuditRepo): AgentRepo 
           instanceUrl: patch.instanceUrl === undefined ? current.instanceUrl : patch.instanceUrl,
           midName: patch.midName === undefined ? current.midName : patch.midName,
         };
-        return toAgent(updateRow.get({ ...toRow(merged), updated_at: ctx.now() }) as AgentRow);
+        const [, ...fields] = rowValues(toRow(merged));
+        return toAgent(await sql.get<AgentRow>(`UPDATE agents SET address = ?, server_name = ?, tls_sha256 = ?, tags = ?,
+          cluster = ?, instance_url = ?, mid_name = ?, updated_at = ? WHERE name = ? RETURNING *`, [...fields, ctx.now(), name]) as AgentRow);
       });
     },
-    remove(name) {
-      return audited(audit, 'agent.remove', name, {}, () => {
-        const agent = require(name);
-        const jobs = jobsHoldingAgent(db, name);
-        if (jobs.length > 0) throw new MidcertError('AGENT_BUSY', `agent "${name}" takes part in unfinished job ${jobs.join(', ')}; finish or cancel it first`);
-        deleteRow.run(name);
+    async remove(name) {
+      return audited(audit, 'agent.remove', name, {}, async () => {
+        const agent = await require(name);
+        const holders = await jobsHoldingAgent(ctx, name);
+        if (holders.length > 0) {
+          const byOther = holders.some((h) => h.owner?.live && h.owner.id !== ctx.owner.id);
+          throw new MidcertError(byOther ? 'JOB_CONFLICT' : 'AGENT_BUSY', `agent "${name}" takes part in unfinished job ${holders.map((h) => h.jobId).join(', ')}; finish or cancel it first`);
+        }
+        await sql.run('DELETE FROM agents WHERE name = ?', [name]);
         return agent;
       });
     },
     get,
     require,
-    list(filter = {}) {
-      const rows = selectMany.all({
-        names: filter.names ? JSON.stringify(filter.names) : null,
-        tags: filter.tags && filter.tags.length > 0 ? JSON.stringify(filter.tags) : null,
-        cluster: filter.cluster ?? null,
-      }) as AgentRow[];
+    async list(filter = {}) {
+      const where: string[] = [];
+      const params: string[] = [];
+      if (filter.names) {
+        where.push(`name IN ${placeholders(filter.names.length)}`);
+        params.push(...inValues(filter.names));
+      }
+      if (filter.cluster !== undefined) {
+        where.push('cluster = ?');
+        params.push(filter.cluster);
+      }
+      const rows = await sql.all<AgentRow>(`SELECT * FROM agents${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`, params);
       if (filter.names) {
         // Unknown names are an error even when other filters would have excluded them anyway.
-        const found = new Set(filter.tags || filter.cluster ? registered.all(JSON.stringify(filter.names)) as string[] : rows.map((r) => r.name));
+        const found = new Set(filter.cluster !== undefined
+          ? (await sql.all<{ name: string }>(`SELECT name FROM agents WHERE name IN ${placeholders(filter.names.length)}`, inValues(filter.names))).map((r) => r.name)
+          : rows.map((r) => r.name));
         const missing = [...new Set(filter.names)].filter((n) => !found.has(n));
         if (missing.length > 0) {
           const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? ` and ${missing.length - 10} more` : '');
           throw new MidcertError('AGENT_NOT_FOUND', `not registered: ${shown}`);
         }
       }
-      return rows.map(toAgent);
+      // Tags are a JSON array per row; every wanted tag must be on the agent (checked here, the same on both databases).
+      const wanted = filter.tags ?? [];
+      return rows.map(toAgent).filter((agent) => wanted.every((tag) => agent.tags.includes(tag)));
     },
-    count: () => countRows.get() as number,
+    count: async () => Number((await sql.get<{ n: number }>('SELECT count(*) AS n FROM agents'))?.n ?? 0),
   };
 }
 
-function audited<T>(audit: AuditRepo, action: string, name: string, params: Record<string, unknown>, fn: () => T): T {
+function audited<T>(audit: AuditRepo, action: string, name: string, params: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
   return audit.audited({ action, target: `agent:${name.slice(0, 80)}`, params }, fn);
+}
+
+function rowValues(row: Omit<AgentRow, 'created_at' | 'updated_at'>): Array<string | null> {
+  return [row.name, row.address, row.server_name, row.tls_sha256, row.tags, row.cluster, row.instance_url, row.mid_name];
 }
 
 function describe(input: AgentPatch): Record<string, unknown> {

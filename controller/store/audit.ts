@@ -1,5 +1,5 @@
 import { MidcertError, isMidcertError } from '../../common/errors.js';
-import { writeTx, type StoreContext } from './db.js';
+import type { StoreContext } from './db.js';
 
 /**
  * The append-only audit log: who did what to which target, when, and how it ended. Triggers in
@@ -41,14 +41,14 @@ export interface AuditQuery {
 }
 
 export interface AuditRepo {
-  record(entry: AuditEntry): AuditRecord;
-  list(query?: AuditQuery): AuditRecord[];
+  record(entry: AuditEntry): Promise<AuditRecord>;
+  list(query?: AuditQuery): Promise<AuditRecord[]>;
   /**
    * Runs a mutation and its `ok` audit row in one write transaction, so the log and the data
    * never disagree; when the mutation throws, an `error` row with the error code is written
    * instead and the error rethrown. `refine` adds what is known only afterwards (a new job id).
    */
-  audited<T>(entry: Omit<AuditEntry, 'result' | 'errorCode'>, fn: () => T, refine?: (result: T) => Partial<AuditEntry>): T;
+  audited<T>(entry: Omit<AuditEntry, 'result' | 'errorCode'>, fn: () => Promise<T>, refine?: (result: T) => Partial<AuditEntry>): Promise<T>;
 }
 
 interface AuditRow {
@@ -62,42 +62,38 @@ const MAX_STRING = 512;
 const MAX_PARAMS_BYTES = 16 * 1024;
 
 export function createAuditRepo(ctx: StoreContext): AuditRepo {
-  const insert = ctx.db.prepare(`INSERT INTO audit (at, actor, action, target, params, result, error_code)
-    VALUES (@at, @actor, @action, @target, @params, @result, @error_code) RETURNING *`);
-  const select = ctx.db.prepare(`SELECT * FROM audit
-    WHERE (@target IS NULL OR target = @target) AND (@action IS NULL OR action = @action) AND id > @after
-    ORDER BY id DESC LIMIT @limit`);
-
-  const record = (entry: AuditEntry): AuditRecord => {
+  const { sql } = ctx;
+  const record = async (entry: AuditEntry): Promise<AuditRecord> => {
     if (!ACTION.test(entry.action)) throw new MidcertError('INTERNAL', `audit action "${entry.action.slice(0, 80)}" is not a dotted lower-case verb`);
-    const row = insert.get({
-      at: ctx.now(),
-      actor: (entry.actor ?? ctx.actor).slice(0, 128),
-      action: entry.action,
-      target: entry.target?.slice(0, 256) ?? null,
-      params: sanitizeParams(entry.params ?? {}),
-      result: entry.result ?? 'ok',
-      error_code: entry.errorCode ?? null,
-    }) as AuditRow;
-    return toRecord(row);
+    const row = await sql.get<AuditRow>(`INSERT INTO audit (at, actor, action, target, params, result, error_code)
+      VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`, [
+      ctx.now(),
+      (entry.actor ?? ctx.actor).slice(0, 128),
+      entry.action,
+      entry.target?.slice(0, 256) ?? null,
+      sanitizeParams(entry.params ?? {}),
+      entry.result ?? 'ok',
+      entry.errorCode ?? null,
+    ]);
+    return toRecord(row as AuditRow);
   };
 
   return {
-    record: (entry) => writeTx(ctx.db, () => record(entry)),
-    list(query = {}) {
-      const rows = select.all({
-        target: query.target ?? null,
-        action: query.action ?? null,
-        after: query.afterId ?? 0,
-        limit: Math.min(Math.max(1, query.limit ?? 100), 10_000),
-      }) as AuditRow[];
+    record: (entry) => sql.write(() => record(entry)),
+    async list(query = {}) {
+      const where = ['id > ?'];
+      const params: Array<string | number> = [query.afterId ?? 0];
+      if (query.target !== undefined) { where.push('target = ?'); params.push(query.target); }
+      if (query.action !== undefined) { where.push('action = ?'); params.push(query.action); }
+      params.push(Math.min(Math.max(1, query.limit ?? 100), 10_000));
+      const rows = await sql.all<AuditRow>(`SELECT * FROM audit WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`, params);
       return rows.map(toRecord);
     },
-    audited(entry, fn, refine) {
+    async audited(entry, fn, refine) {
       try {
-        return writeTx(ctx.db, () => {
-          const result = fn();
-          record({ ...entry, ...(refine ? refine(result) : {}), result: 'ok' });
+        return await sql.write(async () => {
+          const result = await fn();
+          await record({ ...entry, ...(refine ? refine(result) : {}), result: 'ok' });
           return result;
         });
       } catch (err) {
@@ -105,7 +101,7 @@ export function createAuditRepo(ctx: StoreContext): AuditRepo {
         // When the database itself is the problem, the error row cannot be written either.
         if (code !== 'STORE_BUSY' && code !== 'STORE_UNAVAILABLE') {
           try {
-            writeTx(ctx.db, () => record({ ...entry, result: 'error', errorCode: code }));
+            await sql.write(() => record({ ...entry, result: 'error', errorCode: code }));
           } catch {
             // The original error matters more than the audit row about it.
           }

@@ -34,16 +34,16 @@ export interface CertificateRepo {
    * for the same agent again returns the existing record (a resumed job may repeat the call);
    * for another agent it is RECORD_CONFLICT.
    */
-  recordIssued(input: { agentName: string; pem: string; jobId?: number | null }): CertificateRecord;
+  recordIssued(input: { agentName: string; pem: string; jobId?: number | null }): Promise<CertificateRecord>;
   /** issued → installed → retired (or issued → retired); see CERTIFICATE_TRANSITIONS. */
-  setStatus(sha256: string, to: CertificateStatus): CertificateRecord;
-  get(sha256: string): CertificateRecord | undefined;
+  setStatus(sha256: string, to: CertificateStatus): Promise<CertificateRecord>;
+  get(sha256: string): Promise<CertificateRecord | undefined>;
   /** The agent's newest certificate in any status (by issue time), or the newest with `status`. */
-  latest(agentName: string, status?: CertificateStatus): CertificateRecord | undefined;
+  latest(agentName: string, status?: CertificateStatus): Promise<CertificateRecord | undefined>;
   /** Newest certificate of every agent that has one (one query, for fleet tables), by agent name. */
-  latestPerAgent(status?: CertificateStatus): CertificateRecord[];
+  latestPerAgent(status?: CertificateStatus): Promise<CertificateRecord[]>;
   /** The agent's certificates, newest first (default 50). */
-  history(agentName: string, options?: { limit?: number }): CertificateRecord[];
+  history(agentName: string, options?: { limit?: number }): Promise<CertificateRecord[]>;
 }
 
 interface CertificateRow {
@@ -53,62 +53,62 @@ interface CertificateRow {
 }
 
 export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): CertificateRepo {
-  const { db } = ctx;
-  const insert = db.prepare(`INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, job_id)
-    VALUES (@agent_name, @sha256, @subject, @issuer, @serial, @not_before, @not_after, @pem, 'issued', @issued_at, @job_id) RETURNING *`);
-  const selectOne = db.prepare('SELECT * FROM certificates WHERE sha256 = ?');
-  const updateStatus = db.prepare(`UPDATE certificates SET status = @to,
-      installed_at = CASE WHEN @to = 'installed' THEN @now ELSE installed_at END,
-      retired_at = CASE WHEN @to = 'retired' THEN @now ELSE retired_at END
-    WHERE sha256 = @sha256 AND status = @from RETURNING *`);
-  const selectLatest = db.prepare(`SELECT * FROM certificates WHERE agent_name = @agent AND (@status IS NULL OR status = @status)
-    ORDER BY issued_at DESC, id DESC LIMIT 1`);
-  const selectLatestPerAgent = db.prepare(`SELECT * FROM (
-      SELECT *, row_number() OVER (PARTITION BY agent_name ORDER BY issued_at DESC, id DESC) AS rank
-      FROM certificates WHERE (@status IS NULL OR status = @status)) WHERE rank = 1 ORDER BY agent_name`);
-  const selectHistory = db.prepare('SELECT * FROM certificates WHERE agent_name = ? ORDER BY issued_at DESC, id DESC LIMIT ?');
-
-  const get = (sha256: string): CertificateRecord | undefined => {
-    const row = selectOne.get(sha256.toLowerCase()) as CertificateRow | undefined;
+  const { sql } = ctx;
+  const get = async (sha256: string): Promise<CertificateRecord | undefined> => {
+    const row = await sql.get<CertificateRow>('SELECT * FROM certificates WHERE sha256 = ?', [sha256.toLowerCase()]);
     return row && toRecord(row);
   };
+  const statusFilter = (status: CertificateStatus | undefined): { where: string; params: string[] } =>
+    status === undefined ? { where: '', params: [] } : { where: ' AND status = ?', params: [status] };
 
   return {
-    recordIssued(input) {
+    async recordIssued(input) {
       const cert = readCertificates(Buffer.from(input.pem))[0];
       if (!cert) throw new MidcertError('CERT_MALFORMED', 'no certificate in the PEM to record');
       const target = `agent:${input.agentName.slice(0, 80)}`;
-      return audit.audited({ action: 'certificate.issue', target, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } }, () => {
+      return audit.audited({ action: 'certificate.issue', target, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } }, async () => {
         checkAgentName(input.agentName);
-        const existing = get(cert.sha256);
+        const existing = await get(cert.sha256);
         if (existing) {
           if (existing.agentName === input.agentName) return existing;
           throw new MidcertError('RECORD_CONFLICT', `certificate ${cert.sha256.slice(0, 16)}… is already recorded for agent "${existing.agentName}"`);
         }
-        return toRecord(insert.get({
-          agent_name: input.agentName, sha256: cert.sha256, subject: cert.subjectText, issuer: cert.issuerText, serial: cert.serial,
-          not_before: cert.notBefore.toISOString(), not_after: cert.notAfter.toISOString(),
-          pem: toPem('CERTIFICATE', cert.der), issued_at: ctx.now(), job_id: input.jobId ?? null,
-        }) as CertificateRow);
+        return toRecord(await sql.get<CertificateRow>(`INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, job_id)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'issued', ?, ?) RETURNING *`, [
+          input.agentName, cert.sha256, cert.subjectText, cert.issuerText, cert.serial,
+          cert.notBefore.toISOString(), cert.notAfter.toISOString(), toPem('CERTIFICATE', cert.der), ctx.now(), input.jobId ?? null,
+        ]) as CertificateRow);
       });
     },
-    setStatus(sha256, to) {
-      return audit.audited({ action: 'certificate.status', target: `certificate:${sha256.slice(0, 64)}`, params: { to } }, () => {
-        const current = get(sha256);
+    async setStatus(sha256, to) {
+      return audit.audited({ action: 'certificate.status', target: `certificate:${sha256.slice(0, 64)}`, params: { to } }, async () => {
+        const current = await get(sha256);
         if (!current) throw new MidcertError('CERTIFICATE_NOT_FOUND', `no certificate ${sha256.slice(0, 16)}… is recorded`);
         assertTransition(CERTIFICATE_TRANSITIONS, `certificate ${current.sha256.slice(0, 16)}…`, current.status, to);
-        const row = updateStatus.get({ sha256: current.sha256, from: current.status, to, now: ctx.now() }) as CertificateRow | undefined;
+        const now = ctx.now();
+        const row = await sql.get<CertificateRow>(`UPDATE certificates SET status = ?,
+            installed_at = CASE WHEN ? = 'installed' THEN ? ELSE installed_at END,
+            retired_at = CASE WHEN ? = 'retired' THEN ? ELSE retired_at END
+          WHERE sha256 = ? AND status = ? RETURNING *`, [to, to, now, to, now, current.sha256, current.status]);
         if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `certificate ${current.sha256.slice(0, 16)}… changed status while being updated`);
         return toRecord(row);
       });
     },
     get,
-    latest(agentName, status) {
-      const row = selectLatest.get({ agent: agentName, status: status ?? null }) as CertificateRow | undefined;
+    async latest(agentName, status) {
+      const f = statusFilter(status);
+      const row = await sql.get<CertificateRow>(`SELECT * FROM certificates WHERE agent_name = ?${f.where} ORDER BY issued_at DESC, id DESC LIMIT 1`, [agentName, ...f.params]);
       return row && toRecord(row);
     },
-    latestPerAgent: (status) => (selectLatestPerAgent.all({ status: status ?? null }) as CertificateRow[]).map(toRecord),
-    history: (agentName, options = {}) => (selectHistory.all(agentName, Math.min(Math.max(1, options.limit ?? 50), 10_000)) as CertificateRow[]).map(toRecord),
+    async latestPerAgent(status) {
+      const f = statusFilter(status);
+      const rows = await sql.all<CertificateRow>(`SELECT * FROM (
+          SELECT *, row_number() OVER (PARTITION BY agent_name ORDER BY issued_at DESC, id DESC) AS rn
+          FROM certificates WHERE 1 = 1${f.where}) ranked WHERE rn = 1 ORDER BY agent_name`, f.params);
+      return rows.map(toRecord);
+    },
+    history: async (agentName, options = {}) => (await sql.all<CertificateRow>('SELECT * FROM certificates WHERE agent_name = ? ORDER BY issued_at DESC, id DESC LIMIT ?',
+      [agentName, Math.min(Math.max(1, options.limit ?? 50), 10_000)])).map(toRecord),
   };
 }
 

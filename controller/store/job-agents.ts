@@ -1,7 +1,8 @@
-import type Database from 'better-sqlite3';
 import { MidcertError } from '../../common/errors.js';
 import { LIMITS, assertSize } from '../../common/limits.js';
-import { writeTx, type StoreContext } from './db.js';
+import type { StoreContext } from './db.js';
+import { toInfo, type OwnerInfo } from './owners.js';
+import { inValues, placeholders } from './sql.js';
 import { JOB_AGENT_ACTIVE, JOB_AGENT_TRANSITIONS, assertTransition, type JobAgentState, type JobKind, type JobState } from './states.js';
 import { bounded } from './validate.js';
 
@@ -24,6 +25,8 @@ export interface JobAgent {
   errorCode: string | null;
   errorMessage: string | null;
   updatedAt: string;
+  /** The process that last moved this row (see owners.ts). */
+  ownerId: string | null;
 }
 
 /** What a transition stores; fields left undefined keep their value. */
@@ -59,23 +62,24 @@ export interface AgentHistoryEntry {
 
 export interface JobAgentRepo {
   /** In wave order, then by name. */
-  list(jobId: number, options?: { states?: JobAgentState[] }): JobAgent[];
-  get(jobId: number, agentName: string): JobAgent | undefined;
-  require(jobId: number, agentName: string): JobAgent;
+  list(jobId: number, options?: { states?: JobAgentState[] }): Promise<JobAgent[]>;
+  get(jobId: number, agentName: string): Promise<JobAgent | undefined>;
+  require(jobId: number, agentName: string): Promise<JobAgent>;
   /**
    * Moves one agent along JOB_AGENT_TRANSITIONS (compare-and-set) and stores what the new state
    * promises: csr_ready needs renewalId + csrPem, ca_pending a caCookie, issued a
-   * certificatePem, failed an errorCode. Refused unless the job is running.
+   * certificatePem, failed an errorCode. Refused unless the job is running, and (JOB_CONFLICT)
+   * unless this process owns the job with a live lease.
    */
-  advance(jobId: number, agentName: string, to: JobAgentState, patch?: JobAgentPatch): JobAgent;
+  advance(jobId: number, agentName: string, to: JobAgentState, patch?: JobAgentPatch): Promise<JobAgent>;
   /** The agent's jobs, newest first (default 50). */
-  agentHistory(agentName: string, options?: { limit?: number }): AgentHistoryEntry[];
+  agentHistory(agentName: string, options?: { limit?: number }): Promise<AgentHistoryEntry[]>;
 }
 
 interface JobAgentRow {
   job_id: number; agent_name: string; state: JobAgentState; wave: number; renewal_id: string | null; csr_pem: string | null;
   ca_cookie: string | null; certificate_pem: string | null; chain_pem: string | null; outage_started_at: string | null;
-  outage_ended_at: string | null; error_code: string | null; error_message: string | null; updated_at: string;
+  outage_ended_at: string | null; error_code: string | null; error_message: string | null; updated_at: string; owner_id: string | null;
 }
 
 const REQUIRED: Partial<Record<JobAgentState, Array<keyof JobAgent>>> = {
@@ -85,56 +89,68 @@ const REQUIRED: Partial<Record<JobAgentState, Array<keyof JobAgent>>> = {
   failed: ['errorCode'],
 };
 
-const holdingStatements = new WeakMap<Database.Database, Database.Statement>();
+/** An unfinished job in which the agent is not yet settled, and who runs it. */
+export interface AgentHolder {
+  jobId: number;
+  owner: OwnerInfo | undefined;
+}
 
-/** Ids of unfinished jobs in which the agent is not yet settled (it must not join another). */
-export function jobsHoldingAgent(db: Database.Database, agentName: string): number[] {
-  let statement = holdingStatements.get(db);
-  if (!statement) {
-    statement = db.prepare(`SELECT ja.job_id FROM job_agents ja JOIN jobs j ON j.id = ja.job_id
-        WHERE ja.agent_name = ? AND j.state IN ('planned', 'running')
-          AND ja.state IN ('pending', ${[...JOB_AGENT_ACTIVE].map((s) => `'${s}'`).join(', ')})
-        ORDER BY ja.job_id`).pluck();
-    holdingStatements.set(db, statement);
+const HOLDING_STATES = ['pending', ...JOB_AGENT_ACTIVE];
+
+/** Unfinished jobs in which the agent is not yet settled (it must not join another), oldest first. */
+export async function jobsHoldingAgent(ctx: StoreContext, agentName: string): Promise<AgentHolder[]> {
+  return (await holdersOf(ctx, [agentName])).get(agentName) ?? [];
+}
+
+/** jobsHoldingAgent for many agents in one query. */
+export async function holdersOf(ctx: StoreContext, agentNames: readonly string[]): Promise<Map<string, AgentHolder[]>> {
+  const { sql } = ctx;
+  const rows = await sql.all<{ agent_name: string; job_id: number; owner_id: string | null; id: string | null; pid: number; host: string; started_at: string; role: string; lease_expires_ms: number; live: number | boolean }>(
+    `SELECT ja.agent_name, ja.job_id, j.owner_id, o.id, o.pid, o.host, o.started_at, o.role, o.lease_expires_ms,
+        CASE WHEN o.lease_expires_ms >= ${sql.nowMs} THEN 1 ELSE 0 END AS live
+      FROM job_agents ja JOIN jobs j ON j.id = ja.job_id LEFT JOIN owners o ON o.id = j.owner_id
+      WHERE ja.agent_name IN ${placeholders(agentNames.length)} AND j.state IN ('planned', 'running')
+        AND ja.state IN ${placeholders(HOLDING_STATES.length)}
+      ORDER BY ja.job_id`,
+    [...inValues(agentNames), ...HOLDING_STATES],
+  );
+  const out = new Map<string, AgentHolder[]>();
+  for (const r of rows) {
+    const list = out.get(r.agent_name) ?? [];
+    list.push({ jobId: r.job_id, owner: r.id ? toInfo({ ...r, id: r.id }) : undefined });
+    out.set(r.agent_name, list);
   }
-  return statement.all(agentName) as number[];
+  return out;
 }
 
 export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
-  const { db } = ctx;
-  const selectOne = db.prepare('SELECT * FROM job_agents WHERE job_id = ? AND agent_name = ?');
-  const selectJob = db.prepare('SELECT state FROM jobs WHERE id = ?').pluck();
-  const selectMany = db.prepare(`SELECT * FROM job_agents WHERE job_id = @job
-      AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states))) ORDER BY wave, agent_name`);
-  const update = db.prepare(`UPDATE job_agents SET state = @to, renewal_id = @renewal_id, csr_pem = @csr_pem, ca_cookie = @ca_cookie,
-      certificate_pem = @certificate_pem, chain_pem = @chain_pem, outage_started_at = @outage_started_at,
-      outage_ended_at = @outage_ended_at, error_code = @error_code, error_message = @error_message, updated_at = @now
-    WHERE job_id = @job_id AND agent_name = @agent_name AND state = @from RETURNING *`);
-  const history = db.prepare(`SELECT ja.*, j.kind, j.state AS job_state, j.created_at, j.started_at, j.finished_at
-      FROM job_agents ja JOIN jobs j ON j.id = ja.job_id WHERE ja.agent_name = ? ORDER BY ja.job_id DESC LIMIT ?`);
-
-  const get = (jobId: number, agentName: string): JobAgent | undefined => {
-    const row = selectOne.get(jobId, agentName) as JobAgentRow | undefined;
+  const { sql } = ctx;
+  const get = async (jobId: number, agentName: string): Promise<JobAgent | undefined> => {
+    const row = await sql.get<JobAgentRow>('SELECT * FROM job_agents WHERE job_id = ? AND agent_name = ?', [jobId, agentName]);
     return row && toJobAgent(row);
   };
-  const require = (jobId: number, agentName: string): JobAgent => {
-    const row = get(jobId, agentName);
+  const require = async (jobId: number, agentName: string): Promise<JobAgent> => {
+    const row = await get(jobId, agentName);
     if (!row) throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);
     return row;
   };
 
   return {
-    list: (jobId, options = {}) => (selectMany.all({
-      job: jobId, states: options.states ? JSON.stringify(options.states) : null,
-    }) as JobAgentRow[]).map(toJobAgent),
+    async list(jobId, options = {}) {
+      const states = options.states;
+      const rows = await sql.all<JobAgentRow>(`SELECT * FROM job_agents WHERE job_id = ?${states ? ` AND state IN ${placeholders(states.length)}` : ''}
+        ORDER BY wave, agent_name`, [jobId, ...(states ? inValues(states) : [])]);
+      return rows.map(toJobAgent);
+    },
     get,
     require,
-    advance(jobId, agentName, to, patch = {}) {
-      return writeTx(db, () => {
-        const jobState = selectJob.get(jobId) as JobState | undefined;
-        if (jobState === undefined) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
-        if (jobState !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${jobState}; its agents move only while it is running`);
-        const current = require(jobId, agentName);
+    async advance(jobId, agentName, to, patch = {}) {
+      return sql.write(async () => {
+        const job = await sql.get<{ state: JobState }>('SELECT state FROM jobs WHERE id = ?', [jobId]);
+        if (job === undefined) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+        if (job.state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${job.state}; its agents move only while it is running`);
+        await ctx.owner.assertOwns(jobId);
+        const current = await require(jobId, agentName);
         assertTransition(JOB_AGENT_TRANSITIONS, `agent ${agentName} in job ${jobId}`, current.state, to);
         const now = ctx.now();
         const next = merge(current, patch);
@@ -142,19 +158,27 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
         if (to === 'succeeded' && next.outageStartedAt !== null && next.outageEndedAt === null) next.outageEndedAt = now;
         const lacking = (REQUIRED[to] ?? []).filter((field) => next[field] === null);
         if (lacking.length > 0) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} cannot become ${to} without ${lacking.join(', ')}`);
-        const row = update.get({ ...toRowFields(next), to, now, job_id: jobId, agent_name: agentName, from: current.state }) as JobAgentRow | undefined;
+        const f = toRowFields(next);
+        const row = await sql.get<JobAgentRow>(`UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
+            certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
+          WHERE job_id = ? AND agent_name = ? AND state = ? RETURNING *`, [
+          to, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at,
+          f.error_code, f.error_message, now, ctx.owner.id, jobId, agentName, current.state,
+        ]);
         if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
         return toJobAgent(row);
       });
     },
-    agentHistory(agentName, options = {}) {
+    async agentHistory(agentName, options = {}) {
       const limit = Math.min(Math.max(1, options.limit ?? 50), 10_000);
-      return (history.all(agentName, limit) as Array<JobAgentRow & { kind: JobKind; job_state: JobState; created_at: string; started_at: string | null; finished_at: string | null }>)
-        .map((r) => ({
-          jobId: r.job_id, kind: r.kind, jobState: r.job_state, agentState: r.state, wave: r.wave,
-          createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
-          outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
-        }));
+      const rows = await sql.all<JobAgentRow & { kind: JobKind; job_state: JobState; created_at: string; started_at: string | null; finished_at: string | null }>(
+        `SELECT ja.*, j.kind, j.state AS job_state, j.created_at, j.started_at, j.finished_at
+          FROM job_agents ja JOIN jobs j ON j.id = ja.job_id WHERE ja.agent_name = ? ORDER BY ja.job_id DESC LIMIT ?`, [agentName, limit]);
+      return rows.map((r) => ({
+        jobId: r.job_id, kind: r.kind, jobState: r.job_state, agentState: r.state, wave: r.wave,
+        createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
+        outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
+      }));
     },
   };
 }
@@ -189,7 +213,7 @@ function isoOrUndefined(value: string | undefined): string | undefined {
   return new Date(ms).toISOString();
 }
 
-function toRowFields(a: JobAgent): Omit<JobAgentRow, 'job_id' | 'agent_name' | 'state' | 'wave' | 'updated_at'> {
+function toRowFields(a: JobAgent): Omit<JobAgentRow, 'job_id' | 'agent_name' | 'state' | 'wave' | 'updated_at' | 'owner_id'> {
   return {
     renewal_id: a.renewalId, csr_pem: a.csrPem, ca_cookie: a.caCookie, certificate_pem: a.certificatePem, chain_pem: a.chainPem,
     outage_started_at: a.outageStartedAt, outage_ended_at: a.outageEndedAt, error_code: a.errorCode, error_message: a.errorMessage,
@@ -201,5 +225,6 @@ function toJobAgent(r: JobAgentRow): JobAgent {
     jobId: r.job_id, agentName: r.agent_name, state: r.state, wave: r.wave, renewalId: r.renewal_id, csrPem: r.csr_pem,
     caCookie: r.ca_cookie, certificatePem: r.certificate_pem, chainPem: r.chain_pem, outageStartedAt: r.outage_started_at,
     outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message, updatedAt: r.updated_at,
+    ownerId: r.owner_id ?? null,
   };
 }

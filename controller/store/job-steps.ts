@@ -1,5 +1,5 @@
 import { MidcertError } from '../../common/errors.js';
-import { writeTx, type StoreContext } from './db.js';
+import type { StoreContext } from './db.js';
 import { STEP_TRANSITIONS, assertTransition, type StepState } from './states.js';
 import { bounded } from './validate.js';
 
@@ -30,10 +30,11 @@ export interface StepOutcome {
 }
 
 export interface JobStepRepo {
-  start(jobId: number, agentName: string | null, step: string, detail?: string): JobStep;
-  finish(stepId: number, state: Exclude<StepState, 'running'>, outcome?: StepOutcome): JobStep;
+  /** JOB_CONFLICT unless this process owns the job (as every write of a job's runner). */
+  start(jobId: number, agentName: string | null, step: string, detail?: string): Promise<JobStep>;
+  finish(stepId: number, state: Exclude<StepState, 'running'>, outcome?: StepOutcome): Promise<JobStep>;
   /** In start order; only the given agent's when agentName is given (null: job-level steps). */
-  list(jobId: number, agentName?: string | null): JobStep[];
+  list(jobId: number, agentName?: string | null): Promise<JobStep[]>;
 }
 
 interface StepRow {
@@ -45,46 +46,39 @@ const STEP_NAME = /^[a-z][a-z0-9_.-]{0,63}$/;
 const MAX_DETAIL = 16 * 1024;
 
 export function createJobStepRepo(ctx: StoreContext): JobStepRepo {
-  const { db } = ctx;
-  const jobExists = db.prepare('SELECT 1 FROM jobs WHERE id = ?').pluck();
-  const nextAttempt = db.prepare(`SELECT coalesce(max(attempt), 0) + 1 FROM job_steps
-    WHERE job_id = ? AND agent_name IS ? AND step = ?`).pluck();
-  const insert = db.prepare(`INSERT INTO job_steps (job_id, agent_name, step, state, attempt, started_at, detail)
-    VALUES (?, ?, ?, 'running', ?, ?, ?) RETURNING *`);
-  const selectOne = db.prepare('SELECT * FROM job_steps WHERE id = ?');
-  const update = db.prepare(`UPDATE job_steps SET state = @to, finished_at = @now, error_code = @error_code,
-      error_message = @error_message, detail = coalesce(@detail, detail)
-    WHERE id = @id AND state = @from RETURNING *`);
-  const selectAll = db.prepare('SELECT * FROM job_steps WHERE job_id = ? ORDER BY id');
-  const selectAgent = db.prepare('SELECT * FROM job_steps WHERE job_id = ? AND agent_name IS ? ORDER BY id');
-
+  const { sql } = ctx;
   return {
-    start(jobId, agentName, step, detail) {
+    async start(jobId, agentName, step, detail) {
       if (!STEP_NAME.test(step)) throw new MidcertError('INTERNAL', `step name "${step.slice(0, 80)}" must be a lower-case word`);
-      return writeTx(db, () => {
-        if (!jobExists.get(jobId)) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
-        const attempt = nextAttempt.get(jobId, agentName, step) as number;
-        return toStep(insert.get(jobId, agentName, step, attempt, ctx.now(), bounded(detail, MAX_DETAIL)) as StepRow);
+      return sql.write(async () => {
+        if (!(await sql.get('SELECT 1 AS found FROM jobs WHERE id = ?', [jobId]))) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+        await ctx.owner.assertOwns(jobId);
+        const next = await sql.get<{ attempt: number }>(`SELECT coalesce(max(attempt), 0) + 1 AS attempt FROM job_steps
+          WHERE job_id = ? AND agent_name IS NOT DISTINCT FROM ? AND step = ?`, [jobId, agentName, step]);
+        return toStep(await sql.get<StepRow>(`INSERT INTO job_steps (job_id, agent_name, step, state, attempt, started_at, detail)
+          VALUES (?, ?, ?, 'running', ?, ?, ?) RETURNING *`, [jobId, agentName, step, Number(next?.attempt ?? 1), ctx.now(), bounded(detail, MAX_DETAIL)]) as StepRow);
       });
     },
-    finish(stepId, to, outcome = {}) {
-      return writeTx(db, () => {
-        const row = selectOne.get(stepId) as StepRow | undefined;
+    async finish(stepId, to, outcome = {}) {
+      return sql.write(async () => {
+        const row = await sql.get<StepRow>('SELECT * FROM job_steps WHERE id = ?', [stepId]);
         if (!row) throw new MidcertError('INTERNAL', `no step ${stepId}`);
+        await ctx.owner.assertOwns(row.job_id);
         assertTransition(STEP_TRANSITIONS, `step ${row.step} (${stepId})`, row.state, to);
-        const updated = update.get({
-          id: stepId, from: row.state, to, now: ctx.now(),
-          error_code: outcome.errorCode?.slice(0, 64) ?? null,
-          error_message: bounded(outcome.errorMessage, 2000),
-          detail: bounded(outcome.detail, MAX_DETAIL),
-        }) as StepRow | undefined;
+        const updated = await sql.get<StepRow>(`UPDATE job_steps SET state = ?, finished_at = ?, error_code = ?,
+            error_message = ?, detail = coalesce(?, detail)
+          WHERE id = ? AND state = ? RETURNING *`, [
+          to, ctx.now(), outcome.errorCode?.slice(0, 64) ?? null, bounded(outcome.errorMessage, 2000), bounded(outcome.detail, MAX_DETAIL), stepId, row.state,
+        ]);
         if (!updated) throw new MidcertError('STATE_TRANSITION_INVALID', `step ${stepId} changed state while being updated`);
         return toStep(updated);
       });
     },
-    list(jobId, agentName) {
-      const rows = agentName === undefined ? selectAll.all(jobId) : selectAgent.all(jobId, agentName);
-      return (rows as StepRow[]).map(toStep);
+    async list(jobId, agentName) {
+      const rows = agentName === undefined
+        ? await sql.all<StepRow>('SELECT * FROM job_steps WHERE job_id = ? ORDER BY id', [jobId])
+        : await sql.all<StepRow>('SELECT * FROM job_steps WHERE job_id = ? AND agent_name IS NOT DISTINCT FROM ? ORDER BY id', [jobId, agentName]);
+      return rows.map(toStep);
     },
   };
 }

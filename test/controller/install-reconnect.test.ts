@@ -100,7 +100,7 @@ describe('controller ↔ agent: an install whose agent is killed during verify-h
         killed = exited(child).then(afterKill);
       }
     };
-    const agent = store.agents.require('mid01') as Agent;
+    const agent: Agent = await store.agents.require('mid01');
     events.length = 0;
     const report = await runRotation(deps(onEvent), [agent], options(reconnectMs));
     assert.ok(killed, 'the agent was killed during verify-health');
@@ -136,14 +136,14 @@ describe('controller ↔ agent: an install whose agent is killed during verify-h
     ].join('\n'));
     await startDaemon();
     dataDir = await mkdtemp(join(tmpdir(), 'midcert-reconnect-'));
-    store = openStore(dataDir, { actor: 'test' });
-    store.agents.add({ name: 'mid01', address: `127.0.0.1:${port}`, serverName: 'mid01-agent', midName: 'mid01' });
+    store = await openStore(dataDir, { actor: 'test' });
+    await store.agents.add({ name: 'mid01', address: `127.0.0.1:${port}`, serverName: 'mid01-agent', midName: 'mid01' });
   });
 
   after(async () => {
     daemon?.kill('SIGTERM');
     await exited(daemon);
-    store?.close();
+    await store?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
     await world?.close();
   });
@@ -157,12 +157,12 @@ describe('controller ↔ agent: an install whose agent is killed during verify-h
     const leaf = await keystoreLeaf();
     assert.notEqual(leaf, before, 'the keystore holds a new leaf');
     assert.equal(result?.newSha256, leaf, 'the record names the leaf the host holds');
-    const job = store.jobs.require(report.jobId as number);
+    const job = await store.jobs.require(report.jobId as number);
     assert.equal(job.state, 'succeeded');
-    const row = store.jobAgents.require(job.id, 'mid01');
+    const row = await store.jobAgents.require(job.id, 'mid01');
     assert.equal(row.state, 'succeeded');
     assert.equal(row.errorCode, null);
-    const cert = store.certificates.latest('mid01', 'installed');
+    const cert = await store.certificates.latest('mid01', 'installed');
     assert.equal(cert?.sha256, leaf, 'the store\'s certificate row is the installed leaf');
     assert.equal(cert?.jobId, job.id);
     // What the controller asked: the agent's own answer for this renewal id.
@@ -187,9 +187,9 @@ describe('controller ↔ agent: an install whose agent is killed during verify-h
     assert.equal(result?.failedStep, 'install');
     assert.match(result?.error?.message ?? '', /stayed unreachable for 6 s/);
     assert.ok(elapsedAfterKill >= 6_000, `the controller kept trying for the whole window (${elapsedAfterKill} ms)`);
-    const job = store.jobs.require(report.jobId as number);
+    const job = await store.jobs.require(report.jobId as number);
     assert.equal(job.state, 'failed');
-    assert.equal(store.jobAgents.require(job.id, 'mid01').errorCode, 'UNAVAILABLE');
+    assert.equal((await store.jobAgents.require(job.id, 'mid01')).errorCode, 'UNAVAILABLE');
     // Bring the agent back (it finishes that install on start) for the next test.
     await startDaemon();
   });

@@ -71,7 +71,7 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
     let saved: RotationRecord | undefined;
     return rotateOne({
       agentName: 'mid01', agent: fakeAgent(current), ca, instance: { ...port, waitForMidUp: async () => undefined },
-      load: () => saved, save: (r) => { saved = r; }, emit: (e) => events.push(e),
+      load: async () => saved, save: async (r) => { saved = r; }, emit: (e) => events.push(e),
       options: { renewalId: `r-${Math.random()}`, caPollMs: 10, caTimeoutMs: 1000, upTimeoutMs: 1000 },
     });
   };
@@ -173,11 +173,11 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
   it('serve: the reconcile pass upserts the leaf the MID holds (known to the store), twice without a duplicate', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'midcert-inv-'));
     try {
-      const store = openStore(dir);
+      const store = await openStore(dir);
       const id = await leaf('mid01');
-      store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
-      store.certificates.recordIssued({ agentName: 'mid01', pem: id.certPem });
-      store.certificates.setStatus(id.cert.sha256, 'installed');
+      await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+      await store.certificates.recordIssued({ agentName: 'mid01', pem: id.certPem });
+      await store.certificates.setStatus(id.cert.sha256, 'installed');
       const deps = { store, dial: () => fakeAgent(() => id), ca: { submit: async () => { throw new Error('unused'); }, poll: async () => { throw new Error('unused'); } }, instance: instancePort(operations()), onEvent: () => undefined };
       const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 1, maxFailures: 0, concurrency: 1, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
       const options = { intervalMs: 1000, jitterMs: 0, windows: [], renewWithinDays: 1, once: true };
@@ -186,7 +186,7 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
       assert.equal(certs.length, 1);
       assert.equal(certs[0]?.['fingerprint'], id.cert.sha256);
       assert.equal(rows('cmdb_rel_ci').length, 1);
-      store.close();
+      await store.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -208,11 +208,11 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
     opened.push(ops);
     const dir = await mkdtemp(join(tmpdir(), 'midcert-inv-oauth-'));
     try {
-      const store = openStore(dir);
+      const store = await openStore(dir);
       const id = await leaf('mid01');
-      store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
-      store.certificates.recordIssued({ agentName: 'mid01', pem: id.certPem });
-      store.certificates.setStatus(id.cert.sha256, 'installed');
+      await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+      await store.certificates.recordIssued({ agentName: 'mid01', pem: id.certPem });
+      await store.certificates.setStatus(id.cert.sha256, 'installed');
       const deps = { store, dial: () => fakeAgent(() => id), ca: { submit: async () => { throw new Error('unused'); }, poll: async () => { throw new Error('unused'); } }, instance: instancePort(ops), onEvent: () => undefined };
       const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 1, maxFailures: 0, concurrency: 1, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
       const warnings: string[] = [];
@@ -224,7 +224,7 @@ describe('controller instance client: certificate inventory (cmdb_ci_certificate
         passes += 1;
         await new Promise((r) => setTimeout(r, 250));
       }
-      store.close();
+      await store.close();
       const stats = client.oauthStats();
       assert.ok(passes >= 8, `${passes} passes`);
       assert.ok(stats && stats.refreshes + stats.grants >= 4, `tokens renewed across the expiries: ${JSON.stringify(stats)}`);

@@ -40,24 +40,24 @@ async function promtool(args: string[], input?: string): Promise<{ code: number;
 /** One finished rotation for `agent` in a new job, the way the orchestrator records it; returns the leaf's notAfter. */
 async function recordRotation(store: Store, pki: LabPki, agent: string, result: 'succeeded' | 'failed', validityDays: number): Promise<Date> {
   const leaf = await pki.ca.issueIdentity(`CN=${agent},O=Acme,OU=ITOM`, PROFILES.client, { days: validityDays });
-  const job = store.jobs.create({ kind: 'rotate', agents: [agent] });
-  store.jobs.transition(job.id, 'running');
+  const job = await store.jobs.create({ kind: 'rotate', agents: [agent] });
+  await store.jobs.transition(job.id, 'running');
   if (result === 'failed') {
-    store.jobAgents.advance(job.id, agent, 'failed', { errorCode: 'HEALTH_CHECK_FAILED', errorMessage: 'restored' });
-    store.jobs.transition(job.id, 'failed', { code: 'HEALTH_CHECK_FAILED', message: 'restored' });
+    await store.jobAgents.advance(job.id, agent, 'failed', { errorCode: 'HEALTH_CHECK_FAILED', errorMessage: 'restored' });
+    await store.jobs.transition(job.id, 'failed', { code: 'HEALTH_CHECK_FAILED', message: 'restored' });
     return leaf.cert.notAfter;
   }
-  store.jobAgents.advance(job.id, agent, 'preparing');
-  store.jobAgents.advance(job.id, agent, 'csr_ready', { renewalId: `job${job.id}-${agent}`, csrPem: 'csr' });
-  store.jobAgents.advance(job.id, agent, 'issued', { certificatePem: leaf.certPem, chainPem: pki.ca.chainPem });
-  store.jobAgents.advance(job.id, agent, 'published');
-  store.jobAgents.advance(job.id, agent, 'installing');
-  store.jobAgents.advance(job.id, agent, 'succeeded');
-  const rec = store.certificates.recordIssued({ agentName: agent, pem: leaf.certPem, jobId: job.id });
-  const previous = store.certificates.latest(agent, 'installed');
-  store.certificates.setStatus(rec.sha256, 'installed');
-  if (previous) store.certificates.setStatus(previous.sha256, 'retired');
-  store.jobs.transition(job.id, 'succeeded');
+  await store.jobAgents.advance(job.id, agent, 'preparing');
+  await store.jobAgents.advance(job.id, agent, 'csr_ready', { renewalId: `job${job.id}-${agent}`, csrPem: 'csr' });
+  await store.jobAgents.advance(job.id, agent, 'issued', { certificatePem: leaf.certPem, chainPem: pki.ca.chainPem });
+  await store.jobAgents.advance(job.id, agent, 'published');
+  await store.jobAgents.advance(job.id, agent, 'installing');
+  await store.jobAgents.advance(job.id, agent, 'succeeded');
+  const rec = await store.certificates.recordIssued({ agentName: agent, pem: leaf.certPem, jobId: job.id });
+  const previous = await store.certificates.latest(agent, 'installed');
+  await store.certificates.setStatus(rec.sha256, 'installed');
+  if (previous) await store.certificates.setStatus(previous.sha256, 'retired');
+  await store.jobs.transition(job.id, 'succeeded');
   return leaf.cert.notAfter;
 }
 
@@ -105,15 +105,15 @@ describe('midcert serve /metrics (prom-client, promtool, freshness, SIGTERM)', f
     port = await freePort();
     // Agents at addresses nobody listens on: serve polls them (agent_up 0) and renews nothing.
     await appendFile(join(dir, 'controller.yaml'), `serve:\n  metricsAddress: 127.0.0.1:${port}\n  intervalSeconds: 3600\n  jitterSeconds: 0\n`);
-    const store = openStore(dir, { actor: 'test' });
+    const store = await openStore(dir, { actor: 'test' });
     try {
-      store.agents.add({ name: 'mid01', address: '127.0.0.1:1', midName: 'MID Server 01' });
-      store.agents.add({ name: 'mid02', address: '127.0.0.1:1' });
+      await store.agents.add({ name: 'mid01', address: '127.0.0.1:1', midName: 'MID Server 01' });
+      await store.agents.add({ name: 'mid02', address: '127.0.0.1:1' });
       await recordRotation(store, pki, 'mid01', 'succeeded', 200);
       await recordRotation(store, pki, 'mid02', 'succeeded', 100);
       await recordRotation(store, pki, 'mid02', 'failed', 1);
     } finally {
-      store.close();
+      await store.close();
     }
     child = spawn(MIDCERT, ['--data-dir', dir, 'serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
@@ -137,9 +137,9 @@ describe('midcert serve /metrics (prom-client, promtool, freshness, SIGTERM)', f
     ]) assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `HELP for ${name}`);
     assert.doesNotMatch(text, /days_left/);
     // The expiry is the installed leaf's notAfter, from the store (the agents are unreachable).
-    const store = openStore(dir, { actor: 'test' });
-    const mid01 = store.certificates.latest('mid01', 'installed');
-    store.close();
+    const store = await openStore(dir, { actor: 'test' });
+    const mid01 = await store.certificates.latest('mid01', 'installed');
+    await store.close();
     assert.ok(mid01);
     assert.equal(value(text, 'midcert_certificate_expiration_timestamp_seconds', { agent: 'mid01', mid: 'MID Server 01' }), Date.parse(mid01.notAfter) / 1000);
     assert.equal(value(text, 'midcert_rotations_total', { kind: 'rotate', result: 'succeeded' }), 2);
@@ -153,12 +153,12 @@ describe('midcert serve /metrics (prom-client, promtool, freshness, SIGTERM)', f
 
   it('shows a rotation recorded by another process in the next scrape (expiry and counters)', async () => {
     const before = await scrape(port);
-    const store = openStore(dir, { actor: 'user:cli' });
+    const store = await openStore(dir, { actor: 'user:cli' });
     let notAfter: Date;
     try {
       notAfter = await recordRotation(store, pki, 'mid02', 'succeeded', 300);
     } finally {
-      store.close();
+      await store.close();
     }
     const after = await scrape(port);
     assert.notEqual(value(before, 'midcert_certificate_expiration_timestamp_seconds', { agent: 'mid02' }), notAfter.getTime() / 1000);
@@ -186,8 +186,8 @@ describe('serve(): shutdown with a pass in flight', () => {
   it('returns within the grace when a rotation step hangs, leaving the job to resume', async function () {
     this.timeout(20_000);
     const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-grace-'));
-    const store = openStore(dir, { actor: 'test' });
-    store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+    const store = await openStore(dir, { actor: 'test' });
+    await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
     const abort = new AbortController();
     let preparing = false;
     const port: AgentPort = {
@@ -211,18 +211,18 @@ describe('serve(): shutdown with a pass in flight', () => {
       const outcome = await served;
       assert.equal(outcome.abandoned, true);
       assert.ok(performance.now() - start < 5000, 'returned well before the hang guard');
-      const running = store.jobs.list({ states: ['running'] });
+      const running = await store.jobs.list({ states: ['running'] });
       assert.equal(running.length, 1, 'the job is left running for resume');
-      assert.ok(['pending', 'preparing'].includes(store.jobAgents.require(running[0]!.id, 'mid01').state), 'not settled: the next start resumes it');
+      assert.ok(['pending', 'preparing'].includes((await store.jobAgents.require(running[0]!.id, 'mid01')).state), 'not settled: the next start resumes it');
     } finally {
-      store.close();
+      await store.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
 
   it('returns at once when the signal aborts between passes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-idle-'));
-    const store = openStore(dir, { actor: 'test' });
+    const store = await openStore(dir, { actor: 'test' });
     const abort = new AbortController();
     const deps = { store, dial: () => { throw new Error('no agents'); }, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
     const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
@@ -232,7 +232,7 @@ describe('serve(): shutdown with a pass in flight', () => {
     abort.abort();
     assert.deepEqual(await served, { abandoned: false });
     assert.ok(performance.now() - start < 1000);
-    store.close();
+    await store.close();
     await rm(dir, { recursive: true, force: true });
   });
 });

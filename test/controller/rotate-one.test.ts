@@ -104,30 +104,30 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
   before(async () => { pki = await makeLabPki(); });
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'midcert-rot-'));
-    store = openStore(dir, { actor: 'test' });
-    store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+    store = await openStore(dir, { actor: 'test' });
+    await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
   });
-  afterEach(async () => { store.close(); await rm(dir, { recursive: true, force: true }); });
+  afterEach(async () => { await store.close(); await rm(dir, { recursive: true, force: true }); });
 
   function context(agent: AgentPort, ca: CaPort, instance: InstancePort, jobId: number, events: string[] = []) {
     const rec = jobRecord(store, jobId, 'mid01');
     return { agentName: 'mid01', agent, ca, instance, load: rec.load, save: rec.save, emit: (e: { step: string; state: string }) => events.push(`${e.step}:${e.state}`), options: { renewalId: `job${jobId}-mid01`, caPollMs: 1, caTimeoutMs: 2000, upTimeoutMs: 1000, reconnectMs: 2000, reconnectBackoffMs: 10 } };
   }
 
-  function newJob(): number {
-    const job = store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
-    store.jobs.transition(job.id, 'running');
+  async function newJob(): Promise<number> {
+    const job = await store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
+    await store.jobs.transition(job.id, 'running');
     return job.id;
   }
 
   it('runs prepare → CA → publish (chain, leaf) → install → Up → retire, and records it in the store', async () => {
     const agent = new FakeAgent(pki);
     const instance = fakeInstance();
-    const jobId = newJob();
+    const jobId = await newJob();
     const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), instance, jobId));
     assert.equal(record.state, 'verified');
     assert.deepEqual(instance.calls, ['chain', 'leaf', 'up', 'retire']);
-    const row = store.jobAgents.require(jobId, 'mid01');
+    const row = await store.jobAgents.require(jobId, 'mid01');
     assert.equal(row.state, 'succeeded');
     assert.match(row.certificatePem ?? '', /BEGIN CERTIFICATE/);
     assert.ok(row.outageStartedAt && row.outageEndedAt);
@@ -136,10 +136,10 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
   // Issue 11 item 4: key types beyond RSA-2048 reach the agent only when the operator allows them.
   it('passes the allowed key types to the agent install, and none by default', async () => {
     const plain = new FakeAgent(pki);
-    await rotateOne(context(plain, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+    await rotateOne(context(plain, fakeCa(pki, ['issued']), fakeInstance(), await newJob()));
     assert.deepEqual(plain.allowSeen, [undefined]);
     const allowed = new FakeAgent(pki);
-    const ctx = context(allowed, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+    const ctx = context(allowed, fakeCa(pki, ['issued']), fakeInstance(), await newJob());
     await rotateOne({ ...ctx, options: { ...ctx.options, allowKeyTypes: ['rsa-3072'] } });
     assert.deepEqual(allowed.allowSeen, [['rsa-3072']]);
   });
@@ -156,15 +156,15 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     const origInstall = agent.install.bind(agent);
     const conv = withInvalidate();
     agent.install = async (...args: Parameters<FakeAgent['install']>) => { order.push(...conv.calls.splice(0), 'install'); return origInstall(...args); };
-    const ctx = context(agent, fakeCa(pki, ['issued']), conv, newJob());
+    const ctx = context(agent, fakeCa(pki, ['issued']), conv, await newJob());
     assert.equal((await rotateOne({ ...ctx, options: { ...ctx.options, mode: 'enable-mutual' } })).state, 'verified');
     assert.deepEqual(order, ['chain', 'leaf', 'invalidate', 'install']);
     const renewal = withInvalidate();
-    await rotateOne(context(new FakeAgent(pki), fakeCa(pki, ['issued']), renewal, newJob()));
+    await rotateOne(context(new FakeAgent(pki), fakeCa(pki, ['issued']), renewal, await newJob()));
     assert.ok(!renewal.calls.includes('invalidate'), renewal.calls.join());
     const refusing = { ...fakeInstance(), async invalidateForConversion() { throw new MidcertError('INSTANCE_TIMEOUT', 'delete_mid_keypair was not processed in time'); } };
     const failedAgent = new FakeAgent(pki);
-    const c3 = context(failedAgent, fakeCa(pki, ['issued']), refusing, newJob());
+    const c3 = context(failedAgent, fakeCa(pki, ['issued']), refusing, await newJob());
     const failed = await rotateOne({ ...c3, options: { ...c3.options, mode: 'enable-mutual' } });
     assert.equal(failed.state, 'failed');
     assert.equal(failed.failedStep, 'invalidate');
@@ -173,7 +173,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
 
   it('polls a pending CA request until it is issued', async () => {
     const ca = fakeCa(pki, ['pending', 'pending', 'issued']);
-    const record = await rotateOne(context(new FakeAgent(pki), ca, fakeInstance(), newJob()));
+    const record = await rotateOne(context(new FakeAgent(pki), ca, fakeInstance(), await newJob()));
     assert.equal(record.state, 'verified');
     assert.equal(ca.submits, 1);
     assert.equal(ca.polls, 2);
@@ -183,18 +183,18 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     it(`stops before touching the MID when the CA answers ${kind}`, async () => {
       const agent = new FakeAgent(pki);
       const instance = fakeInstance();
-      const jobId = newJob();
+      const jobId = await newJob();
       const record = await rotateOne(context(agent, fakeCa(pki, [kind]), instance, jobId));
       assert.equal(record.state, 'failed');
       assert.equal(record.errorCode, code);
       assert.equal(agent.installs, 0);
       assert.deepEqual(instance.calls, []);
-      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'failed');
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'failed');
     });
   }
 
   it('reports an install the agent rolled back as a failure with the agent\'s code', async () => {
-    const record = await rotateOne(context(new FakeAgent(pki, true), fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+    const record = await rotateOne(context(new FakeAgent(pki, true), fakeCa(pki, ['issued']), fakeInstance(), await newJob()));
     assert.equal(record.state, 'failed');
     assert.equal(record.failedStep, 'install:verify-health');
     assert.equal(record.errorCode, 'HEALTH_CHECK_FAILED');
@@ -206,13 +206,13 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       const agent = new FakeAgent(pki);
       const ca = fakeCa(pki, ['issued']);
       const instance = fakeInstance();
-      const jobId = newJob();
+      const jobId = await newJob();
       const ctx = context(agent, ca, instance, jobId);
       // The first controller dies right after saving `killAt`.
       let dead = false;
-      const dying = (r: RotationRecord): void => {
+      const dying = async (r: RotationRecord): Promise<void> => {
         if (dead) throw new Error('killed');
-        ctx.save(r);
+        await ctx.save(r);
         if (r.state === killAt) { dead = true; throw new Error('killed'); }
       };
       await rotateOne({ ...ctx, save: dying }).catch(() => undefined);
@@ -222,7 +222,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       assert.equal(agent.prepares, 1, 'one key and CSR');
       assert.equal(ca.submits, 1, 'one CA request');
       assert.equal(agent.installs, 1, 'installed once');
-      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'succeeded');
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'succeeded');
     });
   }
 
@@ -231,14 +231,14 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       const agent = new FakeAgent(pki);
       agent.breakStream = lost();
       agent.answers = [lost(), lost()]; // the agent is restarting
-      const jobId = newJob();
+      const jobId = await newJob();
       const events: string[] = [];
       const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), jobId, events));
       assert.equal(record.state, 'verified', JSON.stringify(record));
       assert.equal(record.newSha256, shaOf(record.certificatePem as string));
       assert.equal(agent.queries, 3, 'asked until the agent answered');
       assert.equal(agent.installCalls, 1, 'the install was not sent again');
-      const row = store.jobAgents.require(jobId, 'mid01');
+      const row = await store.jobAgents.require(jobId, 'mid01');
       assert.equal(row.state, 'succeeded');
       assert.equal(row.errorCode, null);
     });
@@ -247,20 +247,20 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       const agent = new FakeAgent(pki);
       agent.breakStream = lost();
       agent.answers = [{ state: 'rolled-back', failedStep: 'verify-health', errorCode: 'HEALTH_CHECK_FAILED', errorMessage: 'the MID did not come back Up', leafSha256: 'old' }];
-      const jobId = newJob();
+      const jobId = await newJob();
       const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), jobId));
       assert.equal(record.state, 'failed');
       assert.equal(record.errorCode, 'HEALTH_CHECK_FAILED');
       assert.equal(record.failedStep, 'install:verify-health');
       assert.match(record.errorMessage ?? '', /rolled back/);
-      assert.equal(store.jobAgents.require(jobId, 'mid01').errorCode, 'HEALTH_CHECK_FAILED');
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).errorCode, 'HEALTH_CHECK_FAILED');
     });
 
     it('fails UNAVAILABLE only after the agent stayed unreachable for the whole reconnect window', async () => {
       const agent = new FakeAgent(pki);
       agent.breakStream = lost();
       agent.answers = Array.from({ length: 1000 }, lost);
-      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob());
       const t0 = Date.now();
       const record = await rotateOne({ ...ctx, options: { ...ctx.options, reconnectMs: 400, reconnectBackoffMs: 20 } });
       assert.equal(record.state, 'failed');
@@ -275,14 +275,14 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       const agent = new FakeAgent(pki);
       agent.breakStream = lost();
       agent.answers = [{ state: 'installed', leafSha256: 'ab'.repeat(32) }];
-      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob()));
       assert.equal(record.state, 'failed');
       assert.equal(record.errorCode, 'RENEWAL_MISMATCH');
     });
 
     it('sends the install again when the agent says PREPARED (the request never reached the host)', async () => {
       const agent = new FakeAgent(pki);
-      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob());
+      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob());
       let first = true;
       const port: AgentPort = Object.assign(Object.create(agent) as FakeAgent, {
         install: async (id: string, pem: string) => {
@@ -299,7 +299,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     it('a non-connection error (RENEWAL_BUSY) is not reconciled: it fails at once with its code', async () => {
       const agent = new FakeAgent(pki);
       agent.breakStream = new MidcertError('RENEWAL_BUSY', 'another renewal is in progress');
-      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), newJob()));
+      const record = await rotateOne(context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob()));
       assert.equal(record.state, 'failed');
       assert.equal(record.errorCode, 'RENEWAL_BUSY');
       assert.equal(agent.queries, 0);
@@ -310,14 +310,14 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     async function diedDuringInstall(agent: FakeAgent): Promise<{ jobId: number; ca: ReturnType<typeof fakeCa>; instance: ReturnType<typeof fakeInstance> }> {
       const ca = fakeCa(pki, ['issued']);
       const instance = fakeInstance();
-      const jobId = newJob();
+      const jobId = await newJob();
       const ctx = context(agent, ca, instance, jobId);
       // The controller dies while the install stream is open: the row stays `installing`.
       const dying: AgentPort = Object.assign(Object.create(agent) as FakeAgent, {
         install: async (id: string, pem: string) => { await agent.install(id, pem); throw new Error('controller killed'); },
       });
-      await rotateOne({ ...ctx, agent: dying, save: (r: RotationRecord) => { if (r.state === 'failed') throw new Error('killed'); ctx.save(r); } }).catch(() => undefined);
-      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'installing');
+      await rotateOne({ ...ctx, agent: dying, save: async (r: RotationRecord) => { if (r.state === 'failed') throw new Error('killed'); await ctx.save(r); } }).catch(() => undefined);
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'installing');
       return { jobId, ca, instance };
     }
 
@@ -329,7 +329,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       assert.equal(record.state, 'verified', JSON.stringify(record));
       assert.equal(agent.installCalls, callsBefore, 'resume asked, it did not re-send');
       assert.equal(agent.queries, 1);
-      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'succeeded');
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'succeeded');
     });
 
     it('the agent rolled it back: recorded failed with the agent\'s code', async () => {
@@ -339,7 +339,7 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       assert.equal(record.state, 'failed');
       assert.equal(record.errorCode, 'HEALTH_CHECK_FAILED');
       assert.equal(agent.installs, 1);
-      assert.equal(store.jobAgents.require(jobId, 'mid01').state, 'failed');
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'failed');
     });
 
     it('the agent has no record of it: recorded failed RENEWAL_NOT_FOUND, nothing installed', async () => {
@@ -379,8 +379,8 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
 
   it('reconciles at once when an agent reports a keystore change, without waiting for the interval', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-'));
-    const store = openStore(dir, { actor: 'test' });
-    store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+    const store = await openStore(dir, { actor: 'test' });
+    await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
     let statusCalls = 0;
     const abort = new AbortController();
     const port: AgentPort = {
@@ -407,7 +407,7 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
     } finally {
       abort.abort();
       await served;
-      store.close();
+      await store.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

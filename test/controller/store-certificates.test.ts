@@ -24,10 +24,10 @@ describe('controller/store: certificates', () => {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'midcert-store-certs-'));
     clock = Date.parse('2030-06-01T10:00:00Z');
-    store = openStore(dir, { now: () => new Date((clock += 1000)) });
+    store = await openStore(dir, { now: () => new Date((clock += 1000)) });
   });
   afterEach(async () => {
-    store.close();
+    await store.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -35,9 +35,9 @@ describe('controller/store: certificates', () => {
     const pem = await leaf('mid01');
     const cert = readCertificates(Buffer.from(pem))[0];
     assert.ok(cert);
-    const job = store.jobs.create({ kind: 'rotate' });
+    const job = await store.jobs.create({ kind: 'rotate' });
     // A chain after the leaf is ignored: the record is the leaf.
-    const rec = store.certificates.recordIssued({ agentName: 'mid01', pem: pem + ca.chainPem, jobId: job.id });
+    const rec = await store.certificates.recordIssued({ agentName: 'mid01', pem: pem + ca.chainPem, jobId: job.id });
     assert.equal(rec.sha256, cert.sha256);
     assert.equal(rec.subject, 'CN=mid01,O=Acme');
     assert.equal(rec.issuer, cert.issuerText);
@@ -46,44 +46,44 @@ describe('controller/store: certificates', () => {
     assert.equal(rec.status, 'issued');
     assert.equal(rec.jobId, job.id);
     assert.equal(rec.pem, pem);
-    assert.deepEqual(store.certificates.get(cert.sha256.toUpperCase()), rec);
-    assert.throws(() => store.certificates.recordIssued({ agentName: 'mid01', pem: 'not a pem' }), code('CERT_MALFORMED'));
+    assert.deepEqual(await store.certificates.get(cert.sha256.toUpperCase()), rec);
+    await assert.rejects(store.certificates.recordIssued({ agentName: 'mid01', pem: 'not a pem' }), code('CERT_MALFORMED'));
   });
 
   it('is idempotent for the same agent and refuses the same certificate for another', async () => {
     const pem = await leaf('mid01');
-    const first = store.certificates.recordIssued({ agentName: 'mid01', pem });
-    assert.deepEqual(store.certificates.recordIssued({ agentName: 'mid01', pem }), first);
-    assert.throws(() => store.certificates.recordIssued({ agentName: 'mid02', pem }), code('RECORD_CONFLICT'));
-    assert.equal(store.certificates.history('mid01').length, 1);
+    const first = await store.certificates.recordIssued({ agentName: 'mid01', pem });
+    assert.deepEqual(await store.certificates.recordIssued({ agentName: 'mid01', pem }), first);
+    await assert.rejects(store.certificates.recordIssued({ agentName: 'mid02', pem }), code('RECORD_CONFLICT'));
+    assert.equal((await store.certificates.history('mid01')).length, 1);
   });
 
   it('moves issued → installed → retired and refuses other status changes', async () => {
-    const a = store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
-    const b = store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
-    assert.throws(() => store.certificates.setStatus(a.sha256, 'issued'), code('STATE_TRANSITION_INVALID'));
-    const installed = store.certificates.setStatus(a.sha256, 'installed');
+    const a = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
+    const b = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
+    await assert.rejects(store.certificates.setStatus(a.sha256, 'issued'), code('STATE_TRANSITION_INVALID'));
+    const installed = await store.certificates.setStatus(a.sha256, 'installed');
     assert.ok(installed.installedAt);
-    assert.throws(() => store.certificates.setStatus(a.sha256, 'installed'), code('STATE_TRANSITION_INVALID'));
-    const retired = store.certificates.setStatus(a.sha256, 'retired');
+    await assert.rejects(store.certificates.setStatus(a.sha256, 'installed'), code('STATE_TRANSITION_INVALID'));
+    const retired = await store.certificates.setStatus(a.sha256, 'retired');
     assert.ok(retired.retiredAt);
-    assert.throws(() => store.certificates.setStatus(a.sha256, 'installed'), code('STATE_TRANSITION_INVALID'));
-    assert.equal(store.certificates.setStatus(b.sha256, 'retired').status, 'retired'); // never installed
-    assert.throws(() => store.certificates.setStatus('00'.repeat(32), 'retired'), code('CERTIFICATE_NOT_FOUND'));
+    await assert.rejects(store.certificates.setStatus(a.sha256, 'installed'), code('STATE_TRANSITION_INVALID'));
+    assert.equal((await store.certificates.setStatus(b.sha256, 'retired')).status, 'retired'); // never installed
+    await assert.rejects(store.certificates.setStatus('00'.repeat(32), 'retired'), code('CERTIFICATE_NOT_FOUND'));
   });
 
   it('answers the latest certificate per agent, per status, and the history newest first', async () => {
-    const r1 = store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
-    store.certificates.setStatus(r1.sha256, 'installed');
-    const r2 = store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
-    const other = store.certificates.recordIssued({ agentName: 'mid02', pem: await leaf('mid02') });
-    assert.equal(store.certificates.latest('mid01')?.sha256, r2.sha256);
-    assert.equal(store.certificates.latest('mid01', 'installed')?.sha256, r1.sha256);
-    assert.equal(store.certificates.latest('mid03'), undefined);
-    assert.deepEqual(store.certificates.history('mid01').map((c) => c.sha256), [r2.sha256, r1.sha256]);
-    assert.deepEqual(store.certificates.latestPerAgent().map((c) => [c.agentName, c.sha256]), [['mid01', r2.sha256], ['mid02', other.sha256]]);
-    assert.deepEqual(store.certificates.latestPerAgent('installed').map((c) => c.sha256), [r1.sha256]);
-    const audit = store.audit.list({ target: 'agent:mid01', action: 'certificate.issue' });
+    const r1 = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
+    await store.certificates.setStatus(r1.sha256, 'installed');
+    const r2 = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
+    const other = await store.certificates.recordIssued({ agentName: 'mid02', pem: await leaf('mid02') });
+    assert.equal((await store.certificates.latest('mid01'))?.sha256, r2.sha256);
+    assert.equal((await store.certificates.latest('mid01', 'installed'))?.sha256, r1.sha256);
+    assert.equal(await store.certificates.latest('mid03'), undefined);
+    assert.deepEqual((await store.certificates.history('mid01')).map((c) => c.sha256), [r2.sha256, r1.sha256]);
+    assert.deepEqual((await store.certificates.latestPerAgent()).map((c) => [c.agentName, c.sha256]), [['mid01', r2.sha256], ['mid02', other.sha256]]);
+    assert.deepEqual((await store.certificates.latestPerAgent('installed')).map((c) => c.sha256), [r1.sha256]);
+    const audit = await store.audit.list({ target: 'agent:mid01', action: 'certificate.issue' });
     assert.equal(audit.length, 2);
     assert.equal(audit[0]?.params.sha256, r2.sha256);
   });

@@ -45,9 +45,9 @@ describe('controller/data-dir: midcert init', () => {
     assert.equal(config.instance, undefined);
     assert.match(await readFile(join(dir, 'controller.yaml'), 'utf8'), /# instance:\n#   url: https:\/\/YOUR_INSTANCE\.service-now\.com\//);
     assert.equal((await controllerIdentity(dir)).cert.subjectText, 'CN=midcert-controller,O=midcert');
-    const store = openStore(dir);
-    const audit = store.audit.list();
-    store.close();
+    const store = await openStore(dir);
+    const audit = await store.audit.list();
+    await store.close();
     assert.deepEqual(audit.map((a) => [a.actor, a.action, a.result]), [['user:setup', 'init', 'ok']]);
     assert.deepEqual(audit[0]?.params.created, result.created);
   });
@@ -59,9 +59,9 @@ describe('controller/data-dir: midcert init', () => {
     assert.deepEqual({ changed: again.changed, created: again.created }, { changed: false, created: [] });
     assert.match(again.message, /already initialised; nothing changed/);
     assert.deepEqual(await snapshot(dir), before);
-    const store = openStore(dir);
-    assert.equal(store.audit.list().length, 1);
-    store.close();
+    const store = await openStore(dir);
+    assert.equal((await store.audit.list()).length, 1);
+    await store.close();
   });
 
   it('completes a partly initialised directory without touching what is there', async () => {

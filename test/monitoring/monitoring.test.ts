@@ -17,7 +17,7 @@ const DIR = resolve(import.meta.dirname, '../../packaging/monitoring');
 
 async function exposedNames(): Promise<Set<string>> {
   const dir = await mkdtemp(join(tmpdir(), 'midcert-monitoring-'));
-  const store = openStore(dir, { actor: 'test' });
+  const store = await openStore(dir, { actor: 'test' });
   try {
     const controller = createControllerMetrics(store, new Map());
     const agent = createAgentMetrics({ paths: { keystore: join(dir, 'none'), configXml: join(dir, 'none.xml') }, alias: 'x', storepass: 'changeit', engine: { state: async () => ({ state: 'idle', renewalId: '', lastResult: undefined }) } });
@@ -30,7 +30,7 @@ async function exposedNames(): Promise<Set<string>> {
     }
     return names;
   } finally {
-    store.close();
+    await store.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

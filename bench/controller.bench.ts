@@ -1,108 +1,378 @@
 /**
- * Controller benchmarks (issue 5): fleet status over 200 agents (goal < 2 s on 2 cores), a
- * 200-agent rotation at concurrency 20 against the ideal ceil(N/c) × per-MID time (goal ≤ 1.2×),
- * controller RSS with 1,000 inventory rows. Real pieces: SQLite store, fleet CA, mTLS gRPC to 200
- * agent servers, the local CA signing real CSRs. The agents' host effects are timed stand-ins so
- * the figure measures the controller, not keytool.
+ * Controller benchmarks at fleet scale (issue "Scale"; issue 5 measured 200 agents on SQLite).
+ *
+ *  1. fleet status of N agent servers (default 1,000; goal < 3 s on 2 cores): real mTLS gRPC to N
+ *     real agent gRPC servers (bench/agent-servers.ts) in child processes, as many as `ulimit -n`
+ *     requires; timed from `store.agents.list()` to the last row, as `midcert status` does.
+ *  2. a fleet rotation of all N at concurrency C (default 50) against the ideal
+ *     ceil(N / C) × the per-MID time (median of 5 MIDs rotated alone, after one warm-up); goal
+ *     actual / ideal ≤ 1.1. Twice: over gRPC to the same agent servers (their InstallCertificate
+ *     is a fixed INSTALL_MS sleep standing in for keytool + MID restart), and with in-process
+ *     stand-in agent ports (issue 5's method: no gRPC, no agent CPU, only the controller, the
+ *     store and the local CA signing real RSA-2048 CSRs).
+ *  3. controller RSS with 10,000 inventory rows, in a fresh process.
+ *
+ * Every figure is taken on each store backend: BENCH_STORE=sqlite|postgresql|both (default both;
+ * PostgreSQL is the real throwaway cluster of test/helpers/postgres.ts, fsync off). While the
+ * rotations run, every store call is timed through a wrapper on store.sql (count, time waiting
+ * for the write lock, time holding it) and the CPU of the controller, the agent processes and
+ * PostgreSQL is read from /proc, so a missed goal says where the time went.
+ *
+ * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
+ * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
+ * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createCaAdapter } from '../controller/ca/index.js';
 import { initLocalCa } from '../controller/ca/local.js';
 import { initDataDir } from '../controller/data-dir.js';
 import { fleetStatus } from '../controller/fleet-status.js';
-import { runRotation, type RotationOptions } from '../controller/orchestrator/run-rotation.js';
+import { runRotation, type RotationDeps, type RotationOptions } from '../controller/orchestrator/run-rotation.js';
 import type { AgentPort } from '../controller/orchestrator/ports.js';
 import { fleetDialer } from '../controller/orchestrator/wiring.js';
-import { openStore, type Store } from '../controller/store/index.js';
+import { openStore, type Agent, type Store, type StoreConfig } from '../controller/store/index.js';
+import type { SqlDatabase } from '../controller/store/sql.js';
 import { buildCsr } from '../pki/csr.js';
 import { generateKey } from '../pki/keys.js';
+import { profiled } from './profile.js';
 
-const N = Number(process.env.BENCH_AGENTS ?? 200);
+type Backend = 'sqlite' | 'postgresql';
 
-export async function benchController(): Promise<Record<string, string | number>> {
+const N = Number(process.env.BENCH_AGENTS ?? 1000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+const INSTALL_MS = Number(process.env.BENCH_INSTALL_MS ?? 400);
+const INVENTORY = Number(process.env.BENCH_INVENTORY ?? 10_000);
+const ALONE_RUNS = 5;
+const STATUS_RUNS = 3;
+/** File descriptors an agent-server process needs besides one listening socket per server. */
+const FD_RESERVE = 256;
+/** Per server: its listening socket, and one accepted connection while the controller talks to it. */
+const FDS_PER_SERVER = 2;
+
+export interface ControllerBench {
+  /** Figures that do not depend on the store. */
+  common: [string, string][];
+  backends: Backend[];
+  /** One value per backend, in `backends` order. */
+  rows: [string, ...string[]][];
+}
+
+function backends(): Backend[] {
+  const which = process.env.BENCH_STORE ?? 'both';
+  if (which === 'both') return ['sqlite', 'postgresql'];
+  if (which === 'sqlite' || which === 'postgresql') return [which];
+  throw new Error(`BENCH_STORE must be sqlite, postgresql or both, not ${which}`);
+}
+
+export async function benchController(): Promise<ControllerBench> {
+  const chosen = backends();
   const dir = mkdtempSync(join(tmpdir(), 'midcert-bench-ctl-'));
+  const children: ChildProcess[] = [];
   try {
     await initDataDir(dir);
     await initLocalCa(dir);
-    const store = await openStore(dir, { actor: 'bench' });
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/agent-servers.ts', dir, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const ports = await new Promise<number[]>((resolve, reject) => {
-      let text = '';
-      child.stdout.on('data', (d: Buffer) => { text += d.toString(); if (text.includes('\n')) resolve((JSON.parse(text) as { ports: number[] }).ports); });
-      child.on('exit', (code) => reject(new Error(`agent servers exited ${code}`)));
-    });
-    await store.transaction(async () => {
-      for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(3, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
-    });
-    const dialer = await fleetDialer(dir);
-    const agents = await store.agents.list();
-    const statusRuns: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const t = performance.now();
-      const rows = await fleetStatus(store, agents, dialer, undefined);
-      statusRuns.push(performance.now() - t);
-      if (rows.filter((r) => r.reachable).length !== N) throw new Error('not every agent answered');
-    }
-    child.kill('SIGTERM');
-    const rotation = await benchRotation(dir, store);
-    await store.close();
-    return {
-      agents: N,
-      'fleet status (ms, 3 runs)': statusRuns.map((x) => Math.round(x)).join(' / '),
-      ...rotation,
-      'controller RSS with 1,000 inventory rows (MiB)': rssWithInventory(),
-    };
+    const servers = await startAgentServers(dir, children);
+    const common: [string, string][] = [
+      ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load average before ${loadAverage()}`],
+      ['agent servers (N)', String(N)],
+      ['`ulimit -n` (soft, inherited by the agent-server processes)', String(servers.fdLimit)],
+      ['agent-server processes × servers each', `${servers.procs} × ${servers.perProc} (by the fd budget: (limit − ${FD_RESERVE}) / ${FDS_PER_SERVER} per process)`],
+      ['open fds per agent-server process, serving (measured)', servers.fdsOpen.join(' / ')],
+      ['ephemeral port range', readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().replace(/\s+/, '–')],
+      ['rotation concurrency (C), stand-in install', `${CONCURRENCY}, ${INSTALL_MS} ms`],
+    ];
+    const columns: Record<string, string>[] = [];
+    for (const backend of chosen) columns.push(await benchBackend(backend, dir, servers.ports, servers.pids));
+    const names = [...new Set(columns.flatMap((c) => Object.keys(c)))];
+    return { common, backends: chosen, rows: names.map((name) => [name, ...columns.map((c) => c[name] ?? '–')] as [string, ...string[]]) };
   } finally {
+    for (const child of children) child.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function benchRotation(dir: string, store: Store): Promise<Record<string, string | number>> {
-  const installMs = Number(process.env.BENCH_INSTALL_MS ?? 400);
-  const csrs = await Promise.all(Array.from({ length: 8 }, async () => buildCsr(await generateKey(), { subject: 'CN=bench' })));
-  const ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 365 }, { dataDir: dir });
-  const port = (i: number): AgentPort => ({
-    status: async () => ({ midName: `m${i}`, leafSha256: 'old', leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }),
-    prepare: async () => ({ csrPem: csrs[i % csrs.length] as string }),
-    install: async () => { await new Promise((r) => setTimeout(r, installMs)); return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: 'new' }; },
-    enableMutualAuth: async () => { throw new Error('unused'); },
-    rollback: async () => { throw new Error('unused'); },
-    renewal: async () => { throw new Error('unused'); },
-    close: () => undefined,
-  });
-  const agents = await store.agents.list();
-  const indexOf = new Map(agents.map((a, i) => [a.name, i]));
-  const deps = { store, dial: (a: { name: string }) => port(indexOf.get(a.name) ?? 0), ca, instance: undefined, onEvent: () => undefined };
-  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: N, maxFailures: 0, concurrency: 20, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
-  const t1 = performance.now();
-  await runRotation(deps, agents.slice(0, 1), options);
-  const perMid = performance.now() - t1;
-  const t = performance.now();
-  const report = await runRotation(deps, agents.slice(1), options);
-  const wall = performance.now() - t;
-  const ideal = Math.ceil((agents.length - 1) / 20) * perMid;
-  if (report.summary.succeeded !== agents.length - 1) throw new Error(`rotation: ${JSON.stringify(report.summary)}`);
+function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** The soft RLIMIT_NOFILE this process (and so every child) has. */
+function fdLimit(): number {
+  const text = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+  return text === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(text);
+}
+
+function openFds(pid: number | 'self'): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+async function startAgentServers(dir: string, children: ChildProcess[]): Promise<{ ports: number[]; pids: number[]; procs: number; perProc: number; fdLimit: number; fdsOpen: number[] }> {
+  const limit = fdLimit();
+  const budget = Math.floor((limit - FD_RESERVE) / FDS_PER_SERVER);
+  if (budget < 1) throw new Error(`ulimit -n is ${limit}: too low for even one agent server per process`);
+  const procs = Math.max(Number(process.env.BENCH_AGENT_PROCS ?? 1), Math.ceil(N / budget));
+  const perProc = Math.ceil(N / procs);
+  const counts = Array.from({ length: procs }, (_, i) => Math.max(0, Math.min(perProc, N - i * perProc))).filter((c) => c > 0);
+  const started = await Promise.all(counts.map((count) => new Promise<{ ports: number[]; pid: number }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/agent-servers.ts', dir, String(count), String(INSTALL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    let text = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve({ ports: (JSON.parse(text) as { ports: number[] }).ports, pid: child.pid as number });
+    });
+    child.on('exit', (code) => reject(new Error(`agent servers exited ${code}`)));
+  })));
+  const ports = started.flatMap((s) => s.ports);
+  if (new Set(ports).size !== N) throw new Error(`agent servers: ${new Set(ports).size} distinct ports for ${N} agents`);
+  return { ports, pids: started.map((s) => s.pid), procs: counts.length, perProc, fdLimit: limit, fdsOpen: started.map((s) => openFds(s.pid)) };
+}
+
+interface Opened {
+  store: Store;
+  config: StoreConfig | undefined;
+  /** PostgreSQL's postmaster, for its CPU. */
+  serverPid: number | undefined;
+  /** A fresh database for the RSS process. */
+  freshConfig(): Promise<StoreConfig | undefined>;
+}
+
+async function openBackend(backend: Backend, dir: string): Promise<Opened> {
+  if (backend === 'sqlite') {
+    return { store: await openStore(dir, { actor: 'bench' }), config: undefined, serverPid: undefined, freshConfig: async () => undefined };
+  }
+  const { startPostgres } = await import('../test/helpers/postgres.js');
+  const peer = await startPostgres();
+  const database = async (): Promise<StoreConfig> => {
+    const db = await peer.createDatabase('bench');
+    return { url: db.url, passwordFile: db.passwordFile };
+  };
+  const config = await database();
   return {
-    'rotation: per-MID time alone (ms)': Math.round(perMid),
-    [`rotation of ${agents.length - 1} at concurrency 20 (ms)`]: Math.round(wall),
-    'rotation: ideal ceil(N/c) × per-MID (ms)': Math.round(ideal),
-    'rotation: actual / ideal': (wall / ideal).toFixed(2),
+    store: await openStore(dir, { actor: 'bench', config }),
+    config,
+    serverPid: Number(readFileSync(join(peer.dir, 'postgres.pid'), 'utf8').trim()),
+    freshConfig: database,
   };
 }
 
-/** A fresh process opens a store with 1,000 agents and lists them; its RSS is reported. */
-function rssWithInventory(): string {
+async function benchBackend(backend: Backend, dir: string, ports: number[], agentPids: number[]): Promise<Record<string, string>> {
+  const opened = await openBackend(backend, dir);
+  const { store } = opened;
+  const stats = instrument(store.sql);
+  try {
+    const out: Record<string, string> = { 'store': backend === 'sqlite' ? 'SQLite (WAL, synchronous=NORMAL)' : 'PostgreSQL (local peer, fsync off)' };
+    await store.transaction(async () => {
+      for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(4, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
+    });
+    const dialer = await fleetDialer(dir);
+    // Fleet status, as `midcert status` runs it: the inventory, then every agent over mTLS.
+    const statusRuns: number[] = [];
+    const statusCpu: string[] = [];
+    let peakFds = 0;
+    for (let i = 0; i < STATUS_RUNS; i++) {
+      const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds('self')); }, 20);
+      const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: opened.serverPid ? treeCpuSeconds(opened.serverPid) : 0 };
+      const t = performance.now();
+      const agents = await store.agents.list();
+      const rows = await profiled(`${backend}-fleet-status-${i + 1}`, () => fleetStatus(store, agents, dialer, undefined));
+      statusRuns.push(performance.now() - t);
+      clearInterval(sampler);
+      statusCpu.push(cpuSplit(cpu0, agentPids, opened.serverPid));
+      const reachable = rows.filter((r) => r.reachable).length;
+      if (reachable !== N) throw new Error(`fleet status: ${reachable} of ${N} agents answered; first error ${JSON.stringify(rows.find((r) => r.error)?.error)}`);
+    }
+    out[`fleet status of ${N} agents (ms, ${STATUS_RUNS} runs; goal < 3000)`] = statusRuns.map((x) => fmt(x)).join(' / ');
+    out['fleet status CPU s per run: controller / agent processes / PostgreSQL'] = statusCpu.join('; ');
+    out['controller open fds during fleet status (peak)'] = String(peakFds);
+
+    const ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 365 }, { dataDir: dir });
+    const agents = await store.agents.list();
+    const grpc = await benchRotation(`${backend}-grpc`, 'gRPC to the agent servers', { store, dial: (a) => dialer.dial(a), ca, instance: undefined, onEvent: () => undefined }, agents, stats, agentPids, opened.serverPid);
+    const standIn = await benchRotation(`${backend}-stand-in`, 'in-process stand-in ports', { store, dial: standInDialer(agents), ca, instance: undefined, onEvent: () => undefined }, agents, stats, [], opened.serverPid);
+    Object.assign(out, grpc, standIn);
+    Object.assign(out, rssWithInventory(await opened.freshConfig()));
+    return out;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Issue 5's stand-ins: no gRPC, the install a fixed sleep; CSRs pre-made (RSA-2048). */
+function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
+  const csrs = Promise.all(Array.from({ length: 4 }, async () => buildCsr(await generateKey(), { subject: 'CN=bench' })));
+  const indexOf = new Map(agents.map((a, i) => [a.name, i]));
+  return (agent) => {
+    const i = indexOf.get(agent.name) ?? 0;
+    return {
+      status: async () => ({ midName: agent.name, leafSha256: 'old', leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }),
+      prepare: async () => ({ csrPem: (await csrs)[i % 4] as string }),
+      install: async () => { await new Promise((r) => setTimeout(r, INSTALL_MS)); return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: 'new' }; },
+      enableMutualAuth: async () => { throw new Error('unused'); },
+      rollback: async () => { throw new Error('unused'); },
+      renewal: async () => { throw new Error('unused'); },
+      close: () => undefined,
+    };
+  };
+}
+
+async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
+  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
+  const rotate = async (subset: Agent[], timing?: { firstWave?: number }): Promise<void> => {
+    const report = await runRotation({ ...deps, onWave: () => { if (timing) timing.firstWave ??= performance.now(); } }, subset, options);
+    if (report.summary.succeeded !== subset.length) throw new Error(`rotation (${label}): ${JSON.stringify(report.summary)} ${JSON.stringify(report.results.find((r) => r.error)?.error)}`);
+  };
+  // The per-MID time: one MID rotated alone, a warm-up first, then the median of ALONE_RUNS.
+  await rotate(agents.slice(0, 1));
+  const alone: number[] = [];
+  stats.reset();
+  for (let i = 1; i <= ALONE_RUNS; i++) {
+    const t = performance.now();
+    await rotate(agents.slice(i, i + 1));
+    alone.push(performance.now() - t);
+  }
+  const aloneStore = stats.snapshot();
+  const perMid = median(alone);
+  stats.reset();
+  const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
+  const timing: { firstWave?: number } = {};
+  const t = performance.now();
+  await profiled(`${id}-rotation`, () => rotate(agents, timing));
+  const wall = performance.now() - t;
+  const cpu = cpuSplit(cpu0, agentPids, serverPid);
+  const s = stats.snapshot();
+  const ideal = Math.ceil(agents.length / CONCURRENCY) * perMid;
+  const beforeWaves = (timing.firstWave ?? t) - t;
+  const r = `rotation, ${label}`;
+  return {
+    [`${r}: one MID alone (ms, median of ${ALONE_RUNS}; runs)`]: `${fmt(perMid)} (${alone.map(fmt).join(', ')})`,
+    [`${r}: store per MID alone (write txns, statements, write txn held mean ms)`]: `${(aloneStore.writes / ALONE_RUNS).toFixed(0)}, ${(aloneStore.statements / ALONE_RUNS).toFixed(0)}, ${(aloneStore.heldMs / Math.max(1, aloneStore.writes)).toFixed(2)}`,
+    [`${r}: ${agents.length} MIDs at C=${CONCURRENCY} (ms)`]: fmt(wall),
+    [`${r}: of which before the first wave (select + job create)`]: fmt(beforeWaves),
+    [`${r}: ideal ceil(${agents.length}/${CONCURRENCY}) × per-MID (ms)`]: fmt(ideal),
+    [`${r}: actual / ideal (goal ≤ 1.1)`]: `**${(wall / ideal).toFixed(2)}**`,
+    [`${r}: store write txns (count, per MID)`]: `${s.writes}, ${(s.writes / agents.length).toFixed(1)}`,
+    [`${r}: store statements outside/inside txns`]: `${s.statements - s.inTx} / ${s.inTx}`,
+    [`${r}: write lock held, total (ms; % of wall)`]: `${fmt(s.heldMs)} (${((s.heldMs / wall) * 100).toFixed(0)} %)`,
+    [`${r}: write txn held, mean / p99 (ms)`]: `${(s.heldMs / Math.max(1, s.writes)).toFixed(2)} / ${s.heldP99.toFixed(2)}`,
+    [`${r}: waiting for the write lock, mean (ms)`]: (s.waitMs / Math.max(1, s.writes)).toFixed(1),
+    [`${r}: CPU s: controller / agent processes / PostgreSQL`]: cpu,
+  };
+}
+
+interface StoreStats {
+  reset(): void;
+  snapshot(): { writes: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number };
+}
+
+/**
+ * Times every call through `sql` (the repositories look its methods up on every call, so wrapping
+ * the object after openStore sees them all). `held`: from the moment the transaction body starts
+ * (write lock taken: BEGIN IMMEDIATE, or PostgreSQL's advisory lock) to COMMIT done; `wait`: from
+ * write() to the body starting (queue for the connection / pool / lock, BEGIN).
+ */
+function instrument(sql: SqlDatabase): StoreStats {
+  const inside = new AsyncLocalStorage<boolean>();
+  let writes = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let held: number[] = [];
+  const write = sql.write.bind(sql);
+  const mutable = sql as { -readonly [K in keyof SqlDatabase]: SqlDatabase[K] };
+  mutable.write = async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (inside.getStore()) return write(fn); // a savepoint of the open transaction
+    const called = performance.now();
+    let started = called;
+    const result = await write(() => { started = performance.now(); return inside.run(true, fn); });
+    const done = performance.now();
+    writes += 1; waitMs += started - called; heldMs += done - started; held.push(done - started);
+    return result;
+  };
+  for (const name of ['all', 'get', 'run'] as const) {
+    const original = (sql[name] as (...args: unknown[]) => Promise<unknown>).bind(sql);
+    (mutable as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      statements += 1;
+      if (inside.getStore()) inTx += 1;
+      return original(...args);
+    };
+  }
+  return {
+    reset: () => { writes = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; held = []; },
+    snapshot: () => {
+      const sorted = [...held].sort((a, b) => a - b);
+      return { writes, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0 };
+    },
+  };
+}
+
+/** CPU seconds since `before`: this process / the agent-server processes / PostgreSQL. */
+function cpuSplit(before: { self: NodeJS.CpuUsage; agents: number[]; pg: number }, agentPids: number[], serverPid: number | undefined): string {
+  const self = process.cpuUsage(before.self);
+  const agents = agentPids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - (before.agents[i] ?? 0), 0);
+  const pg = serverPid ? treeCpuSeconds(serverPid) - before.pg : 0;
+  return `${((self.user + self.system) / 1e6).toFixed(1)} / ${agentPids.length ? agents.toFixed(1) : '–'} / ${serverPid ? pg.toFixed(1) : '–'}`;
+}
+
+/** utime + stime of one process, in seconds. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU of a process and its live children (PostgreSQL's backends), in seconds. */
+function treeCpuSeconds(root: number): number {
+  let total = cpuSeconds(root);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+      if (ppid === root) total += cpuSeconds(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/**
+ * A fresh process opens a store, registers INVENTORY agents and lists them (the list held, as
+ * `midcert status` holds it); its RSS is taken after a full GC, and its peak (maxRSS).
+ */
+function rssWithInventory(config: StoreConfig | undefined): Record<string, string> {
   const script = `
     import { openStore } from './controller/store/index.js';
     import { mkdtempSync } from 'node:fs'; import { tmpdir } from 'node:os'; import { join } from 'node:path';
-    const s = await openStore(mkdtempSync(join(tmpdir(), 'rss-')), { actor: 'bench' });
-    await s.transaction(async () => { for (let i = 0; i < 1000; i++) await s.agents.add({ name: 'a' + i, address: '10.0.0.1:7443', tags: ['dc1'] }); });
-    await s.agents.list(); global.gc?.();
-    console.log((process.memoryUsage().rss / 1048576).toFixed(1));
+    const config = process.env.BENCH_PG_URL ? { url: process.env.BENCH_PG_URL, passwordFile: process.env.BENCH_PG_PASSWORD_FILE } : undefined;
+    const rss = () => { global.gc(); return process.memoryUsage().rss / 1048576; };
+    const s = await openStore(mkdtempSync(join(tmpdir(), 'rss-')), { actor: 'bench', config });
+    await s.agents.list();
+    const empty = rss();
+    await s.transaction(async () => { for (let i = 0; i < ${INVENTORY}; i++) await s.agents.add({ name: 'a' + i, address: '10.0.' + (i >> 8) + '.' + (i & 255) + ':7443', tags: ['dc1'] }); });
+    const agents = await s.agents.list();
+    if (agents.length !== ${INVENTORY}) throw new Error('listed ' + agents.length);
+    const full = rss();
+    console.log(JSON.stringify({ empty, full, peak: process.resourceUsage().maxRSS / 1024 }));
     await s.close();`;
-  return execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: process.cwd() }).toString().trim();
+  const env = { ...process.env, BENCH_PG_URL: config?.url ?? '', BENCH_PG_PASSWORD_FILE: config?.passwordFile ?? '' };
+  const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: process.cwd(), env }).toString().trim();
+  const r = JSON.parse(out.split('\n').pop() as string) as { empty: number; full: number; peak: number };
+  return {
+    [`controller RSS, fresh process: empty store → ${INVENTORY.toLocaleString('en')} inventory rows listed (MiB)`]: `${r.empty.toFixed(1)} → **${r.full.toFixed(1)}**`,
+    'controller peak RSS while adding and listing them (MiB)': r.peak.toFixed(1),
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function fmt(ms: number): string {
+  return Math.round(ms).toLocaleString('en');
 }

@@ -15,9 +15,12 @@ if (which === 'all' || which === 'pki') {
   if (ours && openssl) process.stdout.write(`\nmidcert / openssl (mean): ${(ours.meanMs / openssl.meanMs).toFixed(2)}× (goal ≤ 1.5×)\n\n`);
 }
 if (which === 'all' || which === 'controller') {
-  const figures = await benchController();
+  const bench = await benchController();
   process.stdout.write('| controller benchmark | value |\n| --- | --- |\n');
-  for (const [k, v] of Object.entries(figures)) process.stdout.write(`| ${k} | ${v} |\n`);
+  for (const [k, v] of bench.common) process.stdout.write(`| ${k} | ${v} |\n`);
+  process.stdout.write(`\n| controller benchmark | ${bench.backends.join(' | ')} |\n| --- |${' --- |'.repeat(bench.backends.length)}\n`);
+  for (const [k, ...v] of bench.rows) process.stdout.write(`| ${k} | ${v.join(' | ')} |\n`);
+  process.stdout.write('\n');
 }
 if (which === 'all' || which === 'agent') {
   const figures = await benchAgent();

@@ -4,9 +4,9 @@ import { startMetricsServer } from '../common/metrics-http.js';
 import { createControllerMetrics, type AgentObservation } from './metrics/registry.js';
 import type { RotationDeps, RotationOptions } from './orchestrator/run-rotation.js';
 import { runRotation } from './orchestrator/run-rotation.js';
-import { renewedByJobs, resumeUnfinishedJobs } from './orchestrator/resume.js';
+import { renewedByJobs, resumeUnfinishedJobs, type ResumeOutcome } from './orchestrator/resume.js';
 import { runPool } from './orchestrator/waves.js';
-import type { Agent, Store } from './store/index.js';
+import { describeOwner, type Agent, type Leadership, type Store } from './store/index.js';
 
 /** A renewal is due inside max(30 days, a third of the lifetime) before expiry (certmonger-like). */
 export function renewalDue(notBefore: string | undefined, notAfter: string | undefined, now: Date, minDays = 30): boolean {
@@ -44,7 +44,8 @@ export interface ServeOptions {
    * After the signal aborts, how long to let a pass in flight finish (default 2500 ms). A rotation
    * still running then is left where the store recorded it (the store is the controller's journal:
    * every step is saved before the next starts, and the agent finishes or rolls back an install on
-   * its own); the next `midcert serve` (or `midcert rotate`) resumes it.
+   * its own); closing the store ends this process's lease, so the next `midcert serve` (or
+   * `midcert rotate`) resumes it at once.
    */
   shutdownGraceMs?: number;
   /** Called once the metrics endpoint listens (tests: the bound port when the address says :0). */
@@ -57,14 +58,23 @@ export interface ServeOutcome {
   abandoned: boolean;
 }
 
+/** What one pass leaves for the next: when a job another process held would be resumable. */
+interface PassOutcome {
+  retryInMs?: number;
+}
+
 /**
- * The reconcile loop: resume unfinished jobs, observe every agent, renew those inside their
- * window (when inside a maintenance window), expose metrics, repeat with jitter. Returns within
+ * The reconcile loop. Several `midcert serve` may share one store: one leads (store leadership,
+ * docs/controller-state.md), the others follow — they keep serving /metrics and try to lead every
+ * lease / 5 (at most 1 s). The leader resumes abandoned jobs, observes every agent, renews those
+ * inside their window (when inside a maintenance window), and repeats with jitter; a job another
+ * live process still runs is retried the moment its lease would lapse. Returns within
  * shutdownGraceMs (+ a few ms) of `signal` aborting.
  */
 export async function serve(store: Store, baseDeps: RotationDeps, rotation: RotationOptions, options: ServeOptions, log: Logger, signal: AbortSignal): Promise<ServeOutcome> {
   const observed = new Map<string, AgentObservation>();
-  const metrics = createControllerMetrics(store, observed);
+  const leadership = new LeaderLoop(store.leadership(), Math.max(100, Math.min(1000, store.owner.leaseMs / 5)), log);
+  const metrics = createControllerMetrics(store, observed, { isLeader: () => leadership.leading });
   const deps = metrics.instrument(baseDeps);
   const server = options.metricsAddress ? await startMetricsServer(options.metricsAddress, () => metrics.render(), metrics.contentType) : undefined;
   if (server) options.onMetricsListening?.(server.port);
@@ -75,28 +85,87 @@ export async function serve(store: Store, baseDeps: RotationDeps, rotation: Rota
   });
   const graceMs = options.shutdownGraceMs ?? 2500;
   let abandoned = false;
-  log.info({ metrics: options.metricsAddress }, 'midcert serve started');
+  log.info({ metrics: options.metricsAddress, store: store.backend }, 'midcert serve started');
   try {
+    await leadership.start(() => wake.now());
     while (!signal.aborted) {
+      if (!leadership.leading) {
+        watchers?.sync([]);
+        if (options.once) { log.info({ leader: await leadership.describeLeader() }, 'another midcert serve leads; nothing to do'); break; }
+        await wake.sleep(leadership.pollMs, signal);
+        continue;
+      }
       watchers?.sync(await store.agents.list());
       const pass = reconcile(store, deps, rotation, options, observed, log).then(
-        () => true,
-        (err: unknown) => { log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'); return true; },
+        (outcome) => outcome,
+        (err: unknown): PassOutcome => { log.error({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'reconcile failed'); return {}; },
       );
-      if (!(await finishesInGrace(pass, signal, graceMs))) {
+      const finished = await finishesInGrace(pass, signal, graceMs);
+      if (!finished) {
         abandoned = true;
         const running = (await store.jobs.list({ states: ['running'] })).map((j) => j.id);
         log.warn({ jobs: running, graceMs }, 'stopping with a pass in flight; every finished step is in the store and the job resumes at the next start');
         break;
       }
       if (options.once) break;
-      await wake.sleep(options.intervalMs + Math.random() * options.jitterMs, signal);
+      const next = options.intervalMs + Math.random() * options.jitterMs;
+      const outcome = await pass;
+      await wake.sleep(outcome.retryInMs === undefined ? next : Math.min(next, outcome.retryInMs), signal);
     }
   } finally {
+    leadership.stop();
+    await leadership.release();
     await server?.close();
     log.info({ abandoned }, 'midcert serve stopped');
   }
   return { abandoned };
+}
+
+/**
+ * Leadership kept on its own timer, so a long rotation pass never lets it lapse. A change is
+ * logged; gaining it wakes the loop at once (a follower becoming leader after a failover).
+ */
+class LeaderLoop {
+  leading = false;
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly leadership: Leadership, readonly pollMs: number, private readonly log: Logger) {}
+
+  async start(onGained: () => void): Promise<void> {
+    await this.tick(onGained);
+    this.timer = setInterval(() => { void this.tick(onGained); }, this.pollMs);
+    this.timer.unref();
+  }
+
+  private async tick(onGained: () => void): Promise<void> {
+    let now: boolean;
+    try {
+      now = await this.leadership.tick();
+    } catch (err) {
+      // The store is unreachable: a leader that cannot renew stops starting work.
+      this.log.warn({ code: isMidcertError(err) ? err.code : 'INTERNAL', err: String(err) }, 'cannot reach the store to keep leadership');
+      now = false;
+    }
+    if (now === this.leading) return;
+    this.leading = now;
+    if (now) {
+      this.log.info('this midcert serve leads: it reconciles and renews');
+      onGained();
+    } else this.log.warn({ leader: await this.describeLeader() }, 'this midcert serve follows: another one leads');
+  }
+
+  async describeLeader(): Promise<string | undefined> {
+    const current = await this.leadership.current().catch(() => undefined);
+    return current ? describeOwner(current.owner) : undefined;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  release(): Promise<void> {
+    this.leading = false;
+    return this.leadership.release();
+  }
 }
 
 /** Waits for `pass`; once `signal` aborts, at most `graceMs` more. False when the pass was still running then. */
@@ -168,9 +237,11 @@ class AgentWatchers {
   }
 }
 
-async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, observed: Map<string, AgentObservation>, log: Logger): Promise<void> {
-  const resumed = await resumeUnfinishedJobs(deps, rotation);
+async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOptions, options: ServeOptions, observed: Map<string, AgentObservation>, log: Logger): Promise<PassOutcome> {
+  const { resumed, held } = await resumeUnfinishedJobs(deps, rotation);
   if (resumed.length) log.warn({ jobs: resumed }, 'resumed unfinished jobs');
+  const retryInMs = retryWhenLeasesLapse(held);
+  if (held.length) log.info({ jobs: held.map((h) => ({ job: h.jobId, owner: describeOwner(h.owner) })) }, 'jobs run by another live midcert process: left to it');
   const agents = await store.agents.list();
   const names = new Set(agents.map((a) => a.name));
   for (const name of observed.keys()) if (!names.has(name)) observed.delete(name);
@@ -191,14 +262,27 @@ async function reconcile(store: Store, deps: RotationDeps, rotation: RotationOpt
       port.close();
     }
   });
-  if (due.length === 0) return;
+  if (due.length === 0) return { retryInMs };
   if (!inMaintenanceWindow(options.windows, now)) {
     log.info({ due: due.map((a) => a.name) }, 'renewals due; waiting for a maintenance window');
-    return;
+    return { retryInMs };
   }
-  log.info({ due: due.map((a) => a.name) }, 'renewing');
-  const report = await runRotation(deps, due, { ...rotation, force: true }, await renewedByJobs(store, resumed));
+  // A MID another live process is rotating (the CLI, Ansible) is left to it, not a failed pass.
+  const exclude = await renewedByJobs(store, resumed);
+  for (const [name, holders] of await store.jobs.holders(due.map((a) => a.name))) {
+    const other = holders.find((h) => h.owner?.live && h.owner.id !== store.owner.id);
+    if (other) exclude.set(name, `busy (job ${other.jobId}, ${describeOwner(other.owner)})`);
+  }
+  log.info({ due: due.map((a) => a.name).filter((n) => !exclude.has(n)) }, 'renewing');
+  const report = await runRotation(deps, due, { ...rotation, force: true }, exclude);
   log.info({ jobId: report.jobId, ...report.summary, stoppedEarly: report.stoppedEarly }, 'renewal job finished');
+  return { retryInMs };
+}
+
+/** Milliseconds until the first of these jobs' owners' leases lapses (+ a margin), or undefined. */
+function retryWhenLeasesLapse(held: ResumeOutcome['held']): number | undefined {
+  const lapses = held.map((h) => (h.owner ? Date.parse(h.owner.leaseExpiresAt) - Date.now() : 0)).filter((ms) => Number.isFinite(ms));
+  return lapses.length ? Math.max(100, Math.min(...lapses) + 250) : undefined;
 }
 
 /**

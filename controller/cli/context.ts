@@ -21,13 +21,13 @@ export interface Context {
   close(): Promise<void>;
 }
 
-export async function openContext(globals: GlobalOptions, options: { instance?: boolean } = {}): Promise<Context> {
+export async function openContext(globals: GlobalOptions, options: { instance?: boolean; actor?: string } = {}): Promise<Context> {
   const { loadControllerConfig, resolveDataDir } = await import('../config.js');
   const dataDir = resolveDataDir(globals.dataDir);
   const cfg = await loadControllerConfig(dataDir);
   const { openStore } = await import('../store/index.js');
   // The store the configuration names; serve.leaseSeconds is how long the jobs this process runs stay its own without renewal.
-  const store = await openStore(dataDir, { config: cfg.store, leaseSeconds: cfg.serve.leaseSeconds });
+  const store = await openStore(dataDir, { config: cfg.store, leaseSeconds: cfg.serve.leaseSeconds, actor: options.actor });
   let instance: InstanceOperations | undefined;
   try {
     if (options.instance !== false && cfg.instance) instance = await (await import('../instance/operations.js')).InstanceOperations.fromConfig(cfg.instance, { publishTimeoutMs: cfg.instance.publishTimeoutSeconds * 1000 });

@@ -202,7 +202,7 @@ Exit status: 0 all selected MIDs rotated; 1 some failed or the rollout stopped.`
         // A dry run resumes nothing, but plans as the real run would: without what those jobs renewed.
         const renewed = options.dryRun
           ? await renewedByJobs(ctx.store, (await ctx.store.jobs.unfinished()).map((j) => j.id), 'unfinished')
-          : await renewedByJobs(ctx.store, await resumeUnfinishedJobs(deps, options));
+          : await renewedByJobs(ctx.store, (await resumeUnfinishedJobs(deps, options)).resumed);
         progress.start(agents.length, options.dryRun ? 'planning' : 'rotating');
         let report: RotationReport;
         try {

@@ -8,10 +8,17 @@ import { EXIT } from '../../common/cli.js';
 export function serveCommand(globals: () => GlobalOptions): Command {
   return new Command('serve')
     .description('the controller daemon: resume interrupted jobs, watch every agent, renew inside the window (max(30 days, a third of the lifetime) before expiry) during maintenance windows, expose Prometheus metrics')
-    .option('--once', 'one reconcile pass, then exit')
-    .action(async (o: { once?: boolean }) => {
+    .option('--once', 'one reconcile pass, then exit (nothing to do when another serve leads)')
+    .option('--metrics-address <host:port>', 'Prometheus /metrics on this address (default serve.metricsAddress)')
+    .addHelpText('after', `
+Several serve processes may share one store (store.url: PostgreSQL): one leads and reconciles,
+the others follow, serve /metrics and take over within serve.leaseSeconds when the leader goes
+away (docs/controller-state.md). midcert store status shows who leads.`)
+    .action(async (o: { once?: boolean; metricsAddress?: string }) => {
       const [{ default: pino }, { serve }] = await Promise.all([import('pino'), import('../serve.js')]);
-      const ctx = await openContext(globals());
+      const { MidcertError } = await import('../../common/errors.js');
+      if (o.metricsAddress !== undefined && !/^[^\s]+:\d{1,5}$/.test(o.metricsAddress)) throw new MidcertError('USAGE', '--metrics-address is host:port, e.g. 127.0.0.1:9464');
+      const ctx = await openContext(globals(), { actor: 'daemon' });
       const log = pino({ level: ctx.cfg.log.level, base: { service: 'midcert', version: VERSION }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['password', '*.password', 'token', '*.token'] });
       const abort = new AbortController();
       const stop = (signal: string): void => { log.info({ signal }, 'shutting down'); abort.abort(); };
@@ -22,7 +29,7 @@ export function serveCommand(globals: () => GlobalOptions): Command {
         const s = ctx.cfg.serve;
         await serve(ctx.store, deps, rotationOptions(ctx, {}), {
           intervalMs: s.intervalSeconds * 1000, jitterMs: s.jitterSeconds * 1000, windows: s.maintenanceWindows,
-          renewWithinDays: ctx.cfg.rotation.renewWithinDays, metricsAddress: s.metricsAddress, once: o.once,
+          renewWithinDays: ctx.cfg.rotation.renewWithinDays, metricsAddress: o.metricsAddress ?? s.metricsAddress, once: o.once,
         }, log, abort.signal);
       } finally {
         await ctx.close();

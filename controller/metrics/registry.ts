@@ -53,8 +53,17 @@ export interface ControllerMetrics {
   readonly contentType: string;
 }
 
-export function createControllerMetrics(store: Store, observed: ReadonlyMap<string, AgentObservation>, options: { defaultMetrics?: boolean } = {}): ControllerMetrics {
+export function createControllerMetrics(store: Store, observed: ReadonlyMap<string, AgentObservation>, options: { defaultMetrics?: boolean; isLeader?: () => boolean } = {}): ControllerMetrics {
   const registry = new Registry();
+  const isLeader = options.isLeader;
+  if (isLeader) {
+    new Gauge({
+      name: 'midcert_controller_leader',
+      help: 'Whether this midcert serve is the leader that reconciles and renews (1) or a follower (0); exactly one serve per store leads (docs/controller-state.md).',
+      registers: [registry],
+      collect() { this.set(isLeader() ? 1 : 0); },
+    });
+  }
   if (options.defaultMetrics !== false) {
     collectDefaultMetrics({ register: registry });
     for (const name of NONCONFORMING_DEFAULTS) registry.removeSingleMetric(name);

@@ -1,31 +1,46 @@
-import type { Agent, Job, JobAgent, Store } from '../store/index.js';
+import { describeOwner, type Agent, type Job, type JobAgent, type OwnerInfo, type Store } from '../store/index.js';
 import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './run-rotation.js';
 import type { RotationRecord } from './rotate-one.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
 const SWAPPED = new Set(['installing', 'succeeded']);
 
+/** What resuming found: jobs it took over and ran to the end, and jobs a live process still runs. */
+export interface ResumeOutcome {
+  resumed: number[];
+  /** Unfinished jobs whose owner's lease is live: theirs to finish (or to hand over when the lease lapses). */
+  held: Array<{ jobId: number; owner: OwnerInfo | undefined }>;
+}
+
 /**
- * A controller killed mid-job left rows in flight. Each is continued from its saved state and the
- * job settled. An install that was in flight is not sent again blindly: the agent is asked
- * GetRenewal by renewal id first (rotate-one.ts reconcileInstall), so the row records what the
- * host did, and nothing is rotated twice.
+ * A controller killed mid-job left rows in flight. Each job whose owner is gone (its lease expired,
+ * docs/controller-state.md "Ownership and leases") is taken over, continued from its saved state
+ * and settled; a job a live process runs is left to it. An install that was in flight is not sent
+ * again blindly: the agent is asked GetRenewal by renewal id first (rotate-one.ts
+ * reconcileInstall), so the row records what the host did, and nothing is rotated twice.
  * A CA-chain rotation interrupted before its single chain swap is not continued MID by MID (that
  * would swap the chain with other MIDs unstaged): its open rows are closed and the operator
  * reruns `midcert rotate-ca`.
  */
-export async function resumeUnfinishedJobs(deps: RotationDeps, options: RotationOptions): Promise<number[]> {
-  const resumed: number[] = [];
-  for (const job of await deps.store.jobs.unfinished()) {
+export async function resumeUnfinishedJobs(deps: RotationDeps, options: RotationOptions): Promise<ResumeOutcome> {
+  const outcome: ResumeOutcome = { resumed: [], held: [] };
+  for (const unfinished of await deps.store.jobs.unfinished()) {
+    const takeOver = await deps.store.jobs.takeOver(unfinished.id);
+    if (!takeOver.taken) {
+      outcome.held.push({ jobId: unfinished.id, owner: takeOver.heldBy });
+      continue;
+    }
+    const job = takeOver.job;
+    if (takeOver.from) deps.onEvent({ agent: `job ${job.id}`, step: 'take-over', state: 'info', message: `job ${job.id} from ${describeOwner(takeOver.from)}` });
     if (job.state === 'planned') await deps.store.jobs.transition(job.id, 'running');
     const rows = await deps.store.jobAgents.list(job.id);
     const swapped = rows.some((r) => SWAPPED.has(r.state));
     const results: RotationResult[] = [];
     for (const row of rows) results.push(await resumeRow(deps, job, row, options, swapped));
     await settleJob(deps.store, job.id, results);
-    resumed.push(job.id);
+    outcome.resumed.push(job.id);
   }
-  return resumed;
+  return outcome;
 }
 
 async function resumeRow(deps: RotationDeps, job: Job, row: JobAgent, options: RotationOptions, swapped: boolean): Promise<RotationResult> {

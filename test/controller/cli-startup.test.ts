@@ -28,7 +28,7 @@ describe('midcert start-up (lazy command modules)', function () {
 
   it('every command\'s --help still lists its description, options, arguments and subcommands', () => {
     const program = controllerProgram();
-    assert.deepEqual(program.commands.map((c) => c.name()), ['init', 'agent-identity', 'agents', 'status', 'preflight', 'ca', 'rotate', 'rotate-ca', 'convert', 'bootstrap', 'history', 'serve']);
+    assert.deepEqual(program.commands.map((c) => c.name()), ['init', 'agent-identity', 'agents', 'status', 'preflight', 'ca', 'rotate', 'rotate-ca', 'convert', 'bootstrap', 'history', 'serve', 'store']);
     assert.ok(walk(program).length >= 18);
     assertHelpComplete(program);
     const rotate = program.commands.find((c) => c.name() === 'rotate')!.helpInformation();

@@ -14,6 +14,8 @@ import { run, type RunResult } from '../helpers/run.js';
 const LAB = resolve('bin/midcert-lab');
 const MIDCERT = resolve('bin/midcert');
 const MIDS = Number(process.env.MIDCERT_E2E_MIDS ?? 4);
+/** serve.leaseSeconds of the lab controller: how long a killed controller's job stays its own. */
+const LEASE_SECONDS = 8;
 
 interface Lab {
   instance: { url: string; username: string; password: string };
@@ -53,6 +55,10 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
     const up = await run(LAB, ['up', '--dir', dir, '--mids', String(MIDS), '--with-agents', '--time-scale', '0.0125', '--json'], { timeoutMs: 300_000 });
     assert.equal(up.code, 0, up.stderr);
     lab = JSON.parse(up.stdout) as Lab;
+    const cfgPath = join(lab.controller.dataDir, 'controller.yaml');
+    const cfg = parseYaml(await readFile(cfgPath, 'utf8')) as Record<string, Record<string, unknown> | undefined>;
+    cfg.serve = { ...cfg.serve, leaseSeconds: LEASE_SECONDS };
+    await writeFile(cfgPath, stringifyYaml(cfg));
   });
 
   after(async () => {
@@ -166,9 +172,21 @@ describe(`end to end: a fleet of ${MIDS} simulated MIDs rotated by the controlle
       await new Promise((r) => setTimeout(r, 200));
     }
     child.kill('SIGKILL');
+    const killedAt = Date.now();
     await new Promise((r) => child.once('exit', r));
     const killedJob = history.jobs[0].id as number;
-    // The same request again: it resumes the killed job first, and its new job skips what that renewed.
+    // Right after the kill the job still belongs to the killed process: its lease has not lapsed
+    // (serve.leaseSeconds), so another process refuses the MIDs, naming the owner, and changes nothing.
+    const early = await midcert(...request);
+    assert.equal(early.code, 3, early.stderr);
+    if (Date.now() - killedAt < LEASE_SECONDS * 1000 - 500) {
+      assert.match(early.stderr, new RegExp(`\\[JOB_CONFLICT\\] mid\\S+ is in job ${killedJob}, run by user:\\S+ \\(pid ${child.pid} on `));
+    } else {
+      // The lease lapsed while this run was planning: the job is abandoned, and still nothing changed.
+      assert.match(early.stderr, /\[AGENT_BUSY\] .*its owner is gone/);
+    }
+    // Once the lease lapses the job is abandoned: the same request resumes it first, and its new job skips what that renewed.
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + LEASE_SECONDS * 1000 + 300 - Date.now())));
     const next = await json(...request);
     assert.equal(next.ok, true, JSON.stringify(next));
     assert.equal(next.summary.succeeded, 0, JSON.stringify(next.results));

@@ -236,6 +236,7 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
     alone.push(performance.now() - t);
   }
   const aloneStore = stats.snapshot();
+  if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}, ${ALONE_RUNS} MIDs alone\n${stats.breakdown()}\n`);
   const perMid = median(alone);
   stats.reset();
   const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
@@ -245,6 +246,7 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   const wall = performance.now() - t;
   const cpu = cpuSplit(cpu0, agentPids, serverPid);
   const s = stats.snapshot();
+  if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}-rotation\n${stats.breakdown()}\n`);
   const ideal = Math.ceil(agents.length / CONCURRENCY) * perMid;
   const beforeWaves = (timing.firstWave ?? t) - t;
   const r = `rotation, ${label}`;
@@ -267,6 +269,8 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
 interface StoreStats {
   reset(): void;
   snapshot(): { writes: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number };
+  /** Per statement inside write transactions, and per kind of transaction (named by its first statement). */
+  breakdown(): string;
 }
 
 /**
@@ -276,33 +280,64 @@ interface StoreStats {
  * write() to the body starting (queue for the connection / pool / lock, BEGIN).
  */
 function instrument(sql: SqlDatabase): StoreStats {
-  const inside = new AsyncLocalStorage<boolean>();
-  let writes = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let held: number[] = [];
+  const inside = new AsyncLocalStorage<{ first?: string }>();
+  let writes = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let commitMs = 0; let held: number[] = [];
+  let perStatement = new Map<string, { n: number; ms: number }>();
+  let perTxn = new Map<string, { n: number; ms: number }>();
+  const add = (m: Map<string, { n: number; ms: number }>, key: string, ms: number): void => {
+    const e = m.get(key) ?? { n: 0, ms: 0 };
+    e.n += 1; e.ms += ms;
+    m.set(key, e);
+  };
   const write = sql.write.bind(sql);
   const mutable = sql as { -readonly [K in keyof SqlDatabase]: SqlDatabase[K] };
   mutable.write = async <T>(fn: () => Promise<T>): Promise<T> => {
     if (inside.getStore()) return write(fn); // a savepoint of the open transaction
     const called = performance.now();
     let started = called;
-    const result = await write(() => { started = performance.now(); return inside.run(true, fn); });
+    let bodyDone = called;
+    const tx: { first?: string } = {};
+    const result = await write(async () => {
+      started = performance.now();
+      try {
+        return await inside.run(tx, fn);
+      } finally {
+        bodyDone = performance.now();
+      }
+    });
     const done = performance.now();
-    writes += 1; waitMs += started - called; heldMs += done - started; held.push(done - started);
+    writes += 1; waitMs += started - called; heldMs += done - started; commitMs += done - bodyDone; held.push(done - started);
+    add(perTxn, tx.first ?? '(no statement)', done - started);
     return result;
   };
   for (const name of ['all', 'get', 'run'] as const) {
     const original = (sql[name] as (...args: unknown[]) => Promise<unknown>).bind(sql);
-    (mutable as Record<string, unknown>)[name] = (...args: unknown[]) => {
+    (mutable as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       statements += 1;
-      if (inside.getStore()) inTx += 1;
-      return original(...args);
+      const tx = inside.getStore();
+      if (!tx) return original(...args);
+      inTx += 1;
+      const key = String(args[0]).replace(/\s+/g, ' ').trim().slice(0, 70);
+      tx.first ??= key;
+      const t = performance.now();
+      try {
+        return await original(...args);
+      } finally {
+        add(perStatement, key, performance.now() - t);
+      }
     };
   }
+  const table = (m: Map<string, { n: number; ms: number }>): string => [...m].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)
+    .map(([k, e]) => `  ${String(e.n).padStart(6)} × ${(e.ms / e.n).toFixed(2).padStart(6)} ms = ${e.ms.toFixed(0).padStart(6)} ms  ${k}`).join('\n');
   return {
-    reset: () => { writes = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; held = []; },
+    reset: () => { writes = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; commitMs = 0; held = []; perStatement = new Map(); perTxn = new Map(); },
     snapshot: () => {
       const sorted = [...held].sort((a, b) => a - b);
       return { writes, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0 };
     },
+    breakdown: () => `write transactions by first statement (count × mean held = total):\n${table(perTxn)}\n`
+      + `statements inside write transactions (count × mean = total):\n${table(perStatement)}\n`
+      + `COMMIT (body end → write() resolved): ${writes} × ${(commitMs / Math.max(1, writes)).toFixed(2)} ms = ${commitMs.toFixed(0)} ms`,
   };
 }
 

@@ -18,8 +18,9 @@ description:
     the agent is missing or a given field differs, and C(midcert agents remove) only when it is there.
   - Only the options that are given are compared; an option left out keeps its registered value.
     I(tags) are a set (order and duplicates do not matter).
-  - Removing an agent keeps its history; the controller refuses (C(error_code=AGENT_BUSY)) while the
-    agent takes part in an unfinished job.
+  - Removing an agent keeps its history; the controller refuses while the agent takes part in an
+    unfinished job (C(error_code=JOB_CONFLICT) when another live controller process runs that job,
+    naming it; C(error_code=AGENT_BUSY) when the job's owner is gone and it waits to be resumed).
 author:
   - midcert contributors (!UNKNOWN)
 options:

@@ -8,10 +8,18 @@ import { renderTable } from './output.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-/** The inventory store of the data dir (SQLite and the config module load only when a command runs). */
+/**
+ * The inventory store the data dir's controller.yaml names (`store:`; PostgreSQL when store.url is
+ * set), else its SQLite file — a data dir without controller.yaml still has an inventory. The
+ * store and config modules load only when a command runs.
+ */
 async function inventory(globals: GlobalOptions): Promise<Store> {
-  const [{ resolveDataDir }, { openStore }] = await Promise.all([import('../config.js'), import('../store/index.js')]);
-  return openStore(resolveDataDir(globals.dataDir));
+  const [{ existsSync }, { join }, { loadControllerConfig, resolveDataDir }, { openStore }] = await Promise.all([
+    import('node:fs'), import('node:path'), import('../config.js'), import('../store/index.js'),
+  ]);
+  const dataDir = resolveDataDir(globals.dataDir);
+  const cfg = existsSync(join(dataDir, 'controller.yaml')) ? await loadControllerConfig(dataDir) : undefined;
+  return openStore(dataDir, { config: cfg?.store, leaseSeconds: cfg?.serve.leaseSeconds });
 }
 
 export function agentJson(a: Agent): Record<string, unknown> {

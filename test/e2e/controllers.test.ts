@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -91,8 +91,11 @@ describe('end to end: several controllers on one PostgreSQL (job ownership, leas
     // One MID at a time, so the leader is killed with the job half done.
     config.rotation = { ...config.rotation, canary: 0, concurrency: 1 };
     await writeFile(configFile, stringifyYaml(config), { mode: 0o600 });
+    // The old file is set aside: from now on every command must read PostgreSQL.
+    await rename(join(lab.controller.dataDir, 'midcert.db'), join(lab.controller.dataDir, 'midcert.db.migrated'));
     const status = await json('store', 'status');
     assert.equal(status.backend, 'postgresql');
+    assert.deepEqual((await json('agents', 'list')).agents.map((a: { name: string }) => a.name).sort(), lab.mids.map((m) => m.name).sort());
   });
 
   after(async () => {

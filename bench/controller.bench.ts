@@ -20,7 +20,8 @@
  *
  * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
- * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts).
+ * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts, and
+ * the store's statements by cost), BENCH_PARTS=status,grpc,stand-in,rss (default all).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -34,7 +35,7 @@ import { initDataDir } from '../controller/data-dir.js';
 import { fleetStatus } from '../controller/fleet-status.js';
 import { runRotation, type RotationDeps, type RotationOptions } from '../controller/orchestrator/run-rotation.js';
 import type { AgentPort } from '../controller/orchestrator/ports.js';
-import { fleetDialer } from '../controller/orchestrator/wiring.js';
+import { fleetDialer, type AgentDialer } from '../controller/orchestrator/wiring.js';
 import { openStore, type Agent, type Store, type StoreConfig } from '../controller/store/index.js';
 import type { SqlDatabase } from '../controller/store/sql.js';
 import { buildCsr } from '../pki/csr.js';
@@ -47,6 +48,8 @@ const N = Number(process.env.BENCH_AGENTS ?? 1000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const INSTALL_MS = Number(process.env.BENCH_INSTALL_MS ?? 400);
 const INVENTORY = Number(process.env.BENCH_INVENTORY ?? 10_000);
+/** Which parts run: status, grpc, stand-in, rss (comma-separated; default all). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'status,grpc,stand-in,rss').split(',').map((p) => p.trim()));
 const ALONE_RUNS = 5;
 const STATUS_RUNS = 3;
 /** File descriptors an agent-server process needs besides one listening socket per server. */
@@ -170,36 +173,40 @@ async function benchBackend(backend: Backend, dir: string, ports: number[], agen
       for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(4, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
     });
     const dialer = await fleetDialer(dir);
-    // Fleet status, as `midcert status` runs it: the inventory, then every agent over mTLS.
-    const statusRuns: number[] = [];
-    const statusCpu: string[] = [];
-    let peakFds = 0;
-    for (let i = 0; i < STATUS_RUNS; i++) {
-      const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds('self')); }, 20);
-      const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: opened.serverPid ? treeCpuSeconds(opened.serverPid) : 0 };
-      const t = performance.now();
-      const agents = await store.agents.list();
-      const rows = await profiled(`${backend}-fleet-status-${i + 1}`, () => fleetStatus(store, agents, dialer, undefined));
-      statusRuns.push(performance.now() - t);
-      clearInterval(sampler);
-      statusCpu.push(cpuSplit(cpu0, agentPids, opened.serverPid));
-      const reachable = rows.filter((r) => r.reachable).length;
-      if (reachable !== N) throw new Error(`fleet status: ${reachable} of ${N} agents answered; first error ${JSON.stringify(rows.find((r) => r.error)?.error)}`);
-    }
-    out[`fleet status of ${N} agents (ms, ${STATUS_RUNS} runs; goal < 3000)`] = statusRuns.map((x) => fmt(x)).join(' / ');
-    out['fleet status CPU s per run: controller / agent processes / PostgreSQL'] = statusCpu.join('; ');
-    out['controller open fds during fleet status (peak)'] = String(peakFds);
-
+    if (PARTS.has('status')) Object.assign(out, await benchStatus(backend, store, dialer, agentPids, opened.serverPid));
     const ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 365 }, { dataDir: dir });
     const agents = await store.agents.list();
-    const grpc = await benchRotation(`${backend}-grpc`, 'gRPC to the agent servers', { store, dial: (a) => dialer.dial(a), ca, instance: undefined, onEvent: () => undefined }, agents, stats, agentPids, opened.serverPid);
-    const standIn = await benchRotation(`${backend}-stand-in`, 'in-process stand-in ports', { store, dial: standInDialer(agents), ca, instance: undefined, onEvent: () => undefined }, agents, stats, [], opened.serverPid);
-    Object.assign(out, grpc, standIn);
-    Object.assign(out, rssWithInventory(await opened.freshConfig()));
+    if (PARTS.has('grpc')) Object.assign(out, await benchRotation(`${backend}-grpc`, 'gRPC to the agent servers', { store, dial: (a) => dialer.dial(a), ca, instance: undefined, onEvent: () => undefined }, agents, stats, agentPids, opened.serverPid));
+    if (PARTS.has('stand-in')) Object.assign(out, await benchRotation(`${backend}-stand-in`, 'in-process stand-in ports', { store, dial: standInDialer(agents), ca, instance: undefined, onEvent: () => undefined }, agents, stats, [], opened.serverPid));
+    if (PARTS.has('rss')) Object.assign(out, rssWithInventory(await opened.freshConfig()));
     return out;
   } finally {
     await store.close();
   }
+}
+
+/** Fleet status, as `midcert status` runs it: the inventory, then every agent over mTLS. */
+async function benchStatus(backend: Backend, store: Store, dialer: AgentDialer, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const statusRuns: number[] = [];
+  const statusCpu: string[] = [];
+  let peakFds = 0;
+  for (let i = 0; i < STATUS_RUNS; i++) {
+    const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds('self')); }, 20);
+    const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
+    const t = performance.now();
+    const agents = await store.agents.list();
+    const rows = await profiled(`${backend}-fleet-status-${i + 1}`, () => fleetStatus(store, agents, dialer, undefined));
+    statusRuns.push(performance.now() - t);
+    clearInterval(sampler);
+    statusCpu.push(cpuSplit(cpu0, agentPids, serverPid));
+    const reachable = rows.filter((r) => r.reachable).length;
+    if (reachable !== N) throw new Error(`fleet status: ${reachable} of ${N} agents answered; first error ${JSON.stringify(rows.find((r) => r.error)?.error)}`);
+  }
+  out[`fleet status of ${N} agents (ms, ${STATUS_RUNS} runs; goal < 3000)`] = statusRuns.map((x) => fmt(x)).join(' / ');
+  out['fleet status CPU s per run: controller / agent processes / PostgreSQL'] = statusCpu.join('; ');
+  out['controller open fds during fleet status (peak)'] = String(peakFds);
+  return out;
 }
 
 /** Issue 5's stand-ins: no gRPC, the install a fixed sleep; CSRs pre-made (RSA-2048). */

@@ -84,7 +84,7 @@ export async function benchController(): Promise<ControllerBench> {
       ['machine', `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load average before ${loadAverage()}`],
       ['agent servers (N)', String(N)],
       ['`ulimit -n` (soft, inherited by the agent-server processes)', String(servers.fdLimit)],
-      ['agent-server processes × servers each', `${servers.procs} × ${servers.perProc} (by the fd budget: (limit − ${FD_RESERVE}) / ${FDS_PER_SERVER} per process)`],
+      ['agent-server processes × servers each', `${servers.procs} × ${servers.perProc} (fd budget: (limit − ${FD_RESERVE}) / ${FDS_PER_SERVER} = ${servers.budget} servers per process${process.env.BENCH_AGENT_PROCS ? `; BENCH_AGENT_PROCS=${process.env.BENCH_AGENT_PROCS}` : ''})`],
       ['open fds per agent-server process, serving (measured)', servers.fdsOpen.join(' / ')],
       ['ephemeral port range', readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().replace(/\s+/, '–')],
       ['rotation concurrency (C), stand-in install', `${CONCURRENCY}, ${INSTALL_MS} ms`],
@@ -103,7 +103,7 @@ function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
-/** The soft RLIMIT_NOFILE this process (and so every child) has. */
+/** The soft RLIMIT_NOFILE this process (and so every child) has; Node raises its soft limit to the hard one at start-up. */
 function fdLimit(): number {
   const text = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
   return text === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(text);
@@ -113,7 +113,7 @@ function openFds(pid: number | 'self'): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-async function startAgentServers(dir: string, children: ChildProcess[]): Promise<{ ports: number[]; pids: number[]; procs: number; perProc: number; fdLimit: number; fdsOpen: number[] }> {
+async function startAgentServers(dir: string, children: ChildProcess[]): Promise<{ ports: number[]; pids: number[]; procs: number; perProc: number; budget: number; fdLimit: number; fdsOpen: number[] }> {
   const limit = fdLimit();
   const budget = Math.floor((limit - FD_RESERVE) / FDS_PER_SERVER);
   if (budget < 1) throw new Error(`ulimit -n is ${limit}: too low for even one agent server per process`);
@@ -132,7 +132,7 @@ async function startAgentServers(dir: string, children: ChildProcess[]): Promise
   })));
   const ports = started.flatMap((s) => s.ports);
   if (new Set(ports).size !== N) throw new Error(`agent servers: ${new Set(ports).size} distinct ports for ${N} agents`);
-  return { ports, pids: started.map((s) => s.pid), procs: counts.length, perProc, fdLimit: limit, fdsOpen: started.map((s) => openFds(s.pid)) };
+  return { ports, pids: started.map((s) => s.pid), procs: counts.length, perProc, budget, fdLimit: limit, fdsOpen: started.map((s) => openFds(s.pid)) };
 }
 
 interface Opened {

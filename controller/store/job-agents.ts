@@ -145,11 +145,12 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     get,
     require,
     async advance(jobId, agentName, to, patch = {}) {
-      return sql.write(async () => {
-        const job = await sql.get<{ state: JobState }>('SELECT state FROM jobs WHERE id = ?', [jobId]);
-        if (job === undefined) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
-        if (job.state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${job.state}; its agents move only while it is running`);
-        await ctx.owner.assertOwns(jobId);
+      // Confined to this MID's row of one job, whose row it locks: on PostgreSQL many MIDs advance
+      // at once instead of queueing behind the store-wide writer lock (jobs.create, takeOver and
+      // transition change the job row, so they wait for this transaction and it for them).
+      return sql.writeRows(async () => {
+        const state = await ctx.owner.lockOwned(jobId);
+        if (state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${state}; its agents move only while it is running`);
         const current = await require(jobId, agentName);
         assertTransition(JOB_AGENT_TRANSITIONS, `agent ${agentName} in job ${jobId}`, current.state, to);
         const now = ctx.now();

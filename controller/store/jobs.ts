@@ -138,7 +138,10 @@ export function createJobRepo(ctx: StoreContext, audit: AuditRepo): JobRepo {
     require,
     async transition(id, to, error) {
       return audit.audited({ action: 'job.transition', target: `job:${id}`, params: { to, errorCode: error?.code } }, async () => {
-        const job = await require(id);
+        // The job row first, as jobAgents.advance locks it: both take the job row before MID rows.
+        const locked = await sql.get<JobRow>(`SELECT * FROM jobs WHERE id = ?${sql.forUpdate}`, [id]);
+        if (!locked) throw new MidcertError('JOB_NOT_FOUND', `no job ${id}`);
+        const job = toJob(locked);
         assertTransition(JOB_TRANSITIONS, `job ${id}`, job.state, to);
         await ctx.owner.assertOwns(id);
         const final = isTerminal(JOB_TRANSITIONS, to);

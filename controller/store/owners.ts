@@ -33,6 +33,11 @@ export interface OwnerRepo {
   ensure(): Promise<string>;
   /** JOB_CONFLICT unless this process owns the job with a live lease. Call inside the write it guards. */
   assertOwns(jobId: number): Promise<void>;
+  /**
+   * Locks the job's row for the rest of the transaction (PostgreSQL: every change of a job's owner
+   * or state updates that row, so they wait) and returns its state after the same ownership check.
+   */
+  lockOwned(jobId: number): Promise<string>;
   describe(ownerId: string | null): Promise<OwnerInfo | undefined>;
   /** Renews now (the timer does this every leaseMs / 3). False when the lease was already lost. */
   renew(): Promise<boolean>;
@@ -80,6 +85,19 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
     return row && toInfo(row);
   };
 
+  // One statement: the job's state, its owner and whether that owner's lease is live.
+  const lockOwned = async (jobId: number, lock: string): Promise<string> => {
+    const row = await sql.get<{ state: string; owner_id: string | null; live: number | boolean | null }>(
+      `SELECT j.state, j.owner_id, ${live} AS live FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id WHERE j.id = ?${lock}`, [jobId],
+    );
+    if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+    if (row.owner_id === id && isTrue(row.live)) return row.state;
+    if (row.owner_id === id) {
+      throw new MidcertError('JOB_CONFLICT', `this process's lease on job ${jobId} expired (it stopped renewing for longer than ${leaseMs / 1000} s); another controller may resume it`);
+    }
+    throw new MidcertError('JOB_CONFLICT', `job ${jobId} is ${describeOwner(await describe(row.owner_id))}`);
+  };
+
   return {
     get id() { return id; },
     leaseMs,
@@ -105,16 +123,9 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
       return id;
     },
     async assertOwns(jobId) {
-      const row = await sql.get<{ owner_id: string | null; live: number | boolean | null }>(
-        `SELECT j.owner_id, ${live} AS live FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id WHERE j.id = ?`, [jobId],
-      );
-      if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
-      if (row.owner_id === id && isTrue(row.live)) return;
-      if (row.owner_id === id) {
-        throw new MidcertError('JOB_CONFLICT', `this process's lease on job ${jobId} expired (it stopped renewing for longer than ${leaseMs / 1000} s); another controller may resume it`);
-      }
-      throw new MidcertError('JOB_CONFLICT', `job ${jobId} is ${describeOwner(await describe(row.owner_id))}`);
+      await lockOwned(jobId, '');
     },
+    lockOwned: (jobId) => lockOwned(jobId, sql.forUpdate ? ' FOR UPDATE OF j' : ''),
     describe,
     renew,
     stopRenewals: stopTimer,

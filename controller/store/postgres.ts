@@ -80,6 +80,8 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
       `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(target.busyTimeoutMs))}`,
       `SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`,
     ], fn),
+    writeRows: (fn) => transaction(['BEGIN', `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(target.busyTimeoutMs))}`], fn),
+    forUpdate: ' FOR UPDATE',
     read: (fn) => transaction(['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'], fn),
     tryHoldLock: (key) => holdSessionLock(config, key, location),
     close: () => pool.end(),

@@ -28,6 +28,14 @@ export interface SqlDatabase extends SqlRunner {
    * process. A call inside a transaction becomes a savepoint of it.
    */
   write<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * A write transaction that does not queue behind the store-wide writer lock: for a write
+   * confined to rows the caller locks itself (`forUpdate`), such as one MID's row of a job.
+   * SQLite has only one writer lock, so there it is write().
+   */
+  writeRows<T>(fn: () => Promise<T>): Promise<T>;
+  /** ` FOR UPDATE` on PostgreSQL (lock the rows a writeRows() transaction depends on), nothing on SQLite. */
+  readonly forUpdate: string;
   /** One consistent snapshot for several reads. */
   read<T>(fn: () => Promise<T>): Promise<T>;
   /** SQL for "now" in epoch milliseconds by the database's clock: leases from several hosts compare on one clock. */

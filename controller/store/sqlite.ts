@@ -74,6 +74,8 @@ export function openSqlite(path: string, dataDir: string, busyTimeoutMs: number)
     run: (sql, params = []) => guarded(() => prepare(sql).run(...(params as SqlParam[])).changes, 'database write failed', true),
     exec: (script) => guarded(() => { db.exec(script); }, 'database write failed', true),
     write: (fn) => transaction('BEGIN IMMEDIATE', true, fn),
+    writeRows: (fn) => transaction('BEGIN IMMEDIATE', true, fn),
+    forUpdate: '',
     read: (fn) => transaction('BEGIN DEFERRED', false, fn),
     close: () => connection.lock(() => { if (db.open) db.close(); }),
   };

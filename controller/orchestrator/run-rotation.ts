@@ -132,10 +132,13 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
   }
 }
 
+/** Issued and installed in one write: one turn of the store-wide writer lock per MID, not two. */
 async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
   const sha = sha256Of(pem);
-  if (!(await store.certificates.get(sha))) await store.certificates.recordIssued({ agentName, pem, jobId });
-  if ((await store.certificates.get(sha))?.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
+  await store.transaction(async () => {
+    const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
+    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
+  });
 }
 
 export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {

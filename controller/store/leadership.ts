@@ -1,5 +1,5 @@
 import type { OwnerInfo, OwnerRepo } from './owners.js';
-import type { SqlDatabase } from './sql.js';
+import type { SessionLock, SqlDatabase } from './sql.js';
 
 /**
  * Which `midcert serve` reconciles when several share one store. Followers keep serving
@@ -34,7 +34,7 @@ const LEADER_LOCK_KEY = 0x6d646c64;
 
 export function createLeadership(sql: SqlDatabase, owner: OwnerRepo, now: () => string, name = 'serve'): Leadership {
   let leader = false;
-  let held: Awaited<ReturnType<NonNullable<SqlDatabase['tryHoldLock']>>>;
+  const lock = sql.sessionLock?.(LEADER_LOCK_KEY);
 
   const claimRow = async (force: boolean): Promise<boolean> => sql.write(async () => {
     const ownerId = await owner.ensure();
@@ -46,22 +46,15 @@ export function createLeadership(sql: SqlDatabase, owner: OwnerRepo, now: () => 
     return changed > 0;
   });
 
-  const tickWithLock = async (): Promise<boolean> => {
-    if (!held) {
-      held = await sql.tryHoldLock?.(LEADER_LOCK_KEY);
-      if (!held) return false;
-      const mine = held;
-      void mine.lost.then(() => {
-        if (held === mine) { held = undefined; leader = false; }
-      });
-    }
+  const tickWithLock = async (held: SessionLock): Promise<boolean> => {
+    if (!(await held.tryAcquire())) return false;
     await claimRow(true);
     return true;
   };
 
   return {
     async tick() {
-      leader = sql.tryHoldLock ? await tickWithLock() : await claimRow(false);
+      leader = lock ? await tickWithLock(lock) : await claimRow(false);
       return leader;
     },
     get isLeader() { return leader; },
@@ -76,8 +69,6 @@ export function createLeadership(sql: SqlDatabase, owner: OwnerRepo, now: () => 
       if (wasLeader) {
         await sql.write(() => sql.run('UPDATE leadership SET lease_expires_ms = 0 WHERE name = ? AND owner_id = ?', [name, owner.id])).catch(() => undefined);
       }
-      const lock = held;
-      held = undefined;
       await lock?.release();
     },
   };

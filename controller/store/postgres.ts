@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import pg from 'pg';
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import { pgpassPassword } from './pgpass.js';
-import { TxScope, inSavepoint, type HeldLock, type SqlDatabase, type SqlParam } from './sql.js';
+import { TxScope, inSavepoint, type SessionLock, type SqlDatabase, type SqlParam } from './sql.js';
 
 /** Where a PostgreSQL store lives and how to reach it (`store:` in controller.yaml). */
 export interface PostgresTarget {
@@ -83,10 +83,15 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
     writeRows: (fn) => transaction(['BEGIN', `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(target.busyTimeoutMs))}`], fn),
     forUpdate: ' FOR UPDATE',
     read: (fn) => transaction(['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'], fn),
-    tryHoldLock: (key) => holdSessionLock(config, key, location),
+    sessionLock: (key) => sessionLock(config, key, location),
     close: () => pool.end(),
   };
-  await db.get('SELECT 1 AS ok');
+  try {
+    await db.get('SELECT 1 AS ok');
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
   return db;
 }
 
@@ -131,37 +136,47 @@ async function sslOptions(tls: PostgresTarget['tls'], host: string): Promise<pg.
 }
 
 /**
- * A session lock on a connection of its own (leader election). The server notices a dead holder
- * through TCP keepalive, which the session shortens so a lost host frees the lock in seconds.
+ * A session lock on a connection of its own (leader election), kept open across tries. The
+ * server notices a dead holder through TCP keepalive, which the session shortens so a lost host
+ * frees the lock in seconds. A broken connection is dropped (the server has freed the lock with
+ * it) and the next try connects again.
  */
-async function holdSessionLock(config: pg.PoolConfig, key: number, location: string): Promise<HeldLock | undefined> {
-  const client = new pg.Client(config);
-  let lost!: () => void;
-  const lostPromise = new Promise<void>((resolve) => { lost = resolve; });
-  client.on('error', () => lost());
-  client.on('end', () => lost());
-  try {
-    await client.connect();
-    await client.query('SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3');
-    const row = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key])).rows[0];
-    if (!row?.locked) {
-      await client.end();
-      return undefined;
+function sessionLock(config: pg.PoolConfig, key: number, location: string): SessionLock {
+  let client: pg.Client | undefined;
+  let held = false;
+  const drop = async (): Promise<void> => {
+    const old = client;
+    client = undefined;
+    held = false;
+    await old?.end().catch(() => undefined);
+  };
+  const connect = async (): Promise<pg.Client> => {
+    const fresh = new pg.Client(config);
+    fresh.on('error', () => { if (client === fresh) { client = undefined; held = false; } });
+    try {
+      await fresh.connect();
+      await fresh.query('SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3');
+    } catch (err) {
+      await fresh.end().catch(() => undefined);
+      throw mapPgError(err, location);
     }
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw mapPgError(err, location);
-  }
-  // A quiet connection is still checked, so `lost` settles even when nobody queries.
-  const probe = setInterval(() => { client.query('SELECT 1').catch(() => lost()); }, 2000);
-  probe.unref();
-  void lostPromise.then(() => clearInterval(probe));
+    return fresh;
+  };
   return {
-    lost: lostPromise,
-    release: async () => {
-      clearInterval(probe);
-      await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => undefined);
-      await client.end().catch(() => undefined);
+    async tryAcquire() {
+      try {
+        client ??= await connect();
+        if (held) await client.query('SELECT 1');
+        else held = Boolean((await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key])).rows[0]?.locked);
+      } catch (err) {
+        await drop();
+        throw mapPgError(err, location);
+      }
+      return held;
+    },
+    async release() {
+      if (held) await client?.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => undefined);
+      await drop();
     },
   };
 }
@@ -207,5 +222,5 @@ export function mapPgError(err: unknown, location: string): Error {
   if (code === '28P01' || code === '28000') return new MidcertError('STORE_UNAVAILABLE', `${location}: the database refused the credentials (${code})`, { cause: err });
   if (code === '3D000') return new MidcertError('STORE_UNAVAILABLE', `${location}: the database does not exist (${code})`, { cause: err });
   if (/^[0-9A-Z]{5}$/.test(code)) return new MidcertError('STORE_UNAVAILABLE', `${location}: ${message} (${code})`, { cause: err });
-  return new MidcertError('STORE_UNAVAILABLE', `${location}: cannot reach the database: ${code || message}`, { cause: err });
+  return new MidcertError('STORE_UNREACHABLE', `${location}: cannot reach the database: ${code || message}`, { cause: err });
 }

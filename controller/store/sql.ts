@@ -42,16 +42,19 @@ export interface SqlDatabase extends SqlRunner {
   readonly nowMs: string;
   /**
    * PostgreSQL only: a session-level advisory lock on a connection of its own, held until
-   * release() or until the connection dies (the server frees it at once when the holder's
-   * socket closes). Undefined when another session holds it.
+   * release() or until that connection dies (the server frees it at once when the holder's
+   * socket closes).
    */
-  tryHoldLock?(key: number): Promise<HeldLock | undefined>;
+  sessionLock?(key: number): SessionLock;
   close(): Promise<void>;
 }
 
-export interface HeldLock {
-  /** Settles when the lock is lost (connection closed or broken). */
-  readonly lost: Promise<void>;
+export interface SessionLock {
+  /**
+   * True while this process holds the lock: takes it when free, or checks that the connection
+   * still holding it is alive. One connection is kept for all tries, not one per try.
+   */
+  tryAcquire(): Promise<boolean>;
   release(): Promise<void>;
 }
 

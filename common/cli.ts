@@ -30,7 +30,8 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'INSTANCE_UNAVAILABLE':
     case 'INSTANCE_TIMEOUT':
     case 'INSTANCE_UNREACHABLE':
-    case 'INSTANCE_RATE_LIMITED': return EXIT.unreachable;
+    case 'INSTANCE_RATE_LIMITED':
+    case 'STORE_UNREACHABLE': return EXIT.unreachable;
     default: return EXIT.input;
   }
 }

@@ -65,6 +65,7 @@ export const ERROR_CODES = {
   STORE_UNAVAILABLE: 'the controller database cannot be opened, read or written',
   STORE_TOO_NEW: 'the controller database was written by a newer midcert (upgrade midcert)',
   STORE_BUSY: 'the controller database stayed locked by another midcert process past the busy timeout',
+  STORE_UNREACHABLE: 'the PostgreSQL server of the controller store cannot be reached (refused, timed out, TLS failed)',
   AGENT_INVALID: 'an agent record is invalid (name, address, server name, fingerprint or tags)',
   AGENT_EXISTS: 'an agent with this name is already registered',
   AGENT_NOT_FOUND: 'no agent with this name is registered',

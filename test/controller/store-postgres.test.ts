@@ -115,7 +115,10 @@ describe('controller/store on PostgreSQL', function () {
     const other = await makeLabPki();
     const otherCa = join(dir, 'other-ca.pem');
     await writeFile(otherCa, other.ca.chainPem);
-    await assert.rejects(openStore(dir, { config: { url: tlsUrl, passwordFile: db.passwordFile, tls: { mode: 'verify-full', caFile: otherCa } } }), code('STORE_UNAVAILABLE'));
+    await assert.rejects(openStore(dir, { config: { url: tlsUrl, passwordFile: db.passwordFile, tls: { mode: 'verify-full', caFile: otherCa } } }), code('STORE_UNREACHABLE'));
+    // A server that is not there: one line naming the database, exit 5 like every unreachable peer.
+    const closed = db.url.replace(`:${peer.port}/`, ':1/');
+    await assert.rejects(openStore(dir, { config: { url: closed, passwordFile: db.passwordFile } }), code('STORE_UNREACHABLE', /127\.0\.0\.1:1\/\S+: cannot reach the database: ECONNREFUSED/));
     // PGPASSFILE works when no passwordFile is configured.
     const pgpass = join(dir, 'pgpass');
     await writeFile(pgpass, `127.0.0.1:${peer.port}:${db.name}:${db.user}:${secret}\n`, { mode: 0o600 });

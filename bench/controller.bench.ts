@@ -121,7 +121,7 @@ async function startAgentServers(dir: string, children: ChildProcess[]): Promise
   const perProc = Math.ceil(N / procs);
   const counts = Array.from({ length: procs }, (_, i) => Math.max(0, Math.min(perProc, N - i * perProc))).filter((c) => c > 0);
   const started = await Promise.all(counts.map((count) => new Promise<{ ports: number[]; pid: number }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/agent-servers.ts', dir, String(count), String(INSTALL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...(process.env.BENCH_AGENT_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_AGENT_PROF] : []), '--import', 'tsx', 'bench/agent-servers.ts', dir, String(count), String(INSTALL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(child);
     let text = '';
     child.stdout?.on('data', (d: Buffer) => {

@@ -2,7 +2,7 @@ import { isMidcertError } from '../common/errors.js';
 import type { InstanceOperations } from './instance/operations.js';
 import type { AgentDialer } from './orchestrator/wiring.js';
 import { runPool } from './orchestrator/waves.js';
-import type { Agent, Store } from './store/index.js';
+import type { Agent, AgentHistoryEntry, Store } from './store/index.js';
 
 export interface AgentFleetStatus {
   name: string;
@@ -17,13 +17,13 @@ export interface AgentFleetStatus {
 /** One row per agent: what the agent reports, what the instance says, what the store remembers. */
 export async function fleetStatus(store: Store, agents: Agent[], dialer: AgentDialer, instance: InstanceOperations | undefined, concurrency = 64): Promise<AgentFleetStatus[]> {
   const rows: AgentFleetStatus[] = [];
-  await runPool(agents, concurrency, async (agent) => { rows.push(await agentRow(store, agent, dialer, instance)); });
+  const latest = await store.jobAgents.latestFor(agents.map((a) => a.name));
+  await runPool(agents, concurrency, async (agent) => { rows.push(await agentRow(latest.get(agent.name), agent, dialer, instance)); });
   return rows.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-async function agentRow(store: Store, agent: Agent, dialer: AgentDialer, instance: InstanceOperations | undefined): Promise<AgentFleetStatus> {
+async function agentRow(last: AgentHistoryEntry | undefined, agent: Agent, dialer: AgentDialer, instance: InstanceOperations | undefined): Promise<AgentFleetStatus> {
   const midName = agent.midName ?? agent.name;
-  const [last] = await store.jobAgents.agentHistory(agent.name, { limit: 1 });
   const row: AgentFleetStatus = {
     name: agent.name, midName, reachable: false, instanceStatus: 'unknown', certificate: null, error: null,
     lastRotation: last ? { jobId: last.jobId, state: last.agentState, finishedAt: last.finishedAt, errorCode: last.errorCode } : null,

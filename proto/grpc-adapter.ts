@@ -30,7 +30,7 @@ export interface PeerIdentity {
   /** SHA-256 of the certificate DER, lower-case hex. */
   sha256: string;
   /** Extended key usages by name (`clientAuth`, `midcertOperator`, or the dotted OID); empty when absent. */
-  extKeyUsage: string[];
+  extKeyUsage: readonly string[];
 }
 
 export interface CallContext {
@@ -158,12 +158,23 @@ export function toServiceDefinition(service: AnyService): grpc.ServiceDefinition
 
 type SurfaceCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 
+/** Client certificates seen lately, by DER: a controller's calls all carry the same one, and parsing it costs more than the call. */
+const identities = new Map<string, PeerIdentity>();
+const MAX_IDENTITIES = 64;
+
 function peerIdentity(call: SurfaceCall): PeerIdentity | undefined {
   const raw = call.getAuthContext().sslPeerCertificate?.raw;
   if (!raw) return undefined;
-  const cert = parseCertificate(raw);
-  const cns = cert.subject.flat().filter((a) => a.type === 'CN').map((a) => a.value);
-  return { commonName: cns.length === 1 ? cns[0] : undefined, subject: cert.subjectText, sha256: cert.sha256, extKeyUsage: cert.extKeyUsage ?? [] };
+  const key = raw.toString('base64');
+  let identity = identities.get(key);
+  if (!identity) {
+    const cert = parseCertificate(raw);
+    const cns = cert.subject.flat().filter((a) => a.type === 'CN').map((a) => a.value);
+    identity = Object.freeze({ commonName: cns.length === 1 ? cns[0] : undefined, subject: cert.subjectText, sha256: cert.sha256, extKeyUsage: Object.freeze([...(cert.extKeyUsage ?? [])]) });
+    if (identities.size >= MAX_IDENTITIES) identities.clear();
+    identities.set(key, identity);
+  }
+  return identity;
 }
 
 export interface ServerTls {
@@ -212,6 +223,8 @@ export async function startRpcServer<S extends AnyService>(options: RpcServerOpt
   const grpcOptions: grpc.ServerOptions = {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? 32,
+    // Nothing reads channelz; its per-connection bookkeeping is pure cost.
+    'grpc.enable_channelz': 0,
   };
   const inFlight = { count: 0, max: options.maxConcurrentCalls ?? 128 };
   const servers: grpc.Server[] = [];
@@ -391,6 +404,10 @@ export function createRpcClient<S extends AnyService>(service: S, target: string
   const credentials = tls ? sslCredentials(tls) : grpc.credentials.createInsecure();
   const channelOptions: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    'grpc.enable_channelz': 0,
+    // Each client owns its connection: closing it then does not sweep a process-wide pool, a
+    // sweep whose cost grew with the number of agents a fleet status had dialled.
+    'grpc.use_local_subchannel_pool': 1,
     ...(tls?.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
   };
   const client = new grpc.Client(target, credentials, channelOptions);

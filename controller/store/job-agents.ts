@@ -74,6 +74,8 @@ export interface JobAgentRepo {
   advance(jobId: number, agentName: string, to: JobAgentState, patch?: JobAgentPatch): Promise<JobAgent>;
   /** The agent's jobs, newest first (default 50). */
   agentHistory(agentName: string, options?: { limit?: number }): Promise<AgentHistoryEntry[]>;
+  /** Each named agent's newest job (agentHistory's first entry), in one query per 500 names; agents never in a job are absent. */
+  latestFor(agentNames: readonly string[]): Promise<Map<string, AgentHistoryEntry>>;
 }
 
 interface JobAgentRow {
@@ -172,15 +174,41 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     },
     async agentHistory(agentName, options = {}) {
       const limit = Math.min(Math.max(1, options.limit ?? 50), 10_000);
-      const rows = await sql.all<JobAgentRow & { kind: JobKind; job_state: JobState; created_at: string; started_at: string | null; finished_at: string | null }>(
-        `SELECT ja.*, j.kind, j.state AS job_state, j.created_at, j.started_at, j.finished_at
+      const rows = await sql.all<HistoryRow>(`SELECT ${HISTORY_COLUMNS}
           FROM job_agents ja JOIN jobs j ON j.id = ja.job_id WHERE ja.agent_name = ? ORDER BY ja.job_id DESC LIMIT ?`, [agentName, limit]);
-      return rows.map((r) => ({
-        jobId: r.job_id, kind: r.kind, jobState: r.job_state, agentState: r.state, wave: r.wave,
-        createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
-        outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
-      }));
+      return rows.map(historyEntry);
     },
+    async latestFor(agentNames) {
+      const latest = new Map<string, AgentHistoryEntry>();
+      for (let i = 0; i < agentNames.length; i += NAMES_PER_QUERY) {
+        const names = agentNames.slice(i, i + NAMES_PER_QUERY);
+        // Served by job_agents_agent (agent_name, job_id): one index probe per name.
+        const rows = await sql.all<HistoryRow>(`SELECT ${HISTORY_COLUMNS}
+            FROM job_agents ja JOIN jobs j ON j.id = ja.job_id
+            WHERE ja.agent_name IN (${names.map(() => '?').join(', ')})
+              AND ja.job_id = (SELECT MAX(x.job_id) FROM job_agents x WHERE x.agent_name = ja.agent_name)`, names);
+        for (const r of rows) latest.set(r.agent_name, historyEntry(r));
+      }
+      return latest;
+    },
+  };
+}
+
+/** Bound parameters per query stay far below SQLite's and PostgreSQL's limits. */
+const NAMES_PER_QUERY = 500;
+
+/** What a history entry needs; the PEM columns stay in the database. */
+const HISTORY_COLUMNS = `ja.job_id, ja.agent_name, ja.state, ja.wave, ja.outage_started_at, ja.outage_ended_at, ja.error_code, ja.error_message,
+  j.kind, j.state AS job_state, j.created_at, j.started_at, j.finished_at`;
+
+type HistoryRow = Pick<JobAgentRow, 'job_id' | 'agent_name' | 'state' | 'wave' | 'outage_started_at' | 'outage_ended_at' | 'error_code' | 'error_message'>
+  & { kind: JobKind; job_state: JobState; created_at: string; started_at: string | null; finished_at: string | null };
+
+function historyEntry(r: HistoryRow): AgentHistoryEntry {
+  return {
+    jobId: r.job_id, kind: r.kind, jobState: r.job_state, agentState: r.state, wave: r.wave,
+    createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
+    outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
   };
 }
 

@@ -177,6 +177,17 @@ describe('agent/rpc security', () => {
     assert.equal(calls.length, 0);
   });
 
+  // The server remembers identities by certificate DER: two certificates with one CN stay apart.
+  it('keeps apart two certificates with the same CN, call after call', async () => {
+    const operator = client(operatorId);
+    const lookalike = client(clientOnlyOperatorId);
+    for (let round = 0; round < 3; round++) {
+      assert.equal((await operator.restartService({})).ok, true);
+      assert.equal((await failure(lookalike.restartService({}))).code, 'PERMISSION_DENIED');
+    }
+    assert.deepEqual(calls.map((x) => [x.method, x.role]), Array.from({ length: 3 }, () => ['RestartService', 'operator']));
+  });
+
   it('lets a reader read but not prepare, install or roll back', async () => {
     const c = client(readerId);
     assert.equal((await c.getStatus({})).midName, 'mid01');

@@ -170,6 +170,28 @@ describe('controller/store: jobs, job agents and steps', () => {
     assert.deepEqual((await store.jobAgents.agentHistory('mid01')).map((h) => [h.jobId, h.kind, h.agentState]), [[b.id, 'renew', 'pending'], [a.id, 'rotate', 'skipped']]);
   });
 
+  it('finds each agent\'s newest job in one pass, as agentHistory\'s first entry, for more names than one query takes', async () => {
+    const many = Array.from({ length: 620 }, (_, i) => `bulk${String(i).padStart(3, '0')}`);
+    await store.transaction(async () => { for (const name of many) await store.agents.add({ name, address: `${name}.example:7443` }); });
+    const older = await store.jobs.create({ kind: 'rotate', agents: ['mid01', ...many.slice(0, 600)] });
+    await store.jobs.transition(older.id, 'running');
+    await store.jobAgents.advance(older.id, 'bulk599', 'preparing');
+    await store.jobAgents.advance(older.id, 'bulk599', 'failed', { errorCode: 'CA_REJECTED', errorMessage: 'no' });
+    await store.jobs.transition(older.id, 'failed', { code: 'CA_REJECTED', message: 'no' });
+    const newer = await store.jobs.create({ kind: 'renew', agents: ['mid01', 'bulk001'] });
+    const latest = await store.jobAgents.latestFor(['mid01', 'mid02', ...many]);
+    assert.equal(latest.size, 601, 'mid02 and bulk600… were never in a job');
+    assert.equal(latest.has('mid02'), false);
+    assert.equal(latest.has('bulk600'), false);
+    for (const name of ['mid01', 'bulk001', 'bulk000', 'bulk599']) {
+      assert.deepEqual(latest.get(name), (await store.jobAgents.agentHistory(name, { limit: 1 }))[0], name);
+    }
+    assert.equal(latest.get('mid01')?.jobId, newer.id);
+    assert.deepEqual([latest.get('bulk000')?.jobId, latest.get('bulk000')?.agentState], [older.id, 'skipped']);
+    assert.deepEqual([latest.get('bulk599')?.agentState, latest.get('bulk599')?.errorCode], ['failed', 'CA_REJECTED']);
+    assert.equal((await store.jobAgents.latestFor([])).size, 0);
+  });
+
   it('bounds what it stores: an oversized CSR is refused, a long error message is cut', async () => {
     const job = await store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
     await store.jobs.transition(job.id, 'running');

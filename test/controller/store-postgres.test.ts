@@ -81,6 +81,8 @@ describe('controller/store on PostgreSQL', function () {
     await store.jobs.transition(job.id, 'failed', { code: 'CA_REJECTED', message: 'no' });
     assert.deepEqual((await store.jobAgents.list(job.id)).map((r) => [r.agentName, r.state]), [['mid9', 'failed'], ['mid10', 'skipped']]);
     assert.equal((await store.jobs.agentCounts(job.id)).skipped, 1);
+    const latest = await store.jobAgents.latestFor(['mid9', 'mid10', 'mid-a']);
+    assert.deepEqual([...latest].map(([name, h]) => [name, h.jobId, h.agentState, h.errorCode]).sort(), [['mid10', job.id, 'skipped', null], ['mid9', job.id, 'failed', 'CA_REJECTED']]);
     const pki = await makeLabPki();
     const cert = await store.certificates.recordIssued({ agentName: 'mid9', pem: pki.leaf.certPem, jobId: job.id });
     await store.certificates.setStatus(cert.sha256, 'installed');

@@ -1,7 +1,8 @@
-import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { MidcertError } from '../common/errors.js';
 import { encodeOid } from './oid.js';
+import { spkiDer } from './spki.js';
 
 /** Small builders over forge.asn1 so structures read like their ASN.1 definitions. */
 const asn1 = forge.asn1;
@@ -42,9 +43,7 @@ export function latin1(bytes: Uint8Array): string {
 }
 
 export function publicKeyInfo(key: KeyObject): Node {
-  // A private KeyObject cannot export SPKI itself; derive its public half first.
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return fromDerBuffer(pub.export({ type: 'spki', format: 'der' }));
+  return fromDerBuffer(spkiDer(key));
 }
 
 const SIGNATURE_OIDS = { rsa: '1.2.840.113549.1.1.11', ec: '1.2.840.10045.4.3.2' } as const;

@@ -1,4 +1,4 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { MidcertError, asMidcertError } from '../common/errors.js';
 import { LIMITS, assertCertificateCount, assertSize } from '../common/limits.js';
@@ -78,10 +78,21 @@ export interface Certificate {
 
 /** Reads every certificate in a PEM text, a DER certificate, or a PKCS#7 (PEM or DER). */
 export function readCertificates(bytes: Uint8Array): Certificate[] {
+  return certificateDers(bytes).map(parseCertificate);
+}
+
+/** The DER of every certificate readCertificates would return, unparsed. */
+export function certificateDers(bytes: Uint8Array): Buffer[] {
   assertSize(bytes, LIMITS.pemBytes, 'certificate file');
   const ders = looksLikePem(bytes) ? pemCertificateDers(Buffer.from(bytes).toString('latin1')) : derCertificateDers(Buffer.from(bytes));
   assertCertificateCount(ders.length);
-  return ders.map(parseCertificate);
+  return ders;
+}
+
+/** The first certificate's SHA-256 (lower-case hex, as Certificate.sha256), without parsing it; undefined when there is none. */
+export function firstCertificateSha256(bytes: Uint8Array): string | undefined {
+  const der = certificateDers(bytes)[0];
+  return der && createHash('sha256').update(der).digest('hex');
 }
 
 function pemCertificateDers(text: string): Buffer[] {

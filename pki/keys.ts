@@ -1,8 +1,9 @@
-import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { MidcertError } from '../common/errors.js';
 import { LIMITS, assertSize } from '../common/limits.js';
 import { looksLikePem, scanPem, type PemBlock } from './pem.js';
+import { spkiDer } from './spki.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -170,6 +171,5 @@ function isPassphraseError(err: unknown): boolean {
 
 /** True when two keys (private or public) share the same public key. */
 export function publicKeysEqual(a: KeyObject, b: KeyObject): boolean {
-  const spki = (k: KeyObject): Buffer => (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
-  return spki(a).equals(spki(b));
+  return a === b || spkiDer(a).equals(spkiDer(b));
 }

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { parseCertificate, type Certificate } from './certificate.js';
-import { assertCsrSignature, parseCsr } from './csr.js';
+import { assertCsrSignature, parseCsr, type ParsedCsr } from './csr.js';
 import { issueCertificate, PROFILES, type CertificateProfile } from './issue.js';
 import { generateKey, toPkcs8Pem, type KeySpec } from './keys.js';
 import { toPem } from './pem.js';
@@ -23,8 +23,8 @@ export interface TwoTierCa {
   intermediate: Identity;
   /** Intermediate then root, PEM: what gets published to the instance as the CA chain. */
   chainPem: string;
-  /** Issues a certificate for a CSR (PEM or DER); the profile decides KU/EKU like a CA template. */
-  signCsr(csr: Uint8Array | string, options?: SignOptions): string;
+  /** Issues a certificate for a CSR (PEM, DER, or already parsed); the profile decides KU/EKU like a CA template. */
+  signCsr(csr: Uint8Array | string | ParsedCsr, options?: SignOptions): string;
   /** A fresh key + certificate (e.g. TLS server identity for a simulator). */
   issueIdentity(subject: string, profile: CertificateProfile, options?: { days?: number; keySpec?: KeySpec }): Promise<Identity>;
 }
@@ -72,7 +72,7 @@ export function twoTierCaFrom(root: Identity, intermediate: Identity): TwoTierCa
     intermediate,
     chainPem: intermediate.certPem + root.certPem,
     signCsr(csr, options = {}) {
-      const parsed = parseCsr(typeof csr === 'string' ? Buffer.from(csr) : csr);
+      const parsed = typeof csr === 'string' ? parseCsr(Buffer.from(csr)) : csr instanceof Uint8Array ? parseCsr(csr) : csr;
       assertCsrSignature(parsed);
       const notBefore = options.notBefore ?? new Date(Date.now() - 60_000);
       const notAfter = options.notAfter ?? new Date(notBefore.getTime() + (options.days ?? 365) * DAY);

@@ -56,6 +56,8 @@ async function openLocalCa(dir: string): Promise<TwoTierCa> {
 
 export async function createLocalAdapter(cfg: CaConfig, ctx: { dataDir: string }): Promise<CaAdapter> {
   const ca = await openLocalCa(localCaDir(ctx.dataDir, cfg.dir));
+  // Parsed once: every issued leaf is checked against the same two certificates.
+  const chain = readCertificates(Buffer.from(ca.chainPem));
   return {
     type: 'local',
     submit: (csrPem) => settle(async () => {
@@ -63,8 +65,8 @@ export async function createLocalAdapter(cfg: CaConfig, ctx: { dataDir: string }
       // Like ADCS, never issue past the issuing CA's own expiry.
       const notBefore = new Date(Date.now() - 60_000);
       const notAfter = new Date(Math.min(notBefore.getTime() + cfg.validityDays * DAY, ca.intermediate.cert.notAfter.getTime()));
-      const leafPem = ca.signCsr(csr.der, { profile: PROFILES.client, notBefore, notAfter });
-      return verifyIssued(readCertificates(Buffer.from(leafPem + ca.chainPem)), { keyId: csr.keyId, issuedUnder: 'local CA profile client' });
+      const leafPem = ca.signCsr(csr.parsed, { profile: PROFILES.client, notBefore, notAfter });
+      return verifyIssued([...readCertificates(Buffer.from(leafPem)), ...chain], { keyId: csr.keyId, issuedUnder: 'local CA profile client' });
     }),
     poll: async () => rejected('the local CA never leaves a request pending; there is nothing to poll').outcome,
   };

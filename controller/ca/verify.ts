@@ -1,9 +1,10 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { isMidcertError } from '../../common/errors.js';
 import { buildChain, type BuiltChain } from '../../pki/chain.js';
 import { type Certificate } from '../../pki/certificate.js';
-import { parseCsr } from '../../pki/csr.js';
+import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
+import { spkiDer } from '../../pki/spki.js';
 import { rejected, type CaOutcome } from './adapter.js';
 
 /** The CSR as every adapter needs it: bytes to send, and the key the result must carry. */
@@ -14,6 +15,8 @@ export interface SubmittedCsr {
   publicKey: KeyObject;
   /** SHA-256 of the SubjectPublicKeyInfo DER, base64url: what "same public key" compares. */
   keyId: string;
+  /** All of it, for a CA that signs in process. */
+  parsed: ParsedCsr;
 }
 
 /** Parses and self-verifies the CSR before anything is sent; a bad one is `rejected`. */
@@ -25,12 +28,11 @@ export function readSubmittedCsr(csrPemOrDer: string | Buffer): SubmittedCsr {
     throw rejected(`the CSR cannot be parsed${isMidcertError(err) ? `: ${err.message}` : ''}`);
   }
   if (!csr.signatureValid) throw rejected('the CSR signature does not verify (corrupted, or not signed by its own key)');
-  return { pem: toPem('CERTIFICATE REQUEST', csr.der), der: csr.der, subjectText: csr.subjectText, publicKey: csr.publicKey, keyId: keyIdOf(csr.publicKey) };
+  return { pem: toPem('CERTIFICATE REQUEST', csr.der), der: csr.der, subjectText: csr.subjectText, publicKey: csr.publicKey, keyId: keyIdOf(csr.publicKey), parsed: csr };
 }
 
 export function keyIdOf(key: KeyObject): string {
-  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url');
+  return createHash('sha256').update(spkiDer(key)).digest('base64url');
 }
 
 /** More issuer certificates, fetched or read only when the CA's answer lacks them. */

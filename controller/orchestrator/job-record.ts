@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readCertificates } from '../../pki/certificate.js';
+import { firstCertificateSha256 } from '../../pki/certificate.js';
 import type { JobAgent, JobAgentState, Store } from '../store/index.js';
 import type { RotationRecord, RotationState } from './rotate-one.js';
 
@@ -82,6 +82,5 @@ function patchFor(to: JobAgentState, r: RotationRecord): Parameters<Store['jobAg
 }
 
 export function sha256Of(pem: string): string {
-  const cert = readCertificates(Buffer.from(pem))[0];
-  return cert ? cert.sha256 : createHash('sha256').update(pem).digest('hex');
+  return firstCertificateSha256(Buffer.from(pem)) ?? createHash('sha256').update(pem).digest('hex');
 }

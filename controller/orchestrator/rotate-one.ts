@@ -1,5 +1,5 @@
 import { MidcertError, isMidcertError } from '../../common/errors.js';
-import { readCertificates } from '../../pki/certificate.js';
+import { firstCertificateSha256 } from '../../pki/certificate.js';
 import type { CaOutcome } from '../ca/adapter.js';
 import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot } from './ports.js';
 
@@ -318,7 +318,7 @@ function settledOutcome(answer: RenewalSnapshot, expected: string, renewalId: st
 function leafSha256(pem: string | undefined): string {
   if (!pem) return '';
   try {
-    return readCertificates(Buffer.from(pem))[0]?.sha256 ?? '';
+    return firstCertificateSha256(Buffer.from(pem)) ?? '';
   } catch {
     return '';
   }

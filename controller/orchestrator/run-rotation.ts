@@ -152,23 +152,26 @@ export async function settleJob(store: Store, jobId: number, results: RotationRe
 function resultOf(name: string, record: RotationRecord | undefined, previousSha256: string, stopReason: string): RotationResult {
   if (!record) return skippedResult(name, `not started: ${stopReason || 'rollout stopped'}`);
   const ok = record.state === 'verified';
+  const issued = ok && record.certificatePem ? issuedFacts(record.certificatePem) : { sha256: '', notAfter: '' };
   return {
     name,
     state: ok ? 'succeeded' : 'failed',
     previousSha256: record.previousSha256 ?? previousSha256,
-    newSha256: ok && record.certificatePem ? sha256Of(record.certificatePem) : '',
-    notAfter: ok && record.certificatePem ? notAfterOf(record.certificatePem) : '',
+    newSha256: issued.sha256,
+    notAfter: issued.notAfter,
     failedStep: ok ? '' : record.failedStep ?? '',
     error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' },
   };
 }
 
-function notAfterOf(pem: string): string {
+function issuedFacts(pem: string): { sha256: string; notAfter: string } {
   try {
-    return readCertificates(Buffer.from(pem))[0]?.notAfter.toISOString() ?? '';
+    const cert = readCertificates(Buffer.from(pem))[0];
+    if (cert) return { sha256: cert.sha256, notAfter: cert.notAfter.toISOString() };
   } catch {
-    return '';
+    // reported with what the hash alone gives
   }
+  return { sha256: sha256Of(pem), notAfter: '' };
 }
 
 function planned(name: string, previousSha256: string): RotationResult {

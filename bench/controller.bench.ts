@@ -33,7 +33,8 @@ import { createCaAdapter } from '../controller/ca/index.js';
 import { initLocalCa } from '../controller/ca/local.js';
 import { initDataDir } from '../controller/data-dir.js';
 import { fleetStatus } from '../controller/fleet-status.js';
-import { runRotation, type RotationDeps, type RotationOptions } from '../controller/orchestrator/run-rotation.js';
+import type { RotationDeps, RotationOptions } from '../controller/orchestrator/rotate-agent.js';
+import { runRotation } from '../controller/orchestrator/run-rotation.js';
 import type { AgentPort } from '../controller/orchestrator/ports.js';
 import { fleetDialer, type AgentDialer } from '../controller/orchestrator/wiring.js';
 import { openStore, type Agent, type Store, type StoreConfig } from '../controller/store/index.js';
@@ -229,8 +230,8 @@ function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
 
 async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
   const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
-  const rotate = async (subset: Agent[], timing?: { firstWave?: number }): Promise<void> => {
-    const report = await runRotation({ ...deps, onWave: () => { if (timing) timing.firstWave ??= performance.now(); } }, subset, options);
+  const rotate = async (subset: Agent[], timing?: { firstStep?: number }): Promise<void> => {
+    const report = await runRotation({ ...deps, onEvent: () => { if (timing) timing.firstStep ??= performance.now(); } }, subset, options);
     if (report.summary.succeeded !== subset.length) throw new Error(`rotation (${label}): ${JSON.stringify(report.summary)} ${JSON.stringify(report.results.find((r) => r.error)?.error)}`);
   };
   // The per-MID time: one MID rotated alone, a warm-up first, then the median of ALONE_RUNS.
@@ -247,7 +248,7 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   const perMid = median(alone);
   stats.reset();
   const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
-  const timing: { firstWave?: number } = {};
+  const timing: { firstStep?: number } = {};
   const t = performance.now();
   await profiled(`${id}-rotation`, () => rotate(agents, timing));
   const wall = performance.now() - t;
@@ -255,13 +256,13 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   const s = stats.snapshot();
   if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}-rotation\n${stats.breakdown()}\n`);
   const ideal = Math.ceil(agents.length / CONCURRENCY) * perMid;
-  const beforeWaves = (timing.firstWave ?? t) - t;
+  const beforeFirst = (timing.firstStep ?? t) - t;
   const r = `rotation, ${label}`;
   return {
     [`${r}: one MID alone (ms, median of ${ALONE_RUNS}; runs)`]: `${fmt(perMid)} (${alone.map(fmt).join(', ')})`,
     [`${r}: store per MID alone (write txns, statements, write txn held mean ms)`]: `${(aloneStore.writes / ALONE_RUNS).toFixed(0)}, ${(aloneStore.statements / ALONE_RUNS).toFixed(0)}, ${(aloneStore.heldMs / Math.max(1, aloneStore.writes)).toFixed(2)}`,
     [`${r}: ${agents.length} MIDs at C=${CONCURRENCY} (ms)`]: fmt(wall),
-    [`${r}: of which before the first wave (select + job create)`]: fmt(beforeWaves),
+    [`${r}: of which before the first MID's first step (its status answer, job create)`]: fmt(beforeFirst),
     [`${r}: ideal ceil(${agents.length}/${CONCURRENCY}) × per-MID (ms)`]: fmt(ideal),
     [`${r}: actual / ideal (goal ≤ 1.1)`]: `**${(wall / ideal).toFixed(2)}**`,
     [`${r}: store write txns (count, per MID)`]: `${s.writes}, ${(s.writes / agents.length).toFixed(1)}`,

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { isMidcertError } from '../common/errors.js';
 import { startMetricsServer } from '../common/metrics-http.js';
 import { createControllerMetrics, type AgentObservation } from './metrics/registry.js';
-import type { RotationDeps, RotationOptions } from './orchestrator/run-rotation.js';
+import type { RotationDeps, RotationOptions } from './orchestrator/rotate-agent.js';
 import { runRotation } from './orchestrator/run-rotation.js';
 import { renewedByJobs, resumeUnfinishedJobs, type ResumeOutcome } from './orchestrator/resume.js';
 import { runPool } from './orchestrator/waves.js';

@@ -149,7 +149,24 @@ export function pkcs7CertificateDers(der: Buffer): Buffer[] {
   }
 }
 
+/**
+ * Certificates parsed lately, by DER. A rotation meets each new leaf several times (the CA's check,
+ * the store's record, the report) and parsing is the costly part. Entries are frozen: shared, never changed.
+ */
+const parsed = new Map<string, Certificate>();
+const MAX_PARSED = 256;
+
 export function parseCertificate(der: Buffer): Certificate {
+  const key = der.toString('base64');
+  const known = parsed.get(key);
+  if (known) return known;
+  const cert = Object.freeze(parseUncached(der));
+  if (parsed.size >= MAX_PARSED) parsed.delete(parsed.keys().next().value as string);
+  parsed.set(key, cert);
+  return cert;
+}
+
+function parseUncached(der: Buffer): Certificate {
   try {
     assertNoTrailingBytes(der, readTlv(der), 'the certificate');
     const x509 = new X509Certificate(der);

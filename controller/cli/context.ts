@@ -1,6 +1,6 @@
 import type { ControllerConfig } from '../config.js';
 import type { InstanceOperations } from '../instance/operations.js';
-import type { RotationDeps, RotationOptions } from '../orchestrator/run-rotation.js';
+import type { RotationDeps, RotationOptions } from '../orchestrator/rotate-agent.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import type { Store } from '../store/index.js';
 // Everything a command opens (config, SQLite, instance client, CA, gRPC) loads only when a command

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { EXIT, printJson, readInput, usageError, type Style } from '../../common/cli.js';
 import { LIMITS } from '../../common/limits.js';
 import type { AgentFleetStatus } from '../fleet-status.js';
-import type { RotationReport, RotationResult } from '../orchestrator/run-rotation.js';
+import type { RotationReport, RotationResult } from '../orchestrator/rotate-agent.js';
 import type { RotationEvent } from '../orchestrator/rotate-one.js';
 import type { FleetIdentity } from '../fleet-ca.js';
 import type { Agent, JobAgentState, JobKind, JobQuery, JobState, Store } from '../store/index.js';

@@ -57,7 +57,7 @@ function mutualAuthCommand(globals: () => GlobalOptions, kind: 'convert' | 'boot
     .option('--json', 'print {"ok","jobId","results"}');
   if (kind === 'bootstrap') command.option('--capability <name>', 'ecc_agent capability to add (repeatable; default ALL)', collectCaps, []);
   return command.action(async (o: { agent: string; json?: boolean; capability?: string[] }) => {
-      const { rotateAgent, settleJob } = await import('../orchestrator/run-rotation.js');
+      const { rotateAgent, settleJob } = await import('../orchestrator/rotate-agent.js');
       const ctx = await openContext(globals());
       try {
         const agent = await ctx.store.agents.require(o.agent);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { readCertificates } from '../../pki/certificate.js';
 import type { CaPort, InstancePort } from '../orchestrator/ports.js';
-import type { RotationDeps } from '../orchestrator/run-rotation.js';
+import type { RotationDeps } from '../orchestrator/rotate-agent.js';
 import type { MetricsSnapshot } from '../store/metrics.js';
 import type { Store } from '../store/index.js';
 

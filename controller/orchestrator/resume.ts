@@ -1,5 +1,5 @@
 import { describeOwner, type Agent, type Job, type JobAgent, type OwnerInfo, type Store } from '../store/index.js';
-import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './run-rotation.js';
+import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './rotate-agent.js';
 import type { RotationRecord } from './rotate-one.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);

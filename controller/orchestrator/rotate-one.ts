@@ -50,6 +50,8 @@ export interface RotateOneContext {
     reconnectBackoffMs?: number;
     /** Leaf key types the agent may install besides RSA-2048 (`--allow-key-type`, rotation.allowKeyTypes). */
     allowKeyTypes?: readonly string[];
+    /** The leaf the agent reported a moment ago on this connection (the selection's answer): not asked again. */
+    knownLeafSha256?: string;
   };
 }
 
@@ -100,9 +102,9 @@ function nextStepName(state: RotationState): string {
 async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
   switch (record.state) {
     case 'pending': {
-      const status = await ctx.agent.status();
+      const previousSha256 = ctx.options.knownLeafSha256 ?? (await ctx.agent.status()).leafSha256;
       const { csrPem } = await ctx.agent.prepare(record.renewalId);
-      return save({ state: 'prepared', csrPem, previousSha256: status.leafSha256 });
+      return save({ state: 'prepared', csrPem, previousSha256 });
     }
     case 'prepared':
       return settle(save, await ctx.ca.submit(record.csrPem as string, { subject: ctx.subject ?? '', midName: ctx.agentName }));

@@ -2,7 +2,7 @@ import { readCertificates } from '../../pki/certificate.js';
 import { MidcertError } from '../../common/errors.js';
 import type { Agent } from '../store/index.js';
 import { rotateCaChain } from './rotate-ca.js';
-import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './run-rotation.js';
+import { rotateAgent, settleJob, type RotationDeps, type RotationOptions, type RotationResult } from './rotate-agent.js';
 import type { RotationRecord } from './rotate-one.js';
 
 export interface CaRotationReport {

@@ -1,76 +1,44 @@
 import { isMidcertError } from '../../common/errors.js';
-import { readCertificates } from '../../pki/certificate.js';
-import type { Agent, Store } from '../store/index.js';
-import { jobRecord, sha256Of } from './job-record.js';
-import type { AgentPort, CaPort, InstancePort } from './ports.js';
-import { rotateOne, type RotationEvent, type RotationRecord } from './rotate-one.js';
-import { planWaves, runPool, runWaves } from './waves.js';
-
-export interface RotationDeps {
-  store: Store;
-  dial(agent: Agent): AgentPort;
-  ca: CaPort;
-  instance: InstancePort | undefined;
-  onEvent(event: RotationEvent): void;
-  onWave?(index: number, names: string[]): void;
-}
-
-export interface RotationOptions {
-  force: boolean;
-  expiringWithinDays: number;
-  canary: number;
-  batch: number;
-  maxFailures: number;
-  concurrency: number;
-  dryRun: boolean;
-  caTimeoutMs: number;
-  caPollMs: number;
-  upTimeoutMs: number;
-  /** How long an agent that went away mid-install is re-dialled and asked GetRenewal (default upTimeoutMs). */
-  reconnectMs?: number;
-  /** Leaf key types agents may install besides RSA-2048, e.g. "rsa-3072" (vendor material shows RSA-2048 only). */
-  allowKeyTypes?: readonly string[];
-}
-
-export interface RotationResult {
-  name: string;
-  state: 'succeeded' | 'failed' | 'skipped' | 'planned';
-  previousSha256: string;
-  newSha256: string;
-  notAfter: string;
-  failedStep: string;
-  error: { code: string; message: string } | null;
-  reason?: string;
-}
-
-export interface RotationReport {
-  ok: boolean;
-  jobId: number | null;
-  dryRun: boolean;
-  plan: { waves: string[][]; skipped: { name: string; reason: string }[] };
-  results: RotationResult[];
-  summary: { succeeded: number; failed: number; skipped: number };
-  stoppedEarly: boolean;
-  reason: string;
-}
-
-interface Candidate {
-  agent: Agent;
-  leafSha256: string;
-}
+import type { Agent } from '../store/index.js';
+import { Feed } from './feed.js';
+import { KeptPorts } from './kept-ports.js';
+import {
+  finishReport, planned, resultOf, rotateAgent, settleJob, skippedResult,
+  type RotationDeps, type RotationOptions, type RotationReport, type RotationResult,
+} from './rotate-agent.js';
+import { byName, probeInOrder, type Candidate, type Probe, type Skip } from './selection.js';
+import { planWaves, runWaves, type FleetTarget, type Wave } from './waves.js';
 
 /**
  * Fleet rotation: select (expiring or forced), plan waves, run them as one persisted job.
  * `exclude` names MIDs to skip whatever `force` says, with the reason to report — the MIDs a job
  * resumed just before renewed (see renewedByJobs), so a re-run rotates every MID once.
+ *
+ * A fleet without clusters starts its first wave while the later MIDs are still being asked
+ * (rotateWhileSelecting); the plan and the report are the same either way. A fleet with clusters
+ * plans from every answer first (a cluster's wave limit depends on how many of it are selected),
+ * as do a dry run and a fleet with a MID already in another job (the job refuses as a whole).
  */
 export async function runRotation(deps: RotationDeps, agents: Agent[], options: RotationOptions, exclude: ReadonlyMap<string, string> = new Map()): Promise<RotationReport> {
   const excluded = agents.filter((a) => exclude.has(a.name)).map((a) => ({ name: a.name, reason: exclude.get(a.name) as string }));
-  const chosen = await select(deps, agents.filter((a) => !exclude.has(a.name)), options);
-  const selected = chosen.selected;
-  const skipped = [...chosen.skipped, ...excluded].sort((a, b) => a.name.localeCompare(b.name));
+  const candidates = agents.filter((a) => !exclude.has(a.name)).sort(byName);
+  const kept = new KeptPorts();
+  try {
+    const streamed = !options.dryRun && !candidates.some((a) => a.cluster) && (await deps.store.jobs.holders(candidates.map((a) => a.name))).size === 0;
+    return await (streamed ? rotateWhileSelecting : rotateAfterSelecting)(deps, candidates, excluded, options, kept);
+  } finally {
+    kept.closeAll();
+  }
+}
+
+type Rotate = (deps: RotationDeps, candidates: Agent[], excluded: Skip[], options: RotationOptions, kept: KeptPorts) => Promise<RotationReport>;
+
+const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options, kept) => {
+  const selected: Candidate[] = [];
+  const skipped: Skip[] = [...excluded];
+  await probeInOrder(deps.dial, candidates, selectOptions(options), kept, (p) => { if ('selected' in p) selected.push(p.selected); else skipped.push(p.skipped); });
   const waves = planWaves(selected.map((c) => ({ name: c.agent.name, cluster: c.agent.cluster ?? undefined })), { canary: options.canary, batch: options.batch });
-  const plan = { waves: waves.map((w) => w.map((t) => t.name)), skipped };
+  const plan = { waves: waves.map((w) => w.map((t) => t.name)), skipped: skipped.sort(byName) };
   if (options.dryRun || selected.length === 0) {
     const results = [...selected.map((c) => planned(c.agent.name, c.leafSha256)), ...skipped.map((s) => skippedResult(s.name, s.reason))];
     return finishReport(null, options.dryRun, plan, results, false, selected.length === 0 ? 'nothing to rotate' : '');
@@ -81,110 +49,185 @@ export async function runRotation(deps: RotationDeps, agents: Agent[], options: 
     agents: waves.flatMap((wave, index) => wave.map((t) => ({ name: t.name, wave: index }))),
   });
   await deps.store.jobs.transition(job.id, 'running');
-  const byName = new Map(selected.map((c) => [c.agent.name, c]));
-  const run = await runWaves(waves, (t) => rotateAgent(deps, job.id, (byName.get(t.name) as Candidate).agent, options), (r) => r.state === 'failed', {
+  const byAgent = new Map(selected.map((c) => [c.agent.name, c]));
+  const run = await runWaves(waves, (t) => rotateKept(deps, job.id, byAgent.get(t.name) as Candidate, options, kept), (r) => r.state === 'failed', {
     concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
     onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
   });
   const results = selected.map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
   await settleJob(deps.store, job.id, results);
   return finishReport(job.id, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, run.reason);
+};
+
+/** Rotates one chosen MID over the selection's connection when it is still kept. */
+function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, options: RotationOptions, kept: KeptPorts) {
+  const port = kept.take(candidate.agent.name);
+  return rotateAgent(deps, jobId, candidate.agent, options, {}, port && { port, leafSha256: candidate.leafSha256 });
 }
 
-async function select(deps: RotationDeps, agents: Agent[], options: RotationOptions): Promise<{ selected: Candidate[]; skipped: { name: string; reason: string }[] }> {
-  const selected: Candidate[] = [];
-  const skipped: { name: string; reason: string }[] = [];
-  await runPool(agents, Math.max(4, options.concurrency), async (agent) => {
-    const port = deps.dial(agent);
+function selectOptions(options: RotationOptions) {
+  return { force: options.force, expiringWithinDays: options.expiringWithinDays, concurrency: options.concurrency, keep: !options.dryRun };
+}
+
+/**
+ * Without clusters the plan is sequential (canary, then batches, in name order), so a MID's wave
+ * is known once every MID before it has answered: first-wave MIDs join the job and start as they
+ * are chosen, in batches (one store write per batch), and the later waves join once all answered.
+ */
+const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options, kept) => {
+  const membership = new Membership(deps, options);
+  const firstWaveSize = options.canary > 0 ? options.canary : Math.max(1, options.batch);
+  const firstWave = new Feed<FleetTarget>();
+  const later: Candidate[] = [];
+  const chosen: Candidate[] = [];
+  const joining: Candidate[] = [];
+  let flushing: Promise<void> | undefined;
+  let failure: { error: unknown } | undefined;
+  const flush = async (): Promise<void> => {
     try {
-      const status = await port.status();
-      const daysLeft = status.notAfter ? (Date.parse(status.notAfter) - Date.now()) / 86_400_000 : -Infinity;
-      if (!options.force && daysLeft > options.expiringWithinDays) skipped.push({ name: agent.name, reason: `not-expiring (${Math.floor(daysLeft)} days left)` });
-      else selected.push({ agent, leafSha256: status.leafSha256 });
-    } catch (err) {
-      skipped.push({ name: agent.name, reason: `unreachable: ${isMidcertError(err) ? `[${err.code}] ${err.message}` : String(err)}` });
+      while (joining.length > 0 && !failure) {
+        for (const c of await membership.join(joining.splice(0).map((candidate) => ({ candidate, wave: 0 })))) firstWave.push({ name: c.agent.name });
+      }
+    } catch (error) {
+      failure ??= { error };
     } finally {
-      port.close();
+      flushing = undefined;
     }
-  });
-  const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name);
-  selected.sort((a, b) => byName(a.agent, b.agent));
-  skipped.sort(byName);
-  return { selected, skipped };
-}
-
-/** One MID inside a job; also what resuming an unfinished job calls. */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}): Promise<RotationRecord> {
-  const port = deps.dial(agent);
-  const record = jobRecord(deps.store, jobId, agent.name);
-  try {
-    const result = await rotateOne({
-      agentName: agent.midName ?? agent.name,
-      agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
-      load: record.load, save: record.save,
-      emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
-      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, ...extra },
-    });
-    if (result.state === 'verified' && result.certificatePem) await recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
-    return result;
-  } finally {
-    port.close();
-  }
-}
-
-/** Issued and installed in one write: one turn of the store-wide writer lock per MID, not two. */
-async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
-  const sha = sha256Of(pem);
-  await store.transaction(async () => {
-    const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
-    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
-  });
-}
-
-export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {
-  const failed = results.filter((r) => r.state === 'failed').length;
-  const succeeded = results.filter((r) => r.state === 'succeeded').length;
-  const state = failed === 0 ? 'succeeded' : succeeded === 0 ? 'failed' : 'partial';
-  const firstError = results.find((r) => r.error)?.error;
-  await store.jobs.transition(jobId, state, state === 'succeeded' || !firstError ? undefined : { code: firstError.code, message: `${failed} MID(s) failed; first: ${firstError.message}` });
-}
-
-function resultOf(name: string, record: RotationRecord | undefined, previousSha256: string, stopReason: string): RotationResult {
-  if (!record) return skippedResult(name, `not started: ${stopReason || 'rollout stopped'}`);
-  const ok = record.state === 'verified';
-  const issued = ok && record.certificatePem ? issuedFacts(record.certificatePem) : { sha256: '', notAfter: '' };
-  return {
-    name,
-    state: ok ? 'succeeded' : 'failed',
-    previousSha256: record.previousSha256 ?? previousSha256,
-    newSha256: issued.sha256,
-    notAfter: issued.notAfter,
-    failedStep: ok ? '' : record.failedStep ?? '',
-    error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' },
   };
-}
-
-function issuedFacts(pem: string): { sha256: string; notAfter: string } {
-  try {
-    const cert = readCertificates(Buffer.from(pem))[0];
-    if (cert) return { sha256: cert.sha256, notAfter: cert.notAfter.toISOString() };
-  } catch {
-    // reported with what the hash alone gives
+  const onProbe = (p: Probe): void => {
+    if ('skipped' in p) return membership.skip(p.skipped);
+    chosen.push(p.selected);
+    if (chosen.length > firstWaveSize) return void later.push(p.selected);
+    joining.push(p.selected);
+    flushing ??= flush();
+  };
+  const selecting = (async () => {
+    try {
+      await probeInOrder(deps.dial, candidates, selectOptions(options), kept, onProbe);
+      await flushing;
+    } finally {
+      firstWave.end();
+    }
+    if (failure) throw failure.error;
+    deps.onWave?.(0, membership.inWave(0));
+  })();
+  selecting.catch(() => undefined); // awaited below; a store failure surfaces there
+  async function* waves(): AsyncGenerator<Wave> {
+    yield firstWave;
+    await selecting;
+    const rest = planWaves(later.map((c) => ({ name: c.agent.name })), { canary: 0, batch: options.batch });
+    const laterByName = new Map(later.map((c) => [c.agent.name, c]));
+    const joined = new Set((await membership.join(rest.flatMap((w, i) => w.map((t) => ({ candidate: laterByName.get(t.name) as Candidate, wave: i + 1 }))))).map((c) => c.agent.name));
+    for (const wave of rest) yield wave.filter((t) => joined.has(t.name));
   }
-  return { sha256: sha256Of(pem), notAfter: '' };
+  let run;
+  try {
+    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), options, kept), (r) => r.state === 'failed', {
+      concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
+      onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
+    });
+  } finally {
+    // Every connection the selection opens must be open before the caller closes the kept ones.
+    await selecting.catch(() => undefined);
+  }
+  const results: RotationResult[] = membership.members().map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
+  if (membership.started()) await settleJob(deps.store, membership.jobId(), results);
+  const skipped = [...excluded, ...membership.skipped()].sort(byName);
+  const plan = { waves: membership.waves(), skipped };
+  return finishReport(membership.started() ? membership.jobId() : null, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, membership.started() ? run.reason : 'nothing to rotate');
+};
+
+/**
+ * The job of a rotation that grows while it runs: created with its first members, joined by the
+ * next in batches. A MID another process claimed meanwhile is skipped, with that process named.
+ */
+interface Joining {
+  candidate: Candidate;
+  wave: number;
 }
 
-function planned(name: string, previousSha256: string): RotationResult {
-  return { name, state: 'planned', previousSha256, newSha256: '', notAfter: '', failedStep: '', error: null };
+class Membership {
+  private job: { id: number } | undefined;
+  private readonly joined: Joining[] = [];
+  private readonly byName = new Map<string, Candidate>();
+  private readonly refused: Skip[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly deps: RotationDeps, private readonly options: RotationOptions) {}
+
+  /** Adds `batch` to the job, each in its wave (creating the job first), in one write; returns who joined. */
+  join(batch: Joining[]): Promise<Candidate[]> {
+    if (batch.length === 0) return Promise.resolve([]);
+    for (const { candidate } of batch) this.byName.set(candidate.agent.name, candidate);
+    // One write at a time, in order: the job exists before anything joins it.
+    const done = this.queue.then(() => this.write(batch));
+    this.queue = done.catch(() => undefined);
+    return done;
+  }
+
+  private async write(batch: Joining[]): Promise<Candidate[]> {
+    try {
+      await this.add(batch.map(({ candidate, wave }) => ({ name: candidate.agent.name, wave })));
+      this.joined.push(...batch);
+      return batch.map((j) => j.candidate);
+    } catch (err) {
+      if (!isClaimed(err)) throw err;
+      if (batch.length === 1) return this.refuse(batch, err);
+      // Someone claimed one of them meanwhile: join the others one by one.
+      const out: Candidate[] = [];
+      for (const one of batch) out.push(...await this.write([one]));
+      return out;
+    }
+  }
+
+  private async add(members: Array<{ name: string; wave: number }>): Promise<void> {
+    if (this.job) return this.deps.store.jobs.addAgents(this.job.id, members);
+    const job = await this.deps.store.jobs.create({ kind: 'rotate', params: { ...this.options }, agents: members });
+    await this.deps.store.jobs.transition(job.id, 'running');
+    this.job = job;
+  }
+
+  private refuse(batch: Joining[], err: unknown): Candidate[] {
+    const why = isMidcertError(err) ? `[${err.code}] ${err.message}` : String(err);
+    for (const { candidate } of batch) this.refused.push({ name: candidate.agent.name, reason: `not joined: ${why}` });
+    return [];
+  }
+
+  skip(skip: Skip): void {
+    this.refused.push(skip);
+  }
+
+  candidate(name: string): Candidate {
+    return this.byName.get(name) as Candidate;
+  }
+
+  started(): boolean {
+    return this.job !== undefined;
+  }
+
+  jobId(): number {
+    if (!this.job) throw new Error('no job yet');
+    return this.job.id;
+  }
+
+  inWave(wave: number): string[] {
+    return this.joined.filter((j) => j.wave === wave).map((j) => j.candidate.agent.name).sort((a, b) => a.localeCompare(b));
+  }
+
+  waves(): string[][] {
+    const count = Math.max(0, ...this.joined.map((j) => j.wave + 1));
+    return Array.from({ length: count }, (_, i) => this.inWave(i));
+  }
+
+  members(): Candidate[] {
+    return this.joined.map((j) => j.candidate).sort((a, b) => byName(a.agent, b.agent));
+  }
+
+  skipped(): Skip[] {
+    return [...this.refused];
+  }
 }
 
-function skippedResult(name: string, reason: string): RotationResult {
-  return { name, state: 'skipped', previousSha256: '', newSha256: '', notAfter: '', failedStep: '', error: null, reason };
+function isClaimed(err: unknown): boolean {
+  return isMidcertError(err) && (err.code === 'JOB_CONFLICT' || err.code === 'AGENT_BUSY');
 }
-
-function finishReport(jobId: number | null, dryRun: boolean, plan: RotationReport['plan'], results: RotationResult[], stoppedEarly: boolean, reason: string): RotationReport {
-  const count = (s: RotationResult['state']): number => results.filter((r) => r.state === s).length;
-  const summary = { succeeded: count('succeeded'), failed: count('failed'), skipped: count('skipped') };
-  return { ok: summary.failed === 0 && !stoppedEarly, jobId, dryRun, plan, results, summary, stoppedEarly, reason };
-}
-

@@ -60,18 +60,30 @@ export interface FleetRunResult<R> {
   reason: string;
 }
 
+/** A wave: its MIDs, or a stream of them for a wave whose members are still being chosen (onWave is then the caller's). */
+export type Wave = FleetTarget[] | AsyncIterable<FleetTarget>;
+
 /**
  * Runs the waves in order, up to `concurrency` MIDs at a time inside a wave. A failed canary, or
- * more failures than `maxFailures`, stops the rollout: MIDs not started yet are skipped.
+ * more failures than `maxFailures`, stops the rollout: MIDs not started yet are skipped. `waves`
+ * may itself be a stream: a later wave is planned while the first runs.
  */
-export async function runWaves<R>(waves: FleetTarget[][], rotate: (t: FleetTarget) => Promise<R>, isFailure: (r: R) => boolean, options: FleetRunOptions & { canaryWave: boolean }): Promise<FleetRunResult<R>> {
+export async function runWaves<R>(waves: Wave[] | AsyncIterable<Wave>, rotate: (t: FleetTarget) => Promise<R>, isFailure: (r: R) => boolean, options: FleetRunOptions & { canaryWave: boolean }): Promise<FleetRunResult<R>> {
   const results = new Map<string, R>();
   const failed: string[] = [];
+  const seen: string[] = [];
   let stop: string | undefined;
-  for (const [index, wave] of waves.entries()) {
-    if (stop) break;
-    options.onWave?.(index, wave);
+  let index = -1;
+  for await (const wave of waves) {
+    index += 1;
+    if (stop) {
+      // Not started: still listed, as skipped.
+      for await (const target of wave) seen.push(target.name);
+      continue;
+    }
+    if (Array.isArray(wave)) options.onWave?.(index, wave);
     await runPool(wave, options.concurrency, async (target) => {
+      seen.push(target.name);
       if (stop) return;
       const result = await rotate(target);
       results.set(target.name, result);
@@ -81,18 +93,26 @@ export async function runWaves<R>(waves: FleetTarget[][], rotate: (t: FleetTarge
       else if (failed.length > options.maxFailures) stop ??= `${failed.length} failures exceed the budget of ${options.maxFailures}`;
     });
   }
-  const skipped = waves.flat().map((t) => t.name).filter((name) => !results.has(name));
+  const skipped = seen.filter((name) => !results.has(name));
   return { results, failed, skipped, stoppedEarly: stop !== undefined, reason: stop ?? '' };
 }
 
-/** Runs `work` over `items`, at most `limit` at once. */
-export async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+/** Runs `work` over `items` (a list, or a stream read as it comes), at most `limit` at once. */
+export async function runPool<T>(items: T[] | AsyncIterable<T>, limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  if (!Array.isArray(items)) return runPoolOver(items[Symbol.asyncIterator](), limit, work);
   let next = 0;
   const workers = Array.from({ length: Math.min(Math.max(1, limit), items.length) }, async () => {
     while (next < items.length) {
       const item = items[next++] as T;
       await work(item);
     }
+  });
+  await Promise.all(workers);
+}
+
+async function runPoolOver<T>(items: AsyncIterator<T>, limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  const workers = Array.from({ length: Math.max(1, limit) }, async () => {
+    for (let next = await items.next(); !next.done; next = await items.next()) await work(next.value);
   });
   await Promise.all(workers);
 }

@@ -58,6 +58,12 @@ export interface JobRepo {
    * the owner); AGENT_BUSY when that job is abandoned (resume it first).
    */
   create(job: NewJob): Promise<Job>;
+  /**
+   * Adds pending agents to a planned or running job of this process, under create's checks
+   * (registered, listed once, in no other unfinished job: JOB_CONFLICT / AGENT_BUSY), all or none.
+   * A rotation that starts its first MIDs while it still asks the others adds them as it goes.
+   */
+  addAgents(jobId: number, agents: NonNullable<NewJob['agents']>): Promise<void>;
   get(id: number): Promise<Job | undefined>;
   require(id: number): Promise<Job>;
   /**
@@ -109,6 +115,20 @@ export function createJobRepo(ctx: StoreContext, audit: AuditRepo): JobRepo {
     return (await sql.all<JobRow>(`SELECT * FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`, params)).map(toJob);
   };
 
+  /** Registered, and in no unfinished job; checked inside the write transaction, so two processes never both claim a MID. */
+  const assertJoinable = async (names: string[]): Promise<void> => {
+    if (names.length === 0) return;
+    const registered = new Set((await sql.all<{ name: string }>(`SELECT name FROM agents WHERE name IN ${placeholders(names.length)}`, inValues(names))).map((r) => r.name));
+    const missing = names.filter((n) => !registered.has(n));
+    if (missing.length > 0) throw new MidcertError('AGENT_NOT_FOUND', `not registered: ${missing.slice(0, 10).join(', ')}`);
+    assertFree(await holdersOf(ctx, names), ctx.owner.id);
+  };
+  const insertMembers = async (jobId: number, members: Array<{ name: string; wave: number }>, ownerId: string, now: string): Promise<void> => {
+    for (const m of members) {
+      await sql.run(`INSERT INTO job_agents (job_id, agent_name, state, wave, updated_at, owner_id) VALUES (?, ?, 'pending', ?, ?, ?)`, [jobId, m.name, m.wave, now, ownerId]);
+    }
+  };
+
   return {
     async create(input) {
       const names = (input.agents ?? []).map((a) => (typeof a === 'string' ? a : a.name));
@@ -118,21 +138,29 @@ export function createJobRepo(ctx: StoreContext, audit: AuditRepo): JobRepo {
         if (!JOB_KINDS.includes(input.kind)) throw new MidcertError('INTERNAL', `unknown job kind "${String(input.kind)}"`);
         const params = JSON.stringify(input.params ?? {});
         if (Buffer.byteLength(params) > MAX_PARAMS_BYTES) throw new MidcertError('INPUT_TOO_LARGE', `job params exceed ${MAX_PARAMS_BYTES} bytes`);
-        const memberNames = members.map((m) => m.name);
-        const registered = new Set(members.length === 0 ? [] : (await sql.all<{ name: string }>(`SELECT name FROM agents WHERE name IN ${placeholders(members.length)}`, inValues(memberNames))).map((r) => r.name));
-        const missing = memberNames.filter((n) => !registered.has(n));
-        if (missing.length > 0) throw new MidcertError('AGENT_NOT_FOUND', `not registered: ${missing.slice(0, 10).join(', ')}`);
-        // Checked inside the write transaction: two processes can never both claim a MID.
-        if (members.length > 0) assertFree(await holdersOf(ctx, memberNames), ctx.owner.id);
+        await assertJoinable(members.map((m) => m.name));
         const ownerId = await ctx.owner.ensure();
         const now = ctx.now();
         const job = toJob(await sql.get<JobRow>(`INSERT INTO jobs (kind, state, params, created_at, created_by, owner_id)
           VALUES (?, 'planned', ?, ?, ?, ?) RETURNING *`, [input.kind, params, now, ctx.actor, ownerId]) as JobRow);
-        for (const m of members) {
-          await sql.run(`INSERT INTO job_agents (job_id, agent_name, state, wave, updated_at, owner_id) VALUES (?, ?, 'pending', ?, ?, ?)`, [job.id, m.name, m.wave, now, ownerId]);
-        }
+        await insertMembers(job.id, members, ownerId, now);
         return job;
       }, (job) => ({ target: `job:${job.id}` }));
+    },
+    async addAgents(jobId, agents) {
+      const names = agents.map((a) => (typeof a === 'string' ? a : a.name));
+      if (names.length === 0) return;
+      await audit.audited({ action: 'job.add-agents', target: `job:${jobId}`, params: { agents: names } }, async () => {
+        const members = normalizeMembers(agents);
+        const locked = await sql.get<JobRow>(`SELECT * FROM jobs WHERE id = ?${sql.forUpdate}`, [jobId]);
+        if (!locked) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+        if (locked.state !== 'planned' && locked.state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${locked.state}; agents join only a planned or running job`);
+        await ctx.owner.assertOwns(jobId);
+        const already = (await sql.all<{ agent_name: string }>(`SELECT agent_name FROM job_agents WHERE job_id = ? AND agent_name IN ${placeholders(members.length)}`, [jobId, ...inValues(names)])).map((r) => r.agent_name);
+        if (already.length > 0) throw new MidcertError('AGENT_INVALID', `already in job ${jobId}: ${already.slice(0, 10).join(', ')}`);
+        await assertJoinable(names);
+        await insertMembers(jobId, members, locked.owner_id ?? await ctx.owner.ensure(), ctx.now());
+      });
     },
     get,
     require,

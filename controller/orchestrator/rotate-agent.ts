@@ -1,0 +1,137 @@
+import { readCertificates } from '../../pki/certificate.js';
+import type { Agent, Store } from '../store/index.js';
+import { jobRecord, sha256Of } from './job-record.js';
+import type { AgentPort, CaPort, InstancePort } from './ports.js';
+import { rotateOne, type RotationEvent, type RotationRecord } from './rotate-one.js';
+
+/*
+ * One MID inside a rotation job, and the report the job's MIDs add up to: shared by fleet
+ * rotation (run-rotation.ts), CA-chain rotation and resume.
+ */
+
+export interface RotationDeps {
+  store: Store;
+  dial(agent: Agent): AgentPort;
+  ca: CaPort;
+  instance: InstancePort | undefined;
+  onEvent(event: RotationEvent): void;
+  onWave?(index: number, names: string[]): void;
+}
+
+export interface RotationOptions {
+  force: boolean;
+  expiringWithinDays: number;
+  canary: number;
+  batch: number;
+  maxFailures: number;
+  concurrency: number;
+  dryRun: boolean;
+  caTimeoutMs: number;
+  caPollMs: number;
+  upTimeoutMs: number;
+  /** How long an agent that went away mid-install is re-dialled and asked GetRenewal (default upTimeoutMs). */
+  reconnectMs?: number;
+  /** Leaf key types agents may install besides RSA-2048, e.g. "rsa-3072" (vendor material shows RSA-2048 only). */
+  allowKeyTypes?: readonly string[];
+}
+
+export interface RotationResult {
+  name: string;
+  state: 'succeeded' | 'failed' | 'skipped' | 'planned';
+  previousSha256: string;
+  newSha256: string;
+  notAfter: string;
+  failedStep: string;
+  error: { code: string; message: string } | null;
+  reason?: string;
+}
+
+export interface RotationReport {
+  ok: boolean;
+  jobId: number | null;
+  dryRun: boolean;
+  plan: { waves: string[][]; skipped: { name: string; reason: string }[] };
+  results: RotationResult[];
+  summary: { succeeded: number; failed: number; skipped: number };
+  stoppedEarly: boolean;
+  reason: string;
+}
+
+/**
+ * One MID inside a job; also what resuming an unfinished job calls. `open`: the selection's
+ * connection to the agent, used (and closed) instead of dialling, with the leaf it just reported.
+ */
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open?: { port: AgentPort; leafSha256: string }): Promise<RotationRecord> {
+  const port = open?.port ?? deps.dial(agent);
+  const record = jobRecord(deps.store, jobId, agent.name);
+  try {
+    const result = await rotateOne({
+      agentName: agent.midName ?? agent.name,
+      agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
+      load: record.load, save: record.save,
+      emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
+      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open?.leafSha256, ...extra },
+    });
+    if (result.state === 'verified' && result.certificatePem) await recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
+    return result;
+  } finally {
+    port.close();
+  }
+}
+
+/** Issued and installed in one write: one turn of the store-wide writer lock per MID, not two. */
+async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
+  const sha = sha256Of(pem);
+  await store.transaction(async () => {
+    const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
+    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
+  });
+}
+
+export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {
+  const failed = results.filter((r) => r.state === 'failed').length;
+  const succeeded = results.filter((r) => r.state === 'succeeded').length;
+  const state = failed === 0 ? 'succeeded' : succeeded === 0 ? 'failed' : 'partial';
+  const firstError = results.find((r) => r.error)?.error;
+  await store.jobs.transition(jobId, state, state === 'succeeded' || !firstError ? undefined : { code: firstError.code, message: `${failed} MID(s) failed; first: ${firstError.message}` });
+}
+
+export function resultOf(name: string, record: RotationRecord | undefined, previousSha256: string, stopReason: string): RotationResult {
+  if (!record) return skippedResult(name, `not started: ${stopReason || 'rollout stopped'}`);
+  const ok = record.state === 'verified';
+  const issued = ok && record.certificatePem ? issuedFacts(record.certificatePem) : { sha256: '', notAfter: '' };
+  return {
+    name,
+    state: ok ? 'succeeded' : 'failed',
+    previousSha256: record.previousSha256 ?? previousSha256,
+    newSha256: issued.sha256,
+    notAfter: issued.notAfter,
+    failedStep: ok ? '' : record.failedStep ?? '',
+    error: ok ? null : { code: record.errorCode ?? 'FAILED', message: record.errorMessage ?? '' },
+  };
+}
+
+function issuedFacts(pem: string): { sha256: string; notAfter: string } {
+  try {
+    const cert = readCertificates(Buffer.from(pem))[0];
+    if (cert) return { sha256: cert.sha256, notAfter: cert.notAfter.toISOString() };
+  } catch {
+    // reported with what the hash alone gives
+  }
+  return { sha256: sha256Of(pem), notAfter: '' };
+}
+
+export function planned(name: string, previousSha256: string): RotationResult {
+  return { name, state: 'planned', previousSha256, newSha256: '', notAfter: '', failedStep: '', error: null };
+}
+
+export function skippedResult(name: string, reason: string): RotationResult {
+  return { name, state: 'skipped', previousSha256: '', newSha256: '', notAfter: '', failedStep: '', error: null, reason };
+}
+
+export function finishReport(jobId: number | null, dryRun: boolean, plan: RotationReport['plan'], results: RotationResult[], stoppedEarly: boolean, reason: string): RotationReport {
+  const count = (s: RotationResult['state']): number => results.filter((r) => r.state === s).length;
+  const summary = { succeeded: count('succeeded'), failed: count('failed'), skipped: count('skipped') };
+  return { ok: summary.failed === 0 && !stoppedEarly, jobId, dryRun, plan, results, summary, stoppedEarly, reason };
+}
+

@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCaAdapter } from '../../controller/ca/index.js';
+import { initLocalCa } from '../../controller/ca/local.js';
+import type { CaAdapter } from '../../controller/ca/adapter.js';
+import { initDataDir } from '../../controller/data-dir.js';
+import type { AgentPort } from '../../controller/orchestrator/ports.js';
+import type { RotationOptions, RotationReport } from '../../controller/orchestrator/rotate-agent.js';
+import { runRotation } from '../../controller/orchestrator/run-rotation.js';
+import { openStore, type Agent, type Store } from '../../controller/store/index.js';
+import { firstCertificateSha256 } from '../../pki/certificate.js';
+import { buildCsr } from '../../pki/csr.js';
+import { generateKey } from '../../pki/keys.js';
+
+const DAY = 86_400_000;
+
+/** What the fake fleet does and what it saw, in order. */
+interface Fleet {
+  log: string[];
+  /** Per agent: days its leaf has left (default 1), or 'down'. */
+  leaf: Map<string, number | 'down'>;
+  /** Runs inside the agent's first status call (the selection's), before it answers. */
+  onStatus: Map<string, () => Promise<void>>;
+}
+
+function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
+  return (agent) => ({
+    status: async () => {
+      const hook = fleet.onStatus.get(agent.name);
+      fleet.onStatus.delete(agent.name);
+      await hook?.();
+      fleet.log.push(`status ${agent.name}`);
+      const leaf = fleet.leaf.get(agent.name) ?? 1;
+      if (leaf === 'down') throw Object.assign(new Error('connection refused'), { code: 'UNAVAILABLE' });
+      return { midName: agent.name, leafSha256: `old-${agent.name}`, leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + leaf * DAY).toISOString(), serviceActive: true, instanceUrl: '' };
+    },
+    prepare: async () => ({ csrPem }),
+    install: async (_id, certificatePem) => {
+      fleet.log.push(`install ${agent.name}`);
+      return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: firstCertificateSha256(Buffer.from(certificatePem)) ?? '' };
+    },
+    enableMutualAuth: async () => { throw new Error('unused'); },
+    rollback: async () => { throw new Error('unused'); },
+    renewal: async () => { throw new Error('unused'); },
+    close: () => undefined,
+  });
+}
+
+const options: RotationOptions = { force: false, expiringWithinDays: 30, canary: 1, batch: 2, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 5000, caPollMs: 10, upTimeoutMs: 5000 };
+const NAMES = ['mid01', 'mid02', 'mid03', 'mid04', 'mid05', 'mid06', 'mid07'];
+
+describe('controller/orchestrator/run-rotation: the first wave starts while the rest are still asked', () => {
+  let dir: string;
+  let store: Store;
+  let ca: CaAdapter;
+  let csrPem: string;
+  let fleet: Fleet;
+  const rotate = (opts: Partial<RotationOptions> = {}, on: Store = store): Promise<RotationReport> =>
+    on.agents.list().then((agents) => runRotation({ store: on, dial: dialer(fleet, csrPem), ca, instance: undefined, onEvent: () => undefined }, agents, { ...options, ...opts }));
+
+  before(async () => {
+    csrPem = buildCsr(await generateKey(), { subject: 'CN=mid' });
+  });
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'midcert-run-rotation-'));
+    await initDataDir(dir);
+    await initLocalCa(dir);
+    store = await openStore(dir, { actor: 'test' });
+    ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 30 }, { dataDir: dir });
+    for (const name of NAMES) await store.agents.add({ name, address: `${name}.example:7443` });
+    fleet = { log: [], leaf: new Map<string, number | 'down'>([['mid03', 'down'], ['mid05', 200]]), onStatus: new Map() };
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('plans, stores and reports exactly what the dry run planned', async () => {
+    const dry = await rotate({ dryRun: true });
+    const report = await rotate();
+    // Reasons compared without the day count, which rounds down a moment later.
+    const plain = (r: RotationReport) => ({ waves: r.plan.waves, skipped: r.plan.skipped.map((s) => [s.name, s.reason.replace(/\d+ days/, 'N days')]) });
+    assert.deepEqual(plain(report), plain(dry));
+    assert.deepEqual(report.plan.waves, [['mid01'], ['mid02', 'mid04'], ['mid06', 'mid07']]);
+    assert.deepEqual(plain(report).skipped, [['mid03', 'unreachable: Error: connection refused'], ['mid05', 'not-expiring (N days left)']]);
+    assert.deepEqual(report.summary, { succeeded: 5, failed: 0, skipped: 2 });
+    assert.deepEqual(report.results.map((r) => [r.name, r.state]), [['mid01', 'succeeded'], ['mid02', 'succeeded'], ['mid04', 'succeeded'], ['mid06', 'succeeded'], ['mid07', 'succeeded'], ['mid03', 'skipped'], ['mid05', 'skipped']]);
+    const rows = await store.jobAgents.list(report.jobId as number);
+    assert.deepEqual(rows.map((r) => [r.agentName, r.wave, r.state]), [['mid01', 0, 'succeeded'], ['mid02', 1, 'succeeded'], ['mid04', 1, 'succeeded'], ['mid06', 2, 'succeeded'], ['mid07', 2, 'succeeded']]);
+    assert.equal((await store.jobs.require(report.jobId as number)).state, 'succeeded');
+  });
+
+  it('installs the canary before the last MID has answered its status', async () => {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((r) => { release = r; });
+    const timeout = setTimeout(release, 3000);
+    fleet.onStatus.set('mid07', () => released);
+    const installed = (name: string) => fleet.log.indexOf(`install ${name}`);
+    const waitForCanary = (async () => { while (installed('mid01') < 0) await new Promise((r) => setTimeout(r, 10)); release(); })();
+    const report = await rotate();
+    clearTimeout(timeout);
+    await waitForCanary;
+    assert.ok(installed('mid01') >= 0 && installed('mid01') < fleet.log.indexOf('status mid07'), fleet.log.join(' | '));
+    assert.equal(report.summary.succeeded, 5);
+    assert.ok(installed('mid02') > fleet.log.indexOf('status mid07'), 'the second wave waited for the whole plan');
+  });
+
+  it('stops after a failed canary and lists every MID it did not start as skipped', async () => {
+    const refusing: CaAdapter = { ...ca, submit: async () => ({ kind: 'rejected', reason: 'no' }) };
+    const agents = await store.agents.list();
+    const report = await runRotation({ store, dial: dialer(fleet, csrPem), ca: refusing, instance: undefined, onEvent: () => undefined }, agents, options);
+    assert.equal(report.stoppedEarly, true);
+    assert.match(report.reason, /canary mid01 failed/);
+    assert.deepEqual(report.results.filter((r) => r.state === 'skipped' && r.reason?.startsWith('not started')).map((r) => r.name), ['mid02', 'mid04', 'mid06', 'mid07']);
+    const rows = await store.jobAgents.list(report.jobId as number);
+    assert.deepEqual(rows.map((r) => [r.agentName, r.state]), [['mid01', 'failed'], ['mid02', 'skipped'], ['mid04', 'skipped'], ['mid06', 'skipped'], ['mid07', 'skipped']]);
+  });
+
+  it('skips, naming the other process, a MID that process claimed while this one was still asking', async () => {
+    const other = await openStore(dir, { actor: 'user:bob' });
+    try {
+      fleet.onStatus.set('mid06', async () => { await other.jobs.create({ kind: 'rotate', agents: ['mid07'] }); });
+      const report = await rotate({ canary: 0, batch: 10 });
+      assert.deepEqual(report.summary, { succeeded: 4, failed: 0, skipped: 3 });
+      const mid07 = report.results.find((r) => r.name === 'mid07');
+      assert.equal(mid07?.state, 'skipped');
+      assert.match(mid07?.reason ?? '', /^not joined: \[JOB_CONFLICT\] mid07 is in job \d+, run by user:bob/);
+      assert.deepEqual(report.plan.waves, [['mid01', 'mid02', 'mid04', 'mid06']]);
+      assert.equal(fleet.log.includes('install mid07'), false);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a fleet with clusters plans from every answer first, keeping a member of each cluster up', async () => {
+    for (const name of NAMES) await store.agents.update(name, { cluster: 'east' });
+    let asked = 0;
+    fleet.onStatus.set('mid07', async () => { asked = fleet.log.filter((l) => l.startsWith('install')).length; });
+    const report = await rotate({ canary: 0, batch: 10 });
+    assert.equal(asked, 0, 'no install before every MID answered');
+    assert.deepEqual(report.plan.waves, [['mid01', 'mid02', 'mid04', 'mid06'], ['mid07']]);
+  });
+
+  it('creates no job when nothing is due', async () => {
+    for (const name of NAMES) fleet.leaf.set(name, 200);
+    const report = await rotate();
+    assert.equal(report.jobId, null);
+    assert.equal(report.reason, 'nothing to rotate');
+    assert.equal((await store.jobs.list()).length, 0);
+  });
+});

@@ -79,10 +79,14 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
   }
 }
 
-/** Issued and installed in one write: one turn of the store-wide writer lock per MID, not two. */
+/**
+ * Issued and installed in one write. Only this job's owner records its MID's certificate, and the
+ * records are safe by their unique fingerprint and status compare-and-set, so it need not queue
+ * for the store-wide write lock behind every other MID.
+ */
 async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
   const sha = sha256Of(pem);
-  await store.transaction(async () => {
+  await store.rowTransaction(async () => {
     const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
     if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
   });

@@ -72,15 +72,48 @@ function selectOptions(options: RotationOptions) {
 /**
  * Without clusters the plan is sequential (canary, then batches, in name order), so a MID's wave
  * is known once every MID before it has answered: first-wave MIDs join the job and start as they
- * are chosen, in batches (one store write per batch), and the later waves join once all answered.
+ * are chosen, and the later waves join once all answered.
  */
 const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options, kept) => {
   const membership = new Membership(deps, options);
+  const selection = selectIntoFirstWave(deps, candidates, options, kept, membership);
+  async function* waves(): AsyncGenerator<Wave> {
+    yield selection.firstWave;
+    await selection.done;
+    const rest = planWaves(selection.later.map((c) => ({ name: c.agent.name })), { canary: 0, batch: options.batch });
+    const byAgent = new Map(selection.later.map((c) => [c.agent.name, c]));
+    const joined = new Set((await membership.join(rest.flatMap((w, i) => w.map((t) => ({ candidate: byAgent.get(t.name) as Candidate, wave: i + 1 }))))).map((c) => c.agent.name));
+    for (const wave of rest) yield wave.filter((t) => joined.has(t.name));
+  }
+  let run;
+  try {
+    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), options, kept), (r) => r.state === 'failed', {
+      concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
+      onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
+    });
+  } finally {
+    // The selection may still be dialling: let it finish, so the caller's closeAll closes every connection.
+    await selection.done.catch(() => undefined);
+  }
+  const results: RotationResult[] = membership.members().map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
+  if (membership.started()) await settleJob(deps.store, membership.jobId(), results);
+  const skipped = [...excluded, ...membership.skipped()].sort(byName);
+  const jobId = membership.started() ? membership.jobId() : null;
+  const report = [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))];
+  return finishReport(jobId, false, { waves: membership.waves(), skipped }, report, run.stoppedEarly, jobId === null ? 'nothing to rotate' : run.reason);
+};
+
+/**
+ * Asks the fleet in name order. The first wave's MIDs join the job in batches (one store write
+ * per batch, while the next answers arrive) and go into `firstWave`, which ends when every MID
+ * has answered; the MIDs chosen after them wait in `later`. `done` fails if the store does.
+ */
+function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void> } {
   const firstWaveSize = options.canary > 0 ? options.canary : Math.max(1, options.batch);
   const firstWave = new Feed<FleetTarget>();
   const later: Candidate[] = [];
-  const chosen: Candidate[] = [];
   const joining: Candidate[] = [];
+  let chosen = 0;
   let flushing: Promise<void> | undefined;
   let failure: { error: unknown } | undefined;
   const flush = async (): Promise<void> => {
@@ -96,12 +129,12 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   };
   const onProbe = (p: Probe): void => {
     if ('skipped' in p) return membership.skip(p.skipped);
-    chosen.push(p.selected);
-    if (chosen.length > firstWaveSize) return void later.push(p.selected);
+    chosen += 1;
+    if (chosen > firstWaveSize) return void later.push(p.selected);
     joining.push(p.selected);
     flushing ??= flush();
   };
-  const selecting = (async () => {
+  const done = (async () => {
     try {
       await probeInOrder(deps.dial, candidates, selectOptions(options), kept, onProbe);
       await flushing;
@@ -111,31 +144,9 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
     if (failure) throw failure.error;
     deps.onWave?.(0, membership.inWave(0));
   })();
-  selecting.catch(() => undefined); // awaited below; a store failure surfaces there
-  async function* waves(): AsyncGenerator<Wave> {
-    yield firstWave;
-    await selecting;
-    const rest = planWaves(later.map((c) => ({ name: c.agent.name })), { canary: 0, batch: options.batch });
-    const laterByName = new Map(later.map((c) => [c.agent.name, c]));
-    const joined = new Set((await membership.join(rest.flatMap((w, i) => w.map((t) => ({ candidate: laterByName.get(t.name) as Candidate, wave: i + 1 }))))).map((c) => c.agent.name));
-    for (const wave of rest) yield wave.filter((t) => joined.has(t.name));
-  }
-  let run;
-  try {
-    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), options, kept), (r) => r.state === 'failed', {
-      concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
-      onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
-    });
-  } finally {
-    // Every connection the selection opens must be open before the caller closes the kept ones.
-    await selecting.catch(() => undefined);
-  }
-  const results: RotationResult[] = membership.members().map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
-  if (membership.started()) await settleJob(deps.store, membership.jobId(), results);
-  const skipped = [...excluded, ...membership.skipped()].sort(byName);
-  const plan = { waves: membership.waves(), skipped };
-  return finishReport(membership.started() ? membership.jobId() : null, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, membership.started() ? run.reason : 'nothing to rotate');
-};
+  done.catch(() => undefined); // awaited by the caller; a store failure surfaces there
+  return { firstWave, later, done };
+}
 
 /**
  * The job of a rotation that grows while it runs: created with its first members, joined by the

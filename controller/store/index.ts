@@ -60,6 +60,13 @@ export interface Store {
   leadership(): Leadership;
   /** Runs several repository calls as one atomic write. */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * transaction() without PostgreSQL's store-wide write lock (SQLite has only the one lock): for
+   * calls whose writes are safe by row constraints and compare-and-set alone, such as the
+   * certificate records (unique fingerprint, status CAS) and their audit rows. Never for checks
+   * that read other rows to decide (an agent's other jobs, a lease).
+   */
+  rowTransaction<T>(fn: () => Promise<T>): Promise<T>;
   /** The database itself, for tests, diagnostics and `midcert store migrate`; prefer the repositories. */
   readonly sql: SqlDatabase;
   /** Ends this process's lease (what it leaves unfinished is resumable at once) and closes the database. */
@@ -120,6 +127,7 @@ export async function openStore(dataDir: string, options: StoreOptions = {}): Pr
     metrics: createMetricsQueries(sql),
     leadership: () => createLeadership(sql, owner, now),
     transaction: (fn) => sql.write(fn),
+    rowTransaction: (fn) => sql.writeRows(fn),
     sql,
     close: async () => {
       if (closed) return;

@@ -107,6 +107,7 @@ export async function jobsHoldingAgent(ctx: StoreContext, agentName: string): Pr
 /** jobsHoldingAgent for many agents in one query. */
 export async function holdersOf(ctx: StoreContext, agentNames: readonly string[]): Promise<Map<string, AgentHolder[]>> {
   const { sql } = ctx;
+  if (agentNames.length === 0) return new Map();
   const rows = await sql.all<{ agent_name: string; job_id: number; owner_id: string | null; id: string | null; pid: number; host: string; started_at: string; role: string; lease_expires_ms: number; live: number | boolean }>(
     `SELECT ja.agent_name, ja.job_id, j.owner_id, o.id, o.pid, o.host, o.started_at, o.role, o.lease_expires_ms,
         CASE WHEN o.lease_expires_ms >= ${sql.nowMs} THEN 1 ELSE 0 END AS live

@@ -63,9 +63,9 @@ export function placeholders(count: number): string {
   return `(${Array.from({ length: Math.max(1, count) }, () => '?').join(', ')})`;
 }
 
-/** Values for placeholders(): an empty list becomes one value no row has. */
+/** Values for placeholders(): an empty list becomes one value no row has (no name, state or kind is empty; PostgreSQL refuses NUL in text). */
 export function inValues(values: readonly string[]): string[] {
-  return values.length > 0 ? [...values] : ['\u0000'];
+  return values.length > 0 ? [...values] : [''];
 }
 
 /**

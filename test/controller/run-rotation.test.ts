@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MidcertError } from '../../common/errors.js';
 import { createCaAdapter } from '../../controller/ca/index.js';
 import { initLocalCa } from '../../controller/ca/local.js';
 import type { CaAdapter } from '../../controller/ca/adapter.js';
@@ -141,6 +142,21 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     const report = await rotate({ canary: 0, batch: 10 });
     assert.equal(asked, 0, 'no install before every MID answered');
     assert.deepEqual(report.plan.waves, [['mid01', 'mid02', 'mid04', 'mid06'], ['mid07']]);
+  });
+
+  it('fails as a whole when the store refuses the job, leaving no connection open', async () => {
+    const open = new Set<string>();
+    const dial = dialer(fleet, csrPem);
+    const counting = (agent: Agent): AgentPort => {
+      const port = dial(agent);
+      open.add(agent.name);
+      return { ...port, close: () => { open.delete(agent.name); } };
+    };
+    const failing = Object.create(store) as Store;
+    Object.defineProperty(failing, 'jobs', { value: { ...store.jobs, create: async () => { throw new MidcertError('STORE_BUSY', 'database is locked'); } } });
+    await assert.rejects(runRotation({ store: failing, dial: counting, ca, instance: undefined, onEvent: () => undefined }, await store.agents.list(), options), /database is locked/);
+    assert.deepEqual([...open], []);
+    assert.equal(fleet.log.some((l) => l.startsWith('install')), false);
   });
 
   it('creates no job when nothing is due', async () => {

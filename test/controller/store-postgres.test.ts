@@ -81,6 +81,10 @@ describe('controller/store on PostgreSQL', function () {
     await store.jobs.transition(job.id, 'failed', { code: 'CA_REJECTED', message: 'no' });
     assert.deepEqual((await store.jobAgents.list(job.id)).map((r) => [r.agentName, r.state]), [['mid9', 'failed'], ['mid10', 'skipped']]);
     assert.equal((await store.jobs.agentCounts(job.id)).skipped, 1);
+    // Empty IN lists: PostgreSQL refuses a NUL byte in text, so the "no such value" stand-in is not one.
+    assert.equal((await store.jobs.holders([])).size, 0);
+    assert.deepEqual(await store.jobs.list({ states: [] }), []);
+    assert.equal((await store.jobAgents.latestFor([])).size, 0);
     const latest = await store.jobAgents.latestFor(['mid9', 'mid10', 'mid-a']);
     assert.deepEqual([...latest].map(([name, h]) => [name, h.jobId, h.agentState, h.errorCode]).sort(), [['mid10', job.id, 'skipped', null], ['mid9', job.id, 'failed', 'CA_REJECTED']]);
     const pki = await makeLabPki();

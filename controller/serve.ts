@@ -189,7 +189,8 @@ class Wake {
   }
   sleep(ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((done) => {
-      const finish = (): void => { clearTimeout(timer); this.resolve = undefined; done(); };
+      // The signal lives as long as serve: every sleep takes its listener off again.
+      const finish = (): void => { clearTimeout(timer); signal.removeEventListener('abort', finish); this.resolve = undefined; done(); };
       if (signal.aborted) return done();
       const timer = setTimeout(finish, ms);
       this.resolve = finish;
@@ -306,7 +307,8 @@ async function reconcileInventory(store: Store, deps: RotationDeps, agent: Agent
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const finish = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', finish); resolve(); };
+    const timer = setTimeout(finish, ms);
+    signal?.addEventListener('abort', finish, { once: true });
   });
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { getEventListeners } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CaOutcome } from '../../controller/ca/adapter.js';
@@ -404,6 +405,37 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
       const until = Date.now() + 5000;
       while (statusCalls < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       assert.ok(statusCalls >= 2, `a second pass followed the event (status calls: ${statusCalls})`);
+    } finally {
+      abort.abort();
+      await served;
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('does not gather abort listeners on its signal pass after pass', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-'));
+    const store = await openStore(dir, { actor: 'test' });
+    await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
+    let passes = 0;
+    const abort = new AbortController();
+    const port: AgentPort = {
+      status: async () => { passes++; return { midName: 'mid01', leafSha256: 'x', leafSubject: '', leafIssuer: '', notBefore: new Date(Date.now() - 10 * 86_400_000).toISOString(), notAfter: new Date(Date.now() + 300 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; },
+      prepare: async () => { throw new Error('unused'); },
+      install: async () => { throw new Error('unused'); },
+      enableMutualAuth: async () => { throw new Error('unused'); },
+      rollback: async () => { throw new Error('unused'); },
+      renewal: async () => { throw new Error('unused'); },
+      close: () => undefined,
+    };
+    const deps = { store, dial: () => port, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
+    const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
+    const served = serve(store, deps, rotation, { intervalMs: 20, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
+    try {
+      const until = Date.now() + 10_000;
+      while (passes < 15 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(passes >= 15, `passes: ${passes}`);
+      const listeners = getEventListeners(abort.signal, 'abort').length;
+      assert.ok(listeners <= 4, `${listeners} abort listeners after ${passes} passes`);
     } finally {
       abort.abort();
       await served;

@@ -12,11 +12,8 @@ export function jobRecord(store: Store, jobId: number, agentName: string): { loa
   return {
     load: async () => fromRow(await store.jobAgents.require(jobId, agentName)),
     save: async (record) => {
-      const row = await store.jobAgents.require(jobId, agentName);
-      // One step at a time: each advance is a compare-and-set against the state the previous one left.
-      for (const to of pathTo(row.state, record)) {
-        await store.jobAgents.advance(jobId, agentName, to, patchFor(to, record));
-      }
+      // Every step from the stored state to the record's, checked one by one, in one compare-and-set write.
+      await store.jobAgents.advanceAlong(jobId, agentName, (row) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) })));
     },
   };
 }

@@ -72,6 +72,12 @@ export interface JobAgentRepo {
    * unless this process owns the job with a live lease.
    */
   advance(jobId: number, agentName: string, to: JobAgentState, patch?: JobAgentPatch): Promise<JobAgent>;
+  /**
+   * Several of advance's steps in one transaction and one write: `plan` sees the row as locked
+   * and returns the steps (none: the row is returned as it is). Each step is checked as advance
+   * checks it; only the last state is stored, so a reader never sees the ones in between.
+   */
+  advanceAlong(jobId: number, agentName: string, plan: (current: JobAgent) => Array<{ to: JobAgentState; patch?: JobAgentPatch }>): Promise<JobAgent>;
   /** The agent's jobs, newest first (default 50). */
   agentHistory(agentName: string, options?: { limit?: number }): Promise<AgentHistoryEntry[]>;
   /** Each named agent's newest job (agentHistory's first entry), in one query per 500 names; agents never in a job are absent. */
@@ -138,6 +144,41 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     return row;
   };
 
+  /**
+   * The MID's row with its job share-locked, in one statement: JOB_CONFLICT unless this process
+   * owns the job with a live lease, STATE_TRANSITION_INVALID unless the job is running.
+   */
+  const lockedMember = async (jobId: number, agentName: string): Promise<JobAgent> => {
+    const row = await sql.get<JobAgentRow & { job_state: string; job_owner_id: string | null; live: number | boolean | null }>(
+      `SELECT ja.*, j.state AS job_state, j.owner_id AS job_owner_id, ${ctx.owner.liveSql} AS live
+        FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id LEFT JOIN job_agents ja ON ja.job_id = j.id AND ja.agent_name = ?
+        WHERE j.id = ?${sql.forUpdate ? ' FOR SHARE OF j' : ''}`, [agentName, jobId]);
+    if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+    await ctx.owner.checkOwned(jobId, row.job_owner_id, row.live);
+    if (row.job_state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${row.job_state}; its agents move only while it is running`);
+    if (row.agent_name === null) throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);
+    return toJobAgent(row);
+  };
+  // Confined to this MID's row of one job, whose row it share-locks: on PostgreSQL many MIDs
+  // advance at once instead of queueing behind the store-wide writer lock (takeOver and
+  // transition update the job row, so they wait for this transaction and it for them).
+  const advanceAlong: JobAgentRepo['advanceAlong'] = (jobId, agentName, plan) => sql.writeRows(async () => {
+    const current = await lockedMember(jobId, agentName);
+    const steps = plan(current);
+    if (steps.length === 0) return current;
+    const now = ctx.now();
+    const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), current);
+    const f = toRowFields(next);
+    const row = await sql.get<JobAgentRow>(`UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
+        certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
+      WHERE job_id = ? AND agent_name = ? AND state = ? RETURNING *`, [
+      next.state, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at,
+      f.error_code, f.error_message, now, ctx.owner.id, jobId, agentName, current.state,
+    ]);
+    if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
+    return toJobAgent(row);
+  });
+
   return {
     async list(jobId, options = {}) {
       const states = options.states;
@@ -147,32 +188,8 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     },
     get,
     require,
-    async advance(jobId, agentName, to, patch = {}) {
-      // Confined to this MID's row of one job, whose row it locks: on PostgreSQL many MIDs advance
-      // at once instead of queueing behind the store-wide writer lock (jobs.create, takeOver and
-      // transition change the job row, so they wait for this transaction and it for them).
-      return sql.writeRows(async () => {
-        const state = await ctx.owner.lockOwned(jobId);
-        if (state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${state}; its agents move only while it is running`);
-        const current = await require(jobId, agentName);
-        assertTransition(JOB_AGENT_TRANSITIONS, `agent ${agentName} in job ${jobId}`, current.state, to);
-        const now = ctx.now();
-        const next = merge(current, patch);
-        if (to === 'installing' && next.outageStartedAt === null) next.outageStartedAt = now;
-        if (to === 'succeeded' && next.outageStartedAt !== null && next.outageEndedAt === null) next.outageEndedAt = now;
-        const lacking = (REQUIRED[to] ?? []).filter((field) => next[field] === null);
-        if (lacking.length > 0) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} cannot become ${to} without ${lacking.join(', ')}`);
-        const f = toRowFields(next);
-        const row = await sql.get<JobAgentRow>(`UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
-            certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
-          WHERE job_id = ? AND agent_name = ? AND state = ? RETURNING *`, [
-          to, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at,
-          f.error_code, f.error_message, now, ctx.owner.id, jobId, agentName, current.state,
-        ]);
-        if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
-        return toJobAgent(row);
-      });
-    },
+    advance: (jobId, agentName, to, patch = {}) => advanceAlong(jobId, agentName, () => [{ to, patch }]),
+    advanceAlong,
     async agentHistory(agentName, options = {}) {
       const limit = Math.min(Math.max(1, options.limit ?? 50), 10_000);
       const rows = await sql.all<HistoryRow>(`SELECT ${HISTORY_COLUMNS}
@@ -211,6 +228,18 @@ function historyEntry(r: HistoryRow): AgentHistoryEntry {
     createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
     outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
   };
+}
+
+/** One checked transition in memory: legal from `from.state`, stamps the outage, carries what the new state promises. */
+function stepTo(from: JobAgent, to: JobAgentState, patch: JobAgentPatch, now: string): JobAgent {
+  const where = `agent ${from.agentName} in job ${from.jobId}`;
+  assertTransition(JOB_AGENT_TRANSITIONS, where, from.state, to);
+  const next = { ...merge(from, patch), state: to };
+  if (to === 'installing' && next.outageStartedAt === null) next.outageStartedAt = now;
+  if (to === 'succeeded' && next.outageStartedAt !== null && next.outageEndedAt === null) next.outageEndedAt = now;
+  const lacking = (REQUIRED[to] ?? []).filter((field) => next[field] === null);
+  if (lacking.length > 0) throw new MidcertError('STATE_TRANSITION_INVALID', `${where} cannot become ${to} without ${lacking.join(', ')}`);
+  return next;
 }
 
 function merge(current: JobAgent, patch: JobAgentPatch): JobAgent {

@@ -34,10 +34,16 @@ export interface OwnerRepo {
   /** JOB_CONFLICT unless this process owns the job with a live lease. Call inside the write it guards. */
   assertOwns(jobId: number): Promise<void>;
   /**
-   * Locks the job's row for the rest of the transaction (PostgreSQL: every change of a job's owner
-   * or state updates that row, so they wait) and returns its state after the same ownership check.
+   * Share-locks the job's row for the rest of the transaction and returns its state after the
+   * ownership check. PostgreSQL: every change of a job's owner or state updates that row, so it
+   * waits for these holders and they for it; holders do not wait for each other, so the MIDs of
+   * one job advance at once (FOR UPDATE made all of a job's MIDs queue on its one row).
    */
   lockOwned(jobId: number): Promise<string>;
+  /** `live` (1/0) of the owner row aliased `o`, on the database's clock: for a caller's own join. */
+  readonly liveSql: string;
+  /** lockOwned's check on a row the caller read itself: the job's owner id and whether its lease is live. */
+  checkOwned(jobId: number, ownerId: string | null, live: number | boolean | null): Promise<void>;
   describe(ownerId: string | null): Promise<OwnerInfo | undefined>;
   /** Renews now (the timer does this every leaseMs / 3). False when the lease was already lost. */
   renew(): Promise<boolean>;
@@ -91,11 +97,15 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
       `SELECT j.state, j.owner_id, ${live} AS live FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id WHERE j.id = ?${lock}`, [jobId],
     );
     if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
-    if (row.owner_id === id && isTrue(row.live)) return row.state;
-    if (row.owner_id === id) {
+    await checkOwned(jobId, row.owner_id, row.live);
+    return row.state;
+  };
+  const checkOwned = async (jobId: number, ownerId: string | null, isLive: number | boolean | null): Promise<void> => {
+    if (ownerId === id && isTrue(isLive)) return;
+    if (ownerId === id) {
       throw new MidcertError('JOB_CONFLICT', `this process's lease on job ${jobId} expired (it stopped renewing for longer than ${leaseMs / 1000} s); another controller may resume it`);
     }
-    throw new MidcertError('JOB_CONFLICT', `job ${jobId} is ${describeOwner(await describe(row.owner_id))}`);
+    throw new MidcertError('JOB_CONFLICT', `job ${jobId} is ${describeOwner(await describe(ownerId))}`);
   };
 
   return {
@@ -125,7 +135,9 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
     async assertOwns(jobId) {
       await lockOwned(jobId, '');
     },
-    lockOwned: (jobId) => lockOwned(jobId, sql.forUpdate ? ' FOR UPDATE OF j' : ''),
+    lockOwned: (jobId) => lockOwned(jobId, sql.forUpdate ? ' FOR SHARE OF j' : ''),
+    liveSql: live,
+    checkOwned,
     describe,
     renew,
     stopRenewals: stopTimer,

@@ -56,7 +56,8 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
       throw mapPgError(err, location);
     }
     try {
-      for (const sql of begin) await client.query(sql);
+      // One round trip: a simple query may carry several statements (they take no parameters).
+      await client.query(begin.join('; '));
       const result = await scope.run(client, 0, fn);
       await client.query('COMMIT');
       return result;

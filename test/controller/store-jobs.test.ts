@@ -192,6 +192,27 @@ describe('controller/store: jobs, job agents and steps', () => {
     assert.equal((await store.jobAgents.latestFor([])).size, 0);
   });
 
+  it('advances along several steps in one write, checking each, all or nothing', async () => {
+    const job = await store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
+    await store.jobs.transition(job.id, 'running');
+    const seen: string[] = [];
+    const row = await store.jobAgents.advanceAlong(job.id, 'mid01', (current) => {
+      seen.push(current.state);
+      return [{ to: 'preparing' }, { to: 'csr_ready', patch: { renewalId: 'r-1', csrPem: CSR } }, { to: 'issued', patch: { certificatePem: CERT } }];
+    });
+    assert.deepEqual(seen, ['pending']);
+    assert.equal(row.state, 'issued');
+    assert.deepEqual([row.renewalId, row.csrPem, row.certificatePem], ['r-1', CSR, CERT]);
+    // A step the state machine forbids (issued → succeeded skips published and installing) refuses the whole path.
+    await assert.rejects(store.jobAgents.advanceAlong(job.id, 'mid01', () => [{ to: 'published' }, { to: 'succeeded' }]), code('STATE_TRANSITION_INVALID'));
+    assert.equal((await store.jobAgents.require(job.id, 'mid01')).state, 'issued', 'nothing of it was stored');
+    assert.equal((await store.jobAgents.advanceAlong(job.id, 'mid01', () => [])).state, 'issued');
+    const done = await store.jobAgents.advanceAlong(job.id, 'mid01', () => [{ to: 'published' }, { to: 'installing' }, { to: 'succeeded' }]);
+    assert.equal(done.state, 'succeeded');
+    assert.ok(done.outageStartedAt && done.outageEndedAt, 'the outage is stamped at both ends');
+    await assert.rejects(store.jobAgents.advanceAlong(job.id, 'ghost', () => []), code('AGENT_NOT_FOUND'));
+  });
+
   it('bounds what it stores: an oversized CSR is refused, a long error message is cut', async () => {
     const job = await store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
     await store.jobs.transition(job.id, 'running');

@@ -51,6 +51,8 @@ const INSTALL_MS = Number(process.env.BENCH_INSTALL_MS ?? 400);
 const INVENTORY = Number(process.env.BENCH_INVENTORY ?? 10_000);
 /** Which parts run: status, grpc, stand-in, rss (comma-separated; default all). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'status,grpc,stand-in,rss').split(',').map((p) => p.trim()));
+/** How the controller reaches the local PostgreSQL: its Unix socket (default; what a database on the same host uses) or TCP on 127.0.0.1. */
+const PG_TRANSPORT = process.env.BENCH_PG_TRANSPORT ?? 'socket';
 const ALONE_RUNS = 5;
 const STATUS_RUNS = 3;
 /** File descriptors an agent-server process needs besides one listening socket per server. */
@@ -153,7 +155,8 @@ async function openBackend(backend: Backend, dir: string): Promise<Opened> {
   const peer = await startPostgres();
   const database = async (): Promise<StoreConfig> => {
     const db = await peer.createDatabase('bench');
-    return { url: db.url, passwordFile: db.passwordFile };
+    const url = PG_TRANSPORT === 'socket' ? db.url.replace('127.0.0.1', encodeURIComponent(join(peer.dir, 'sock'))) : db.url;
+    return { url, passwordFile: db.passwordFile };
   };
   const config = await database();
   return {
@@ -169,7 +172,7 @@ async function benchBackend(backend: Backend, dir: string, ports: number[], agen
   const { store } = opened;
   const stats = instrument(store.sql);
   try {
-    const out: Record<string, string> = { 'store': backend === 'sqlite' ? 'SQLite (WAL, synchronous=NORMAL)' : 'PostgreSQL (local peer, fsync off)' };
+    const out: Record<string, string> = { 'store': backend === 'sqlite' ? 'SQLite (WAL, synchronous=NORMAL)' : `PostgreSQL (local peer over ${PG_TRANSPORT === 'socket' ? 'its Unix socket' : 'TCP 127.0.0.1'}, fsync off)` };
     await store.transaction(async () => {
       for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(4, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
     });
@@ -260,12 +263,12 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   const r = `rotation, ${label}`;
   return {
     [`${r}: one MID alone (ms, median of ${ALONE_RUNS}; runs)`]: `${fmt(perMid)} (${alone.map(fmt).join(', ')})`,
-    [`${r}: store per MID alone (write txns, statements, write txn held mean ms)`]: `${(aloneStore.writes / ALONE_RUNS).toFixed(0)}, ${(aloneStore.statements / ALONE_RUNS).toFixed(0)}, ${(aloneStore.heldMs / Math.max(1, aloneStore.writes)).toFixed(2)}`,
+    [`${r}: store per MID alone (store-wide-lock txns, row-lock txns, statements, store-wide txn held mean ms)`]: `${(aloneStore.writes / ALONE_RUNS).toFixed(0)}, ${(aloneStore.rowWrites / ALONE_RUNS).toFixed(0)}, ${(aloneStore.statements / ALONE_RUNS).toFixed(0)}, ${(aloneStore.heldMs / Math.max(1, aloneStore.writes)).toFixed(2)}`,
     [`${r}: ${agents.length} MIDs at C=${CONCURRENCY} (ms)`]: fmt(wall),
     [`${r}: of which before the first MID's first step (its status answer, job create)`]: fmt(beforeFirst),
     [`${r}: ideal ceil(${agents.length}/${CONCURRENCY}) × per-MID (ms)`]: fmt(ideal),
     [`${r}: actual / ideal (goal ≤ 1.1)`]: `**${(wall / ideal).toFixed(2)}**`,
-    [`${r}: store write txns (count, per MID)`]: `${s.writes}, ${(s.writes / agents.length).toFixed(1)}`,
+    [`${r}: store txns under the store-wide lock / row-locked (per MID)`]: `${(s.writes / agents.length).toFixed(2)} / ${(s.rowWrites / agents.length).toFixed(2)}`,
     [`${r}: store statements outside/inside txns`]: `${s.statements - s.inTx} / ${s.inTx}`,
     [`${r}: write lock held, total (ms; % of wall)`]: `${fmt(s.heldMs)} (${((s.heldMs / wall) * 100).toFixed(0)} %)`,
     [`${r}: write txn held, mean / p99 (ms)`]: `${(s.heldMs / Math.max(1, s.writes)).toFixed(2)} / ${s.heldP99.toFixed(2)}`,
@@ -276,7 +279,8 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
 
 interface StoreStats {
   reset(): void;
-  snapshot(): { writes: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number };
+  /** writes: transactions under the store-wide lock (write()); rowWrites: row-locked ones (writeRows()), not in held/wait. */
+  snapshot(): { writes: number; rowWrites: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number };
   /** Per statement inside write transactions, and per kind of transaction (named by its first statement). */
   breakdown(): string;
 }
@@ -289,7 +293,7 @@ interface StoreStats {
  */
 function instrument(sql: SqlDatabase): StoreStats {
   const inside = new AsyncLocalStorage<{ first?: string }>();
-  let writes = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let commitMs = 0; let held: number[] = [];
+  let writes = 0; let rowWrites = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let commitMs = 0; let held: number[] = [];
   let perStatement = new Map<string, { n: number; ms: number }>();
   let perTxn = new Map<string, { n: number; ms: number }>();
   const add = (m: Map<string, { n: number; ms: number }>, key: string, ms: number): void => {
@@ -298,7 +302,14 @@ function instrument(sql: SqlDatabase): StoreStats {
     m.set(key, e);
   };
   const write = sql.write.bind(sql);
+  const writeRows = sql.writeRows.bind(sql);
   const mutable = sql as { -readonly [K in keyof SqlDatabase]: SqlDatabase[K] };
+  mutable.writeRows = async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (inside.getStore()) return writeRows(fn);
+    rowWrites += 1;
+    const tx: { first?: string } = {};
+    return writeRows(() => inside.run(tx, fn));
+  };
   mutable.write = async <T>(fn: () => Promise<T>): Promise<T> => {
     if (inside.getStore()) return write(fn); // a savepoint of the open transaction
     const called = performance.now();
@@ -338,10 +349,10 @@ function instrument(sql: SqlDatabase): StoreStats {
   const table = (m: Map<string, { n: number; ms: number }>): string => [...m].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)
     .map(([k, e]) => `  ${String(e.n).padStart(6)} × ${(e.ms / e.n).toFixed(2).padStart(6)} ms = ${e.ms.toFixed(0).padStart(6)} ms  ${k}`).join('\n');
   return {
-    reset: () => { writes = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; commitMs = 0; held = []; perStatement = new Map(); perTxn = new Map(); },
+    reset: () => { writes = 0; rowWrites = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; commitMs = 0; held = []; perStatement = new Map(); perTxn = new Map(); },
     snapshot: () => {
       const sorted = [...held].sort((a, b) => a - b);
-      return { writes, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0 };
+      return { writes, rowWrites, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0 };
     },
     breakdown: () => `write transactions by first statement (count × mean held = total):\n${table(perTxn)}\n`
       + `statements inside write transactions (count × mean = total):\n${table(perStatement)}\n`

@@ -9,11 +9,16 @@ import type { RotationRecord, RotationState } from './rotate-one.js';
  * succeeded|failed) so every transition is a compare-and-set the store checks.
  */
 export function jobRecord(store: Store, jobId: number, agentName: string): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
+  // The state this record last wrote: a save that would not change it (installed is still
+  // `installing` in the store) costs no transaction.
+  let written: JobAgentState | undefined;
   return {
     load: async () => fromRow(await store.jobAgents.require(jobId, agentName)),
     save: async (record) => {
+      const target = targetOf(record);
+      if (target === written && target !== 'ca_pending') return;
       // Every step from the stored state to the record's, checked one by one, in one compare-and-set write.
-      await store.jobAgents.advanceAlong(jobId, agentName, (row) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) })));
+      written = (await store.jobAgents.advanceAlong(jobId, agentName, (row) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) })))).state;
     },
   };
 }

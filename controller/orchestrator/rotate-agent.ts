@@ -88,7 +88,7 @@ async function recordCertificate(store: Store, agentName: string, pem: string, j
   const sha = sha256Of(pem);
   await store.rowTransaction(async () => {
     const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
-    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed');
+    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed', known.status);
   });
 }
 

@@ -35,8 +35,11 @@ export interface CertificateRepo {
    * for another agent it is RECORD_CONFLICT.
    */
   recordIssued(input: { agentName: string; pem: string; jobId?: number | null }): Promise<CertificateRecord>;
-  /** issued → installed → retired (or issued → retired); see CERTIFICATE_TRANSITIONS. */
-  setStatus(sha256: string, to: CertificateStatus): Promise<CertificateRecord>;
+  /**
+   * issued → installed → retired (or issued → retired); see CERTIFICATE_TRANSITIONS. `from`: the
+   * status the caller just read, so the record is not read again (still compare-and-set).
+   */
+  setStatus(sha256: string, to: CertificateStatus, from?: CertificateStatus): Promise<CertificateRecord>;
   get(sha256: string): Promise<CertificateRecord | undefined>;
   /** The agent's newest certificate in any status (by issue time), or the newest with `status`. */
   latest(agentName: string, status?: CertificateStatus): Promise<CertificateRecord | undefined>;
@@ -80,17 +83,20 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
         ]) as CertificateRow);
       });
     },
-    async setStatus(sha256, to) {
+    async setStatus(sha256, to, from) {
       return audit.audited({ action: 'certificate.status', target: `certificate:${sha256.slice(0, 64)}`, params: { to } }, async () => {
-        const current = await get(sha256);
-        if (!current) throw new MidcertError('CERTIFICATE_NOT_FOUND', `no certificate ${sha256.slice(0, 16)}… is recorded`);
-        assertTransition(CERTIFICATE_TRANSITIONS, `certificate ${current.sha256.slice(0, 16)}…`, current.status, to);
+        const status = from ?? (await get(sha256))?.status;
+        if (!status) throw new MidcertError('CERTIFICATE_NOT_FOUND', `no certificate ${sha256.slice(0, 16)}… is recorded`);
+        assertTransition(CERTIFICATE_TRANSITIONS, `certificate ${sha256.slice(0, 16)}…`, status, to);
         const now = ctx.now();
         const row = await sql.get<CertificateRow>(`UPDATE certificates SET status = ?,
             installed_at = CASE WHEN ? = 'installed' THEN ? ELSE installed_at END,
             retired_at = CASE WHEN ? = 'retired' THEN ? ELSE retired_at END
-          WHERE sha256 = ? AND status = ? RETURNING *`, [to, to, now, to, now, current.sha256, current.status]);
-        if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `certificate ${current.sha256.slice(0, 16)}… changed status while being updated`);
+          WHERE sha256 = ? AND status = ? RETURNING *`, [to, to, now, to, now, sha256, status]);
+        if (!row) {
+          if (from !== undefined && !(await get(sha256))) throw new MidcertError('CERTIFICATE_NOT_FOUND', `no certificate ${sha256.slice(0, 16)}… is recorded`);
+          throw new MidcertError('STATE_TRANSITION_INVALID', `certificate ${sha256.slice(0, 16)}… changed status while being updated`);
+        }
         return toRecord(row);
       });
     },

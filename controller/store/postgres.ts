@@ -98,7 +98,8 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
 
 async function clientConfig(target: PostgresTarget): Promise<pg.PoolConfig> {
   const url = parseUrl(target.url);
-  const host = url.hostname.replace(/^\[|\]$/g, '') || 'localhost';
+  // libpq's form for a Unix socket: the socket directory, percent-encoded, as the host (postgresql://u@%2Frun%2Fpostgresql/db).
+  const host = decodeURIComponent(url.hostname.replace(/^\[|\]$/g, '')) || 'localhost';
   const port = url.port ? Number(url.port) : 5432;
   const user = decodeURIComponent(url.username) || userInfo().username;
   const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || user;
@@ -106,7 +107,7 @@ async function clientConfig(target: PostgresTarget): Promise<pg.PoolConfig> {
   return {
     host, port, user, database,
     password: target.password ?? (async () => (await pgpassPassword({ host, port, database, user })) ?? ''),
-    ssl: await sslOptions(target.tls, url.hostname),
+    ssl: await sslOptions(target.tls, host),
     application_name: 'midcert',
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     statement_timeout: STATEMENT_TIMEOUT_MS,
@@ -121,8 +122,10 @@ async function clientConfig(target: PostgresTarget): Promise<pg.PoolConfig> {
  * for any other — credentials and CSRs never cross a network in clear by default.
  */
 async function sslOptions(tls: PostgresTarget['tls'], host: string): Promise<pg.PoolConfig['ssl']> {
-  const loopback = host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host === '::1' || host === '';
+  const socket = host.startsWith('/');
+  const loopback = socket || host === 'localhost' || host === '127.0.0.1' || host === '::1' || host === '';
   const mode = tls?.mode ?? (loopback ? 'disable' : 'verify-full');
+  if (socket && mode !== 'disable') throw new MidcertError('CONFIG_INVALID', `store.tls.mode ${mode}: PostgreSQL speaks no TLS over the Unix socket in ${host}; leave store.tls unset for it`);
   if (mode === 'disable') return false;
   const read = async (file: string | undefined, what: string): Promise<string | undefined> => {
     if (!file) return undefined;

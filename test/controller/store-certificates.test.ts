@@ -70,6 +70,9 @@ describe('controller/store: certificates', () => {
     await assert.rejects(store.certificates.setStatus(a.sha256, 'installed'), code('STATE_TRANSITION_INVALID'));
     assert.equal((await store.certificates.setStatus(b.sha256, 'retired')).status, 'retired'); // never installed
     await assert.rejects(store.certificates.setStatus('00'.repeat(32), 'retired'), code('CERTIFICATE_NOT_FOUND'));
+    // With the status the caller read (`from`): still compare-and-set, and still named when it is gone.
+    await assert.rejects(store.certificates.setStatus(installed.sha256, 'retired', 'installed'), code('STATE_TRANSITION_INVALID'), 'it is retired by now');
+    await assert.rejects(store.certificates.setStatus('00'.repeat(32), 'installed', 'issued'), code('CERTIFICATE_NOT_FOUND'));
   });
 
   it('answers the latest certificate per agent, per status, and the history newest first', async () => {

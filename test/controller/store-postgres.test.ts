@@ -122,6 +122,11 @@ describe('controller/store on PostgreSQL', function () {
     const otherCa = join(dir, 'other-ca.pem');
     await writeFile(otherCa, other.ca.chainPem);
     await assert.rejects(openStore(dir, { config: { url: tlsUrl, passwordFile: db.passwordFile, tls: { mode: 'verify-full', caFile: otherCa } } }), code('STORE_UNREACHABLE'));
+    // libpq's Unix-socket form: the socket directory, percent-encoded, as the host; no TLS there.
+    const socketUrl = db.url.replace('127.0.0.1', encodeURIComponent(join(peer.dir, 'sock')));
+    const overSocket = await open({ url: socketUrl, passwordFile: db.passwordFile });
+    assert.deepEqual(await overSocket.sql.get(`SELECT coalesce(inet_client_addr()::text, 'socket') AS client FROM pg_stat_activity WHERE pid = pg_backend_pid()`), { client: 'socket' });
+    await assert.rejects(openStore(dir, { config: { url: socketUrl, passwordFile: db.passwordFile, tls: { mode: 'verify-full', caFile: peer.caFile } } }), code('CONFIG_INVALID', /no TLS over the Unix socket/));
     // A server that is not there: one line naming the database, exit 5 like every unreachable peer.
     const closed = db.url.replace(`:${peer.port}/`, ':1/');
     await assert.rejects(openStore(dir, { config: { url: closed, passwordFile: db.passwordFile } }), code('STORE_UNREACHABLE', /127\.0\.0\.1:1\/\S+: cannot reach the database: ECONNREFUSED/));

@@ -9,16 +9,18 @@ import type { RotationRecord, RotationState } from './rotate-one.js';
  * succeeded|failed) so every transition is a compare-and-set the store checks.
  */
 export function jobRecord(store: Store, jobId: number, agentName: string): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
-  // The state this record last wrote: a save that would not change it (installed is still
-  // `installing` in the store) costs no transaction.
-  let written: JobAgentState | undefined;
+  // The row as this record last wrote it: the next save starts from it (one statement when
+  // nothing else moved it), and a save that would not change its state (installed is still
+  // `installing` in the store) costs no write at all.
+  let written: JobAgent | undefined;
   return {
     load: async () => fromRow(await store.jobAgents.require(jobId, agentName)),
     save: async (record) => {
       const target = targetOf(record);
-      if (target === written && target !== 'ca_pending') return;
+      if (target === written?.state && target !== 'ca_pending') return;
       // Every step from the stored state to the record's, checked one by one, in one compare-and-set write.
-      written = (await store.jobAgents.advanceAlong(jobId, agentName, (row) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) })))).state;
+      const plan = (row: JobAgent) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) }));
+      written = written ? await store.jobAgents.advanceFrom(written, plan) : await store.jobAgents.advanceAlong(jobId, agentName, plan);
     },
   };
 }

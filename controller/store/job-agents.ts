@@ -2,7 +2,7 @@ import { MidcertError } from '../../common/errors.js';
 import { LIMITS, assertSize } from '../../common/limits.js';
 import type { StoreContext } from './db.js';
 import { toInfo, type OwnerInfo } from './owners.js';
-import { inValues, placeholders } from './sql.js';
+import { inValues, placeholders, type SqlParam } from './sql.js';
 import { JOB_AGENT_ACTIVE, JOB_AGENT_TRANSITIONS, assertTransition, type JobAgentState, type JobKind, type JobState } from './states.js';
 import { bounded } from './validate.js';
 
@@ -78,6 +78,12 @@ export interface JobAgentRepo {
    * checks it; only the last state is stored, so a reader never sees the ones in between.
    */
   advanceAlong(jobId: number, agentName: string, plan: (current: JobAgent) => Array<{ to: JobAgentState; patch?: JobAgentPatch }>): Promise<JobAgent>;
+  /**
+   * advanceAlong from the row as this process last wrote it (`expected`, what a previous advance
+   * returned): one statement that writes only if the row is still so and the job still this
+   * process's and running. Otherwise it is advanceAlong from the row as it is (same checks, same errors).
+   */
+  advanceFrom(expected: JobAgent, plan: (current: JobAgent) => Array<{ to: JobAgentState; patch?: JobAgentPatch }>): Promise<JobAgent>;
   /** The agent's jobs, newest first (default 50). */
   agentHistory(agentName: string, options?: { limit?: number }): Promise<AgentHistoryEntry[]>;
   /** Each named agent's newest job (agentHistory's first entry), in one query per 500 names; agents never in a job are absent. */
@@ -168,16 +174,23 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     if (steps.length === 0) return current;
     const now = ctx.now();
     const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), current);
-    const f = toRowFields(next);
-    const row = await sql.get<JobAgentRow>(`UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
-        certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
-      WHERE job_id = ? AND agent_name = ? AND state = ? RETURNING *`, [
-      next.state, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at,
-      f.error_code, f.error_message, now, ctx.owner.id, jobId, agentName, current.state,
-    ]);
+    const row = await sql.get<JobAgentRow>(`${UPDATE_MEMBER} RETURNING *`, [...memberFields(next, now, ctx.owner.id), jobId, agentName, current.state]);
     if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
     return toJobAgent(row);
   });
+  // One round trip on PostgreSQL: the ownership and job-state checks, with the job row
+  // share-locked as in lockedMember, ride in the UPDATE's own WHERE.
+  const advanceFrom: JobAgentRepo['advanceFrom'] = async (expected, plan) => {
+    const steps = plan(expected);
+    if (steps.length === 0) return expected;
+    const now = ctx.now();
+    const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), expected);
+    const row = await sql.writeOne<JobAgentRow>(`${UPDATE_MEMBER}
+        AND EXISTS (SELECT 1 FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id
+          WHERE j.id = job_agents.job_id AND j.state = 'running' AND j.owner_id = ? AND ${ctx.owner.liveSql} = 1${sql.forUpdate ? ' FOR SHARE OF j' : ''})
+      RETURNING *`, [...memberFields(next, now, ctx.owner.id), expected.jobId, expected.agentName, expected.state, ctx.owner.id]);
+    return row ? toJobAgent(row) : advanceAlong(expected.jobId, expected.agentName, plan);
+  };
 
   return {
     async list(jobId, options = {}) {
@@ -190,6 +203,7 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     require,
     advance: (jobId, agentName, to, patch = {}) => advanceAlong(jobId, agentName, () => [{ to, patch }]),
     advanceAlong,
+    advanceFrom,
     async agentHistory(agentName, options = {}) {
       const limit = Math.min(Math.max(1, options.limit ?? 50), 10_000);
       const rows = await sql.all<HistoryRow>(`SELECT ${HISTORY_COLUMNS}
@@ -228,6 +242,15 @@ function historyEntry(r: HistoryRow): AgentHistoryEntry {
     createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
     outageStartedAt: r.outage_started_at, outageEndedAt: r.outage_ended_at, errorCode: r.error_code, errorMessage: r.error_message,
   };
+}
+
+const UPDATE_MEMBER = `UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
+    certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
+  WHERE job_id = ? AND agent_name = ? AND state = ?`;
+
+function memberFields(next: JobAgent, now: string, ownerId: string): SqlParam[] {
+  const f = toRowFields(next);
+  return [next.state, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at, f.error_code, f.error_message, now, ownerId];
 }
 
 /** One checked transition in memory: legal from `from.state`, stamps the outage, carries what the new state promises. */

@@ -82,6 +82,7 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
       `SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`,
     ], fn),
     writeRows: (fn) => transaction(['BEGIN', `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(target.busyTimeoutMs))}`], fn),
+    writeOne: async (sql, params) => (await query(sql, params)).rows[0] as never,
     forUpdate: ' FOR UPDATE',
     read: (fn) => transaction(['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'], fn),
     sessionLock: (key) => sessionLock(config, key, location),

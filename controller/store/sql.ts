@@ -34,6 +34,12 @@ export interface SqlDatabase extends SqlRunner {
    * SQLite has only one writer lock, so there it is write().
    */
   writeRows<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * One statement that writes and returns its first row, as its own transaction: PostgreSQL runs
+   * it in one round trip (autocommit); SQLite inside writeRows() (its writers' queue). Inside an
+   * open transaction it is just part of it.
+   */
+  writeOne<T>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined>;
   /** ` FOR UPDATE` on PostgreSQL (lock the rows a writeRows() transaction depends on), nothing on SQLite. */
   readonly forUpdate: string;
   /** One consistent snapshot for several reads. */

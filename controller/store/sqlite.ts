@@ -75,6 +75,7 @@ export function openSqlite(path: string, dataDir: string, busyTimeoutMs: number)
     exec: (script) => guarded(() => { db.exec(script); }, 'database write failed', true),
     write: (fn) => transaction('BEGIN IMMEDIATE', true, fn),
     writeRows: (fn) => transaction('BEGIN IMMEDIATE', true, fn),
+    writeOne: (sql, params = []) => transaction('BEGIN IMMEDIATE', true, () => guarded(() => prepare(sql).get(...(params as SqlParam[])) as never, 'database write failed', true)),
     forUpdate: '',
     read: (fn) => transaction('BEGIN DEFERRED', false, fn),
     close: () => connection.lock(() => { if (db.open) db.close(); }),

@@ -12,6 +12,7 @@ const code = (expected: string, text?: RegExp) => (err: MidcertError): boolean =
   return true;
 };
 const CSR = '-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n';
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -73,7 +74,7 @@ for (const backend of ['sqlite', 'postgresql'] as const) {
       const killed = await open({ actor: 'user:alice', leaseSeconds: 1 });
       const job = await killed.jobs.create({ kind: 'rotate', agents: ['mid01'] });
       await killed.jobs.transition(job.id, 'running');
-      await killed.jobAgents.advance(job.id, 'mid01', 'preparing');
+      const lastWritten = await killed.jobAgents.advance(job.id, 'mid01', 'preparing');
       // While the owner renews (every lease / 3), nobody takes the job, however long they wait.
       const next = await open({ actor: 'daemon', leaseSeconds: 1 });
       await sleep(1500);
@@ -87,8 +88,16 @@ for (const backend of ['sqlite', 'postgresql'] as const) {
       // The job resumes where it was under its new owner ...
       const row = await next.jobAgents.advance(job.id, 'mid01', 'csr_ready', { renewalId: 'r1', csrPem: CSR });
       assert.equal(row.ownerId, next.owner.id);
-      // ... and the old owner, had it only stalled, can no longer write.
+      // ... and the old owner, had it only stalled, can no longer write, not even from the row it last wrote.
       await assert.rejects(killed.jobAgents.advance(job.id, 'mid01', 'failed', { errorCode: 'X' }), code('JOB_CONFLICT', /lease on job \d+ expired|run by daemon/));
+      await assert.rejects(killed.jobAgents.advanceFrom(lastWritten, () => [{ to: 'failed', patch: { errorCode: 'X' } }]), code('JOB_CONFLICT'));
+      // The new owner writes from its own last row in one statement; from a stale one it plans again from the row as it is.
+      const issued = await next.jobAgents.advanceFrom(row, () => [{ to: 'issued', patch: { certificatePem: CERT } }]);
+      assert.equal(issued.state, 'issued');
+      const replanned: string[] = [];
+      const published = await next.jobAgents.advanceFrom(row, (current) => { replanned.push(current.state); return current.state === 'issued' ? [{ to: 'published' }] : [{ to: 'issued', patch: { certificatePem: CERT } }]; });
+      assert.deepEqual(replanned, ['csr_ready', 'issued'], 'planned from the stale row, then again from the stored one');
+      assert.equal(published.state, 'published');
       assert.deepEqual((await next.audit.list({ action: 'job.take-over' })).map((a) => a.target), [`job:${job.id}`]);
       // A third process cannot take it from the live new owner.
       const third = await open({ actor: 'user:bob' });

@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createCaAdapter } from '../controller/ca/index.js';
 import { initLocalCa } from '../controller/ca/local.js';
+import { defaultConnections } from '../controller/config.js';
 import { initDataDir } from '../controller/data-dir.js';
 import { fleetStatus } from '../controller/fleet-status.js';
 import type { RotationDeps, RotationOptions } from '../controller/orchestrator/rotate-agent.js';
@@ -156,7 +157,8 @@ async function openBackend(backend: Backend, dir: string): Promise<Opened> {
   const database = async (): Promise<StoreConfig> => {
     const db = await peer.createDatabase('bench');
     const url = PG_TRANSPORT === 'socket' ? db.url.replace('127.0.0.1', encodeURIComponent(join(peer.dir, 'sock'))) : db.url;
-    return { url, passwordFile: db.passwordFile };
+    // What controller.yaml gives with rotation.concurrency = C (store.maxConnections' default).
+    return { url, passwordFile: db.passwordFile, maxConnections: defaultConnections(CONCURRENCY) };
   };
   const config = await database();
   return {

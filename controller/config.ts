@@ -122,6 +122,11 @@ const storeSchema = z.object({
   }).strict().optional(),
   /** How long a writer waits for another process's lock (default 5000 ms). */
   busyTimeoutMs: z.number().int().min(0).max(600000).default(5000),
+  /**
+   * PostgreSQL: connections this process opens at most (each MID in flight uses one at a time).
+   * Default rotation.concurrency + 2, at least 10.
+   */
+  maxConnections: z.number().int().min(1).max(500).optional(),
 }).strict();
 
 const schema = z.object({
@@ -172,8 +177,13 @@ export function parseControllerConfig(text: string, source: string): ControllerC
     ...cfg,
     ca: { ...cfg.ca, passwordFile: abs(cfg.ca.passwordFile), chainFile: abs(cfg.ca.chainFile), caFile: abs(cfg.ca.caFile), clientCertFile: abs(cfg.ca.clientCertFile), clientKeyFile: abs(cfg.ca.clientKeyFile), keytab: abs(cfg.ca.keytab), dir: abs(cfg.ca.dir), proxy: proxy(cfg.ca.proxy) },
     instance: cfg.instance && { ...cfg.instance, passwordFile: abs(cfg.instance.passwordFile), oauthTokenFile: abs(cfg.instance.oauthTokenFile), caFile: abs(cfg.instance.caFile), oauth: oauth(cfg.instance.oauth), proxy: proxy(cfg.instance.proxy) },
-    store: { ...cfg.store, passwordFile: abs(cfg.store.passwordFile), tls: cfg.store.tls && { ...cfg.store.tls, caFile: abs(cfg.store.tls.caFile), certFile: abs(cfg.store.tls.certFile), keyFile: abs(cfg.store.tls.keyFile) } },
+    store: { ...cfg.store, maxConnections: cfg.store.maxConnections ?? defaultConnections(cfg.rotation.concurrency), passwordFile: abs(cfg.store.passwordFile), tls: cfg.store.tls && { ...cfg.store.tls, caFile: abs(cfg.store.tls.caFile), certFile: abs(cfg.store.tls.certFile), keyFile: abs(cfg.store.tls.keyFile) } },
   };
+}
+
+/** A connection per MID in flight, plus two for the job's own writes and /metrics; never fewer than pg's usual 10. */
+export function defaultConnections(concurrency: number): number {
+  return Math.max(10, concurrency + 2);
 }
 
 /** Reads a one-line secret file (password, token); the value is never logged. */

@@ -80,6 +80,8 @@ export interface StoreConfig {
   passwordFile?: string;
   tls?: PostgresTarget['tls'];
   busyTimeoutMs?: number;
+  /** PostgreSQL pool size (default 10; controller.yaml's default is rotation.concurrency + 2). */
+  maxConnections?: number;
 }
 
 export interface StoreOptions {
@@ -145,7 +147,7 @@ async function openDatabase(dataDir: string, config: StoreConfig | undefined, bu
   }
   const [{ openPostgres }, { readSecretFile }] = await Promise.all([import('./postgres.js'), import('../config.js')]);
   const password = await readSecretFile(config.passwordFile, 'store password');
-  return openPostgres({ url: config.url, password, tls: config.tls, busyTimeoutMs });
+  return openPostgres({ url: config.url, password, tls: config.tls, busyTimeoutMs, maxConnections: config.maxConnections });
 }
 
 /**

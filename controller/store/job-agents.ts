@@ -151,23 +151,28 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
   };
 
   /**
-   * The MID's row with its job share-locked, in one statement: JOB_CONFLICT unless this process
-   * owns the job with a live lease, STATE_TRANSITION_INVALID unless the job is running.
+   * The MID's row, locked, with its job's state and owner, in one statement: JOB_CONFLICT unless
+   * this process owns the job with a live lease and the row says so too, STATE_TRANSITION_INVALID
+   * unless the job is running. Only the MID's own row is locked: a take-over rewrites every row's
+   * owner under the row lock, so the row's owner is the fence, and one job's MIDs never wait for
+   * each other (locking the one job row made them queue on it).
    */
   const lockedMember = async (jobId: number, agentName: string): Promise<JobAgent> => {
     const row = await sql.get<JobAgentRow & { job_state: string; job_owner_id: string | null; live: number | boolean | null }>(
       `SELECT ja.*, j.state AS job_state, j.owner_id AS job_owner_id, ${ctx.owner.liveSql} AS live
-        FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id LEFT JOIN job_agents ja ON ja.job_id = j.id AND ja.agent_name = ?
-        WHERE j.id = ?${sql.forUpdate ? ' FOR SHARE OF j' : ''}`, [agentName, jobId]);
-    if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
+        FROM job_agents ja JOIN jobs j ON j.id = ja.job_id LEFT JOIN owners o ON o.id = j.owner_id
+        WHERE ja.job_id = ? AND ja.agent_name = ?${sql.forUpdate ? ' FOR UPDATE OF ja' : ''}`, [jobId, agentName]);
+    if (!row) {
+      await ctx.owner.assertOwns(jobId); // JOB_NOT_FOUND or JOB_CONFLICT before "not in it"
+      throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);
+    }
     await ctx.owner.checkOwned(jobId, row.job_owner_id, row.live);
+    if (row.owner_id !== null && row.owner_id !== ctx.owner.id) await ctx.owner.checkOwned(jobId, row.owner_id, row.live);
     if (row.job_state !== 'running') throw new MidcertError('STATE_TRANSITION_INVALID', `job ${jobId} is ${row.job_state}; its agents move only while it is running`);
-    if (row.agent_name === null) throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);
     return toJobAgent(row);
   };
-  // Confined to this MID's row of one job, whose row it share-locks: on PostgreSQL many MIDs
-  // advance at once instead of queueing behind the store-wide writer lock (takeOver and
-  // transition update the job row, so they wait for this transaction and it for them).
+  // Confined to this MID's row of one job: on PostgreSQL many MIDs advance at once instead of
+  // queueing behind the store-wide writer lock.
   const advanceAlong: JobAgentRepo['advanceAlong'] = (jobId, agentName, plan) => sql.writeRows(async () => {
     const current = await lockedMember(jobId, agentName);
     const steps = plan(current);
@@ -178,17 +183,17 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
     return toJobAgent(row);
   });
-  // One round trip on PostgreSQL: the ownership and job-state checks, with the job row
-  // share-locked as in lockedMember, ride in the UPDATE's own WHERE.
+  // One round trip on PostgreSQL: the ownership and job-state checks ride in the UPDATE's own
+  // WHERE, the row's owner (the fence, see lockedMember) included.
   const advanceFrom: JobAgentRepo['advanceFrom'] = async (expected, plan) => {
     const steps = plan(expected);
     if (steps.length === 0) return expected;
     const now = ctx.now();
     const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), expected);
-    const row = await sql.writeOne<JobAgentRow>(`${UPDATE_MEMBER}
-        AND EXISTS (SELECT 1 FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id
-          WHERE j.id = job_agents.job_id AND j.state = 'running' AND j.owner_id = ? AND ${ctx.owner.liveSql} = 1${sql.forUpdate ? ' FOR SHARE OF j' : ''})
-      RETURNING *`, [...memberFields(next, now, ctx.owner.id), expected.jobId, expected.agentName, expected.state, ctx.owner.id]);
+    const row = await sql.writeOne<JobAgentRow>(`${UPDATE_MEMBER} AND owner_id = ?
+        AND EXISTS (SELECT 1 FROM jobs j JOIN owners o ON o.id = j.owner_id
+          WHERE j.id = job_agents.job_id AND j.state = 'running' AND j.owner_id = ? AND ${ctx.owner.liveSql} = 1)
+      RETURNING *`, [...memberFields(next, now, ctx.owner.id), expected.jobId, expected.agentName, expected.state, ctx.owner.id, ctx.owner.id]);
     return row ? toJobAgent(row) : advanceAlong(expected.jobId, expected.agentName, plan);
   };
 

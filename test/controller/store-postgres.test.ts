@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MidcertError } from '../../common/errors.js';
+import { parseControllerConfig } from '../../controller/config.js';
 import { copyStore } from '../../controller/store/copy.js';
 import { MIGRATIONS, SCHEMA_VERSION, openDatabaseAt, openStore, storePath, type Store, type StoreConfig } from '../../controller/store/index.js';
 import { makeLabPki } from '../helpers/lab-pki.js';
@@ -94,6 +95,25 @@ describe('controller/store on PostgreSQL', function () {
     const snapshot = await store.metrics.snapshot();
     assert.deepEqual(snapshot.rotations.map((r) => [r.kind, r.result, r.count]).sort(), [['rotate', 'failed', 1], ['rotate', 'skipped', 1]]);
     assert.equal(snapshot.installed[0]?.record.sha256, cert.sha256);
+  });
+
+  it('opens at most store.maxConnections connections, by default rotation.concurrency + 2 (at least 10)', async () => {
+    const defaults = (yaml: string) => parseControllerConfig(`ca: { type: local }\n${yaml}`, '/tmp/c.yaml').store.maxConnections;
+    assert.equal(defaults(''), 12, 'rotation.concurrency defaults to 10');
+    assert.equal(defaults('rotation: { concurrency: 50 }\n'), 52);
+    assert.equal(defaults('rotation: { concurrency: 3 }\n'), 10);
+    assert.equal(defaults('rotation: { concurrency: 50 }\nstore: { maxConnections: 4 }\n'), 4);
+    assert.throws(() => defaults('store: { maxConnections: 0 }\n'), /maxConnections/);
+    const db = await peer.createDatabase('pool');
+    const store = await open({ url: db.url, passwordFile: db.passwordFile, maxConnections: 3 });
+    const count = async (): Promise<number> => Number((await store.sql.get<{ n: number }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE usename = current_user AND application_name = 'midcert'`))?.n);
+    // Twelve slow statements at once: never more than three connections, and all twelve finish.
+    let peak = 0;
+    const sampling = setInterval(() => { void count().then((n) => { peak = Math.max(peak, n); }, () => undefined); }, 20);
+    await Promise.all(Array.from({ length: 12 }, () => store.sql.get('SELECT pg_sleep(0.1)')));
+    clearInterval(sampling);
+    assert.ok((await count()) <= 3);
+    assert.ok(peak <= 3, `peak ${peak} connections`);
   });
 
   it('authenticates with store.passwordFile, never shows a password, and speaks TLS verify-full', async () => {

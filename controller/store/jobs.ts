@@ -93,6 +93,8 @@ interface JobRow {
 }
 
 const MAX_PARAMS_BYTES = 64 * 1024;
+/** 5 parameters a row: 1,000 stays far below SQLite's and PostgreSQL's limits on bound parameters. */
+const MEMBERS_PER_INSERT = 200;
 
 export function createJobRepo(ctx: StoreContext, audit: AuditRepo): JobRepo {
   const { sql } = ctx;
@@ -123,9 +125,12 @@ export function createJobRepo(ctx: StoreContext, audit: AuditRepo): JobRepo {
     if (missing.length > 0) throw new MidcertError('AGENT_NOT_FOUND', `not registered: ${missing.slice(0, 10).join(', ')}`);
     assertFree(await holdersOf(ctx, names), ctx.owner.id);
   };
+  // Many rows per statement: a fleet's job is one round trip per MEMBERS_PER_INSERT MIDs, not one per MID.
   const insertMembers = async (jobId: number, members: Array<{ name: string; wave: number }>, ownerId: string, now: string): Promise<void> => {
-    for (const m of members) {
-      await sql.run(`INSERT INTO job_agents (job_id, agent_name, state, wave, updated_at, owner_id) VALUES (?, ?, 'pending', ?, ?, ?)`, [jobId, m.name, m.wave, now, ownerId]);
+    for (let i = 0; i < members.length; i += MEMBERS_PER_INSERT) {
+      const chunk = members.slice(i, i + MEMBERS_PER_INSERT);
+      await sql.run(`INSERT INTO job_agents (job_id, agent_name, state, wave, updated_at, owner_id) VALUES ${chunk.map(() => "(?, ?, 'pending', ?, ?, ?)").join(', ')}`,
+        chunk.flatMap((m) => [jobId, m.name, m.wave, now, ownerId]));
     }
   };
 

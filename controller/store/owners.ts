@@ -33,16 +33,9 @@ export interface OwnerRepo {
   ensure(): Promise<string>;
   /** JOB_CONFLICT unless this process owns the job with a live lease. Call inside the write it guards. */
   assertOwns(jobId: number): Promise<void>;
-  /**
-   * Share-locks the job's row for the rest of the transaction and returns its state after the
-   * ownership check. PostgreSQL: every change of a job's owner or state updates that row, so it
-   * waits for these holders and they for it; holders do not wait for each other, so the MIDs of
-   * one job advance at once (FOR UPDATE made all of a job's MIDs queue on its one row).
-   */
-  lockOwned(jobId: number): Promise<string>;
   /** `live` (1/0) of the owner row aliased `o`, on the database's clock: for a caller's own join. */
   readonly liveSql: string;
-  /** lockOwned's check on a row the caller read itself: the job's owner id and whether its lease is live. */
+  /** assertOwns' check on a row the caller read itself: the job's owner id and whether its lease is live. */
   checkOwned(jobId: number, ownerId: string | null, live: number | boolean | null): Promise<void>;
   describe(ownerId: string | null): Promise<OwnerInfo | undefined>;
   /** Renews now (the timer does this every leaseMs / 3). False when the lease was already lost. */
@@ -92,9 +85,9 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
   };
 
   // One statement: the job's state, its owner and whether that owner's lease is live.
-  const lockOwned = async (jobId: number, lock: string): Promise<string> => {
+  const ownedState = async (jobId: number): Promise<string> => {
     const row = await sql.get<{ state: string; owner_id: string | null; live: number | boolean | null }>(
-      `SELECT j.state, j.owner_id, ${live} AS live FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id WHERE j.id = ?${lock}`, [jobId],
+      `SELECT j.state, j.owner_id, ${live} AS live FROM jobs j LEFT JOIN owners o ON o.id = j.owner_id WHERE j.id = ?`, [jobId],
     );
     if (!row) throw new MidcertError('JOB_NOT_FOUND', `no job ${jobId}`);
     await checkOwned(jobId, row.owner_id, row.live);
@@ -133,9 +126,8 @@ export function createOwnerRepo(sql: SqlDatabase, role: string, leaseMs: number)
       return id;
     },
     async assertOwns(jobId) {
-      await lockOwned(jobId, '');
+      await ownedState(jobId);
     },
-    lockOwned: (jobId) => lockOwned(jobId, sql.forUpdate ? ' FOR SHARE OF j' : ''),
     liveSql: live,
     checkOwned,
     describe,

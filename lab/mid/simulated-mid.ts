@@ -318,7 +318,6 @@ export class SimulatedMid {
       for (const command of outcome.commands) await this.execute(command, running);
       return;
     }
-    this.counters.failed++;
     this.instanceStatus = 'Down';
     this.lastError = failureText(outcome);
     if (outcome.kind === 'unauthorized') {
@@ -334,9 +333,11 @@ export class SimulatedMid {
         await this.log.severe(thread, 'test failurejava.lang.IllegalStateException: User cannot be authenticated or is missing the proper roles.');
         await this.log.severe('HeartbeatThread', this.lastError as string);
       });
-      return;
+    } else {
+      await this.logOnce(this.lastError, () => this.log.severe('HeartbeatThread', this.lastError as string));
     }
-    await this.logOnce(this.lastError, () => this.log.severe('HeartbeatThread', this.lastError as string));
+    // Counted once its lines are logged: whoever sees the count can read why.
+    this.counters.failed++;
   }
 
   /** Identical failures are logged at most once per repeatLogMs. */

@@ -76,14 +76,21 @@ describe('controller instance client: OAuth (oauth.ts)', function () {
   });
 
   it('without a renewal margin the expired token gets a 401: one new token, one retry (POST too)', async () => {
-    const c = client({ refreshMarginMs: 0 });
-    await c.tableGet('sys_properties', { limit: 1 });
-    instance.admin.revokeOAuthTokens({ access: true });
-    const inserted = await c.tableInsert('sys_properties', { name: 'midcert.oauth.retry', value: '1' });
-    assert.match(inserted['sys_id'] ?? '', /^[0-9a-f]{32}$/);
-    assert.equal(c.stats.byStatus['401'], 1);
-    assert.equal(c.oauthStats()?.retriedAfter401, 1);
-    assert.equal(instance.admin.tables.query('sys_properties', 'name=midcert.oauth.retry').length, 1, 'the POST ran once');
+    // The lab's tokens live 2 s: on a loaded machine one may expire on its own between the calls,
+    // and the client then renews it without any 401. Up to three tries, each with a fresh client.
+    for (let attempt = 1; ; attempt++) {
+      const name = `midcert.oauth.retry${attempt}`;
+      const c = client({ refreshMarginMs: 0 });
+      await c.tableGet('sys_properties', { limit: 1 });
+      instance.admin.revokeOAuthTokens({ access: true });
+      const inserted = await c.tableInsert('sys_properties', { name, value: '1' });
+      assert.match(inserted['sys_id'] ?? '', /^[0-9a-f]{32}$/);
+      assert.equal(instance.admin.tables.query('sys_properties', `name=${name}`).length, 1, 'the POST ran once');
+      if (c.stats.byStatus['401'] === undefined && attempt < 3) continue;
+      assert.equal(c.stats.byStatus['401'], 1);
+      assert.equal(c.oauthStats()?.retriedAfter401, 1);
+      break;
+    }
   });
 
   it('a refused refresh token falls back to a new grant', async () => {

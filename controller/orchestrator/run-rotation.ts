@@ -103,6 +103,9 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   return finishReport(jobId, false, { waves: membership.waves(), skipped }, report, run.stoppedEarly, jobId === null ? 'nothing to rotate' : run.reason);
 };
 
+/** How long the first wave gathers answers before they join the job (one store write per gathering). */
+const JOIN_GATHER_MS = 25;
+
 /**
  * Asks the fleet in name order. The first wave's MIDs join the job in batches (one store write
  * per batch, while the next answers arrive) and go into `firstWave`, which ends when every MID
@@ -116,9 +119,18 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
   let chosen = 0;
   let flushing: Promise<void> | undefined;
   let failure: { error: unknown } | undefined;
+  let probing = true;
+  let stopGathering: (() => void) | undefined;
+  // A moment for more answers to arrive, so one write takes many MIDs (under a busy event loop
+  // each write holds the store-wide lock for long); cut short once every MID has answered.
+  const gather = (): Promise<void> => new Promise((resolve) => {
+    const timer = setTimeout(resolve, JOIN_GATHER_MS);
+    stopGathering = () => { clearTimeout(timer); resolve(); };
+  });
   const flush = async (): Promise<void> => {
     try {
       while (joining.length > 0 && !failure) {
+        if (probing) await gather();
         for (const c of await membership.join(joining.splice(0).map((candidate) => ({ candidate, wave: 0 })))) firstWave.push({ name: c.agent.name });
       }
     } catch (error) {
@@ -137,6 +149,8 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
   const done = (async () => {
     try {
       await probeInOrder(deps.dial, candidates, selectOptions(options), kept, onProbe);
+      probing = false;
+      stopGathering?.();
       await flushing;
     } finally {
       firstWave.end();

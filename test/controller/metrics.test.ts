@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
-import type { AgentPort } from '../../controller/orchestrator/ports.js';
+import { SERVE_ROTATION, fakeAgentPort, serveDeps } from '../helpers/serve-fixtures.js';
 import { serve } from '../../controller/serve.js';
 import { openStore, type Store } from '../../controller/store/index.js';
 import { PROFILES } from '../../pki/issue.js';
@@ -21,7 +21,6 @@ import { run, runOk } from '../helpers/run.js';
  */
 const ROOT = resolve(import.meta.dirname, '../..');
 const MIDCERT = join(ROOT, 'bin/midcert');
-const DAY = 86_400_000;
 
 async function freePort(): Promise<number> {
   return new Promise((done, fail) => {
@@ -190,18 +189,8 @@ describe('serve(): shutdown with a pass in flight', () => {
     await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
     const abort = new AbortController();
     let preparing = false;
-    const port: AgentPort = {
-      status: async () => ({ midName: 'mid01', leafSha256: 'x', leafSubject: '', leafIssuer: '', notBefore: new Date(Date.now() - 300 * DAY).toISOString(), notAfter: new Date(Date.now() + 5 * DAY).toISOString(), serviceActive: true, instanceUrl: '' }),
-      prepare: () => { preparing = true; return new Promise(() => undefined); }, // never answers
-      install: async () => { throw new Error('unused'); },
-      enableMutualAuth: async () => { throw new Error('unused'); },
-      rollback: async () => { throw new Error('unused'); },
-      renewal: async () => { throw new Error('unused'); },
-      close: () => undefined,
-    };
-    const deps = { store, dial: () => port, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
-    const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
-    const served = serve(store, deps, rotation, { intervalMs: 60_000, jitterMs: 0, windows: [], renewWithinDays: 30, shutdownGraceMs: 300 }, pino({ level: 'silent' }), abort.signal);
+    const port = fakeAgentPort(5, { prepare: () => { preparing = true; return new Promise(() => undefined); } }); // never answers
+    const served = serve(store, serveDeps(store, port), SERVE_ROTATION, { intervalMs: 60_000, jitterMs: 0, windows: [], renewWithinDays: 30, shutdownGraceMs: 300 }, pino({ level: 'silent' }), abort.signal);
     try {
       const until = Date.now() + 5000;
       while (!preparing && Date.now() < until) await new Promise((r) => setTimeout(r, 20));

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { inMaintenanceWindow, renewalDue, serve } from '../../controller/serve.js';
 import { openStore, type Store } from '../../controller/store/index.js';
 import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
+import { SERVE_ROTATION, fakeAgentPort, serveDeps } from '../helpers/serve-fixtures.js';
 
 /**
  * The rotation state machine with stand-in ports (the real agent, CA and instance are covered by
@@ -384,23 +385,16 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
     await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
     let statusCalls = 0;
     const abort = new AbortController();
-    const port: AgentPort = {
-      status: async () => { statusCalls++; return { midName: 'mid01', leafSha256: 'x', leafSubject: '', leafIssuer: '', notBefore: new Date(Date.now() - 10 * 86_400_000).toISOString(), notAfter: new Date(Date.now() + 300 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; },
-      prepare: async () => { throw new Error('unused'); },
-      install: async () => { throw new Error('unused'); },
-      enableMutualAuth: async () => { throw new Error('unused'); },
-      rollback: async () => { throw new Error('unused'); },
-      renewal: async () => { throw new Error('unused'); },
+    const healthy = fakeAgentPort(300);
+    const port = fakeAgentPort(300, {
+      status: async () => { statusCalls++; return healthy.status(); },
       events: async function* (signal) {
         await new Promise((r) => setTimeout(r, 100));
         yield { type: 'keystore-changed', message: 'security/agent_keystore' };
         await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
       },
-      close: () => undefined,
-    };
-    const deps = { store, dial: () => port, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
-    const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
-    const served = serve(store, deps, rotation, { intervalMs: 60_000, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
+    });
+    const served = serve(store, serveDeps(store, port), SERVE_ROTATION, { intervalMs: 60_000, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
     try {
       const until = Date.now() + 5000;
       while (statusCalls < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
@@ -412,24 +406,16 @@ describe('controller serve: renewal window, maintenance windows, metrics', () =>
       await rm(dir, { recursive: true, force: true });
     }
   });
+
   it('does not gather abort listeners on its signal pass after pass', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'midcert-serve-'));
     const store = await openStore(dir, { actor: 'test' });
     await store.agents.add({ name: 'mid01', address: '127.0.0.1:1' });
     let passes = 0;
     const abort = new AbortController();
-    const port: AgentPort = {
-      status: async () => { passes++; return { midName: 'mid01', leafSha256: 'x', leafSubject: '', leafIssuer: '', notBefore: new Date(Date.now() - 10 * 86_400_000).toISOString(), notAfter: new Date(Date.now() + 300 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; },
-      prepare: async () => { throw new Error('unused'); },
-      install: async () => { throw new Error('unused'); },
-      enableMutualAuth: async () => { throw new Error('unused'); },
-      rollback: async () => { throw new Error('unused'); },
-      renewal: async () => { throw new Error('unused'); },
-      close: () => undefined,
-    };
-    const deps = { store, dial: () => port, ca: { submit: async () => ({ kind: 'rejected' as const, reason: '' }), poll: async () => ({ kind: 'rejected' as const, reason: '' }) }, instance: undefined, onEvent: () => undefined };
-    const rotation = { force: false, expiringWithinDays: 30, canary: 0, batch: 10, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 1000, caPollMs: 10, upTimeoutMs: 1000 };
-    const served = serve(store, deps, rotation, { intervalMs: 20, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
+    const healthy = fakeAgentPort(300);
+    const port = fakeAgentPort(300, { status: async () => { passes++; return healthy.status(); } });
+    const served = serve(store, serveDeps(store, port), SERVE_ROTATION, { intervalMs: 20, jitterMs: 0, windows: [], renewWithinDays: 30 }, pino({ level: 'silent' }), abort.signal);
     try {
       const until = Date.now() + 10_000;
       while (passes < 15 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));

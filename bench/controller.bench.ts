@@ -235,8 +235,9 @@ function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
 
 async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
   const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
+  let steps = new StepTimes();
   const rotate = async (subset: Agent[], timing?: { firstStep?: number }): Promise<void> => {
-    const report = await runRotation({ ...deps, onEvent: () => { if (timing) timing.firstStep ??= performance.now(); } }, subset, options);
+    const report = await runRotation({ ...deps, onEvent: (e) => { if (timing) timing.firstStep ??= performance.now(); steps.add(e); } }, subset, options);
     if (report.summary.succeeded !== subset.length) throw new Error(`rotation (${label}): ${JSON.stringify(report.summary)} ${JSON.stringify(report.results.find((r) => r.error)?.error)}`);
   };
   // The per-MID time: one MID rotated alone, a warm-up first, then the median of ALONE_RUNS.
@@ -249,6 +250,8 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
     alone.push(performance.now() - t);
   }
   const aloneStore = stats.snapshot();
+  const aloneSteps = steps;
+  steps = new StepTimes();
   if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}, ${ALONE_RUNS} MIDs alone\n${stats.breakdown()}\n`);
   const perMid = median(alone);
   stats.reset();
@@ -276,7 +279,38 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
     [`${r}: write txn held, mean / p99 (ms)`]: `${(s.heldMs / Math.max(1, s.writes)).toFixed(2)} / ${s.heldP99.toFixed(2)}`,
     [`${r}: waiting for the write lock, mean (ms)`]: (s.waitMs / Math.max(1, s.writes)).toFixed(1),
     [`${r}: CPU s: controller / agent processes / PostgreSQL`]: cpu,
+    [`${r}: per step, mean ms alone → in the fleet`]: aloneSteps.compare(steps),
   };
+}
+
+/** Mean time of each rotation step (its `started` to its `done` event) and of a whole MID (first event to last). */
+class StepTimes {
+  private readonly open = new Map<string, number>();
+  private readonly first = new Map<string, number>();
+  private readonly last = new Map<string, number>();
+  private readonly sums = new Map<string, { n: number; ms: number }>();
+  add(e: { agent: string; step: string; state: string }): void {
+    const now = performance.now();
+    this.first.set(e.agent, this.first.get(e.agent) ?? now);
+    this.last.set(e.agent, now);
+    const key = `${e.agent}\0${e.step}`;
+    if (e.state === 'started') this.open.set(key, now);
+    else if (e.state === 'done' && this.open.has(key)) {
+      const sum = this.sums.get(e.step) ?? { n: 0, ms: 0 };
+      sum.n += 1; sum.ms += now - (this.open.get(key) as number);
+      this.sums.set(e.step, sum);
+    }
+  }
+  means(): Map<string, number> {
+    const out = new Map([...this.sums].map(([step, s]) => [step, s.ms / s.n]));
+    const whole = [...this.first].map(([agent, t]) => (this.last.get(agent) as number) - t);
+    out.set('whole MID', whole.reduce((a, b) => a + b, 0) / Math.max(1, whole.length));
+    return out;
+  }
+  compare(fleet: StepTimes): string {
+    const theirs = fleet.means();
+    return [...this.means()].map(([step, ms]) => `${step} ${ms.toFixed(1)} → ${(theirs.get(step) ?? 0).toFixed(1)}`).join('; ');
+  }
 }
 
 interface StoreStats {

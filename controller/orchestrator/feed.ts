@@ -7,11 +7,18 @@ export class Feed<T> implements AsyncIterable<T> {
   private readonly readers: Array<(next: IteratorResult<T>) => void> = [];
   private ended = false;
 
+  /** `onRead`: called each time a reader receives an item (how the pushing side paces itself). */
+  constructor(private readonly onRead: () => void = () => undefined) {}
+
   push(item: T): void {
     if (this.ended) throw new Error('push after end');
     const reader = this.readers.shift();
-    if (reader) reader({ value: item, done: false });
-    else this.items.push(item);
+    if (reader) {
+      this.onRead();
+      reader({ value: item, done: false });
+    } else {
+      this.items.push(item);
+    }
   }
 
   end(): void {
@@ -22,7 +29,10 @@ export class Feed<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
-        if (this.items.length > 0) return Promise.resolve({ value: this.items.shift() as T, done: false });
+        if (this.items.length > 0) {
+          this.onRead();
+          return Promise.resolve({ value: this.items.shift() as T, done: false });
+        }
         if (this.ended) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => this.readers.push(resolve));
       },

@@ -9,12 +9,15 @@ import type { RotationRecord, RotationState } from './rotate-one.js';
  * succeeded|failed) so every transition is a compare-and-set the store checks.
  */
 export function jobRecord(store: Store, jobId: number, agentName: string): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
-  // The row as this record last wrote it: the next save starts from it (one statement when
-  // nothing else moved it), and a save that would not change its state (installed is still
+  // The row as this record last read or wrote it: the next save starts from it (one statement
+  // when nothing else moved it), and a save that would not change its state (installed is still
   // `installing` in the store) costs no write at all.
   let written: JobAgent | undefined;
   return {
-    load: async () => fromRow(await store.jobAgents.require(jobId, agentName)),
+    load: async () => {
+      written = await store.jobAgents.require(jobId, agentName);
+      return fromRow(written);
+    },
     save: async (record) => {
       const target = targetOf(record);
       if (target === written?.state && target !== 'ca_pending') return;

@@ -85,11 +85,7 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
  * for the store-wide write lock behind every other MID.
  */
 async function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<void> {
-  const sha = sha256Of(pem);
-  await store.rowTransaction(async () => {
-    const known = (await store.certificates.get(sha)) ?? await store.certificates.recordIssued({ agentName, pem, jobId });
-    if (known.status !== 'installed') await store.certificates.setStatus(sha, 'installed', known.status);
-  });
+  await store.certificates.recordInstalled({ agentName, pem, jobId });
 }
 
 export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {

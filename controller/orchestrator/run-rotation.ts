@@ -92,7 +92,8 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
       onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
     });
   } finally {
-    // The selection may still be dialling: let it finish, so the caller's closeAll closes every connection.
+    // The selection may still be dialling: stop it asking more and let it finish, so the caller's closeAll closes every connection.
+    selection.stop();
     await selection.done.catch(() => undefined);
   }
   const results: RotationResult[] = membership.members().map((c) => resultOf(c.agent.name, run.results.get(c.agent.name), c.leafSha256, run.reason));
@@ -110,10 +111,17 @@ const JOIN_GATHER_MS = 25;
  * Asks the fleet in name order. The first wave's MIDs join the job in batches (one store write
  * per batch, while the next answers arrive) and go into `firstWave`, which ends when every MID
  * has answered; the MIDs chosen after them wait in `later`. `done` fails if the store does.
+ *
+ * While the first wave fills, the asking keeps at most `concurrency` MIDs ahead of the rotations
+ * (asked, or answered and waiting for a free slot): a large first wave is asked as it rotates,
+ * not all at once, so the handshakes of a thousand status calls do not crowd the first MIDs'
+ * rotations off the event loop, and at most about 2 × concurrency connections are open. The MIDs
+ * after the first wave are asked as fast as they answer: later waves are planned from them.
  */
-function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void> } {
+function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void>; stop(): void } {
   const firstWaveSize = options.canary > 0 ? options.canary : Math.max(1, options.batch);
-  const firstWave = new Feed<FleetTarget>();
+  const pacing = new Pacing(Math.max(1, options.concurrency));
+  const firstWave = new Feed<FleetTarget>(() => pacing.started());
   const later: Candidate[] = [];
   const joining: Candidate[] = [];
   let chosen = 0;
@@ -131,7 +139,10 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
     try {
       while (joining.length > 0 && !failure) {
         if (probing) await gather();
-        for (const c of await membership.join(joining.splice(0).map((candidate) => ({ candidate, wave: 0 })))) firstWave.push({ name: c.agent.name });
+        const batch = joining.splice(0);
+        const joined = await membership.join(batch.map((candidate) => ({ candidate, wave: 0 })));
+        pacing.dropped(batch.length - joined.length);
+        for (const c of joined) firstWave.push({ name: c.agent.name });
       }
     } catch (error) {
       failure ??= { error };
@@ -140,15 +151,17 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
     }
   };
   const onProbe = (p: Probe): void => {
+    pacing.answered('selected' in p && chosen < firstWaveSize);
     if ('skipped' in p) return membership.skip(p.skipped);
     chosen += 1;
     if (chosen > firstWaveSize) return void later.push(p.selected);
+    if (chosen === firstWaveSize) pacing.release();
     joining.push(p.selected);
     flushing ??= flush();
   };
   const done = (async () => {
     try {
-      await probeInOrder(deps.dial, candidates, selectOptions(options), kept, onProbe);
+      await probeInOrder(deps.dial, candidates, selectOptions(options), kept, onProbe, () => pacing.ask());
       probing = false;
       stopGathering?.();
       await flushing;
@@ -159,7 +172,62 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
     deps.onWave?.(0, membership.inWave(0));
   })();
   done.catch(() => undefined); // awaited by the caller; a store failure surfaces there
-  return { firstWave, later, done };
+  return { firstWave, later, done, stop: () => pacing.stop() };
+}
+
+/**
+ * How far the asking may run ahead of the rotations: `ahead` counts the MIDs being asked plus the
+ * first-wave MIDs answered but not yet started; a new ask waits while it is at the limit.
+ */
+class Pacing {
+  private ahead = 0;
+  private free = false;
+  private stopped = false;
+  private waiting: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** Before each ask: true to ask (now, or once below the limit), false once stopped. */
+  async ask(): Promise<boolean> {
+    while (!this.free && !this.stopped && this.ahead >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.ahead += 1;
+    return !this.stopped;
+  }
+
+  /** An answer came in: it stays ahead only if it waits to start in the first wave. */
+  answered(waitsToStart: boolean): void {
+    if (!waitsToStart) this.less();
+  }
+
+  /** First-wave MIDs that will not start (another process claimed them). */
+  dropped(count: number): void {
+    for (let i = 0; i < count; i++) this.less();
+  }
+
+  /** A first-wave MID started rotating. */
+  started(): void {
+    this.less();
+  }
+
+  /** The first wave is full: the rest are asked without waiting. */
+  release(): void {
+    this.free = true;
+    this.wake();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake();
+  }
+
+  private less(): void {
+    this.ahead -= 1;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
 }
 
 /**

@@ -50,11 +50,18 @@ export async function probe(dial: (agent: Agent) => AgentPort, agent: Agent, opt
 /**
  * Probes `agents` `concurrency` at a time and reports every answer in the agents' order, as soon
  * as all before it are in: what a rotation needs to start its first MIDs before the last answers.
+ * `pace` is awaited before each probe: the caller holds the probing back until it needs more
+ * answers; false stops it (no later agent is asked, nor reported).
  */
-export async function probeInOrder(dial: (agent: Agent) => AgentPort, agents: Agent[], options: SelectOptions, kept: KeptPorts, onProbe: (probe: Probe) => void): Promise<void> {
+export async function probeInOrder(dial: (agent: Agent) => AgentPort, agents: Agent[], options: SelectOptions, kept: KeptPorts, onProbe: (probe: Probe) => void, pace: () => Promise<boolean> = async () => true): Promise<void> {
   const answers: Array<Probe | undefined> = new Array(agents.length);
   let reported = 0;
+  let stopped = false;
   await runPool(agents.map((agent, i) => ({ agent, i })), Math.max(4, options.concurrency), async ({ agent, i }) => {
+    if (stopped || !(await pace())) {
+      stopped = true;
+      return;
+    }
     answers[i] = await probe(dial, agent, options, kept);
     for (; reported < agents.length && answers[reported]; reported++) onProbe(answers[reported] as Probe);
   });

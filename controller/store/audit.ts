@@ -42,6 +42,11 @@ export interface AuditQuery {
 
 export interface AuditRepo {
   record(entry: AuditEntry): Promise<AuditRecord>;
+  /**
+   * Several `ok`-or-error rows in one statement, no transaction of its own: atomic alone, or part
+   * of the caller's write transaction (which then needs no savepoint per row).
+   */
+  append(entries: AuditEntry[]): Promise<void>;
   list(query?: AuditQuery): Promise<AuditRecord[]>;
   /**
    * Runs a mutation and its `ok` audit row in one write transaction, so the log and the data
@@ -63,23 +68,25 @@ const MAX_PARAMS_BYTES = 16 * 1024;
 
 export function createAuditRepo(ctx: StoreContext): AuditRepo {
   const { sql } = ctx;
-  const record = async (entry: AuditEntry): Promise<AuditRecord> => {
+  const values = (entry: AuditEntry, at: string): Array<string | null> => {
     if (!ACTION.test(entry.action)) throw new MidcertError('INTERNAL', `audit action "${entry.action.slice(0, 80)}" is not a dotted lower-case verb`);
-    const row = await sql.get<AuditRow>(`INSERT INTO audit (at, actor, action, target, params, result, error_code)
-      VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`, [
-      ctx.now(),
-      (entry.actor ?? ctx.actor).slice(0, 128),
-      entry.action,
-      entry.target?.slice(0, 256) ?? null,
-      sanitizeParams(entry.params ?? {}),
-      entry.result ?? 'ok',
-      entry.errorCode ?? null,
-    ]);
+    return [at, (entry.actor ?? ctx.actor).slice(0, 128), entry.action, entry.target?.slice(0, 256) ?? null, sanitizeParams(entry.params ?? {}), entry.result ?? 'ok', entry.errorCode ?? null];
+  };
+  const INSERT = 'INSERT INTO audit (at, actor, action, target, params, result, error_code) VALUES';
+  const record = async (entry: AuditEntry): Promise<AuditRecord> => {
+    const row = await sql.get<AuditRow>(`${INSERT} (?, ?, ?, ?, ?, ?, ?) RETURNING *`, values(entry, ctx.now()));
     return toRecord(row as AuditRow);
+  };
+  const append = async (entries: AuditEntry[]): Promise<void> => {
+    if (entries.length === 0) return;
+    const at = ctx.now();
+    const params = entries.flatMap((e) => values(e, at));
+    await sql.run(`${INSERT} ${entries.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, params);
   };
 
   return {
     record: (entry) => sql.write(() => record(entry)),
+    append,
     async list(query = {}) {
       const where = ['id > ?'];
       const params: Array<string | number> = [query.afterId ?? 0];

@@ -36,6 +36,12 @@ export interface CertificateRepo {
    */
   recordIssued(input: { agentName: string; pem: string; jobId?: number | null }): Promise<CertificateRecord>;
   /**
+   * recordIssued, then setStatus(installed), as one row-locked write (the certificate's own row:
+   * no store-wide lock) with the same two audit rows: what a rotation records once its MID runs
+   * the new leaf. A certificate already recorded takes the two-step path, with its checks.
+   */
+  recordInstalled(input: { agentName: string; pem: string; jobId?: number | null }): Promise<CertificateRecord>;
+  /**
    * issued → installed → retired (or issued → retired); see CERTIFICATE_TRANSITIONS. `from`: the
    * status the caller just read, so the record is not read again (still compare-and-set).
    */
@@ -64,7 +70,7 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
   const statusFilter = (status: CertificateStatus | undefined): { where: string; params: string[] } =>
     status === undefined ? { where: '', params: [] } : { where: ' AND status = ?', params: [status] };
 
-  return {
+  const repo: CertificateRepo = {
     async recordIssued(input) {
       const cert = readCertificates(Buffer.from(input.pem))[0];
       if (!cert) throw new MidcertError('CERT_MALFORMED', 'no certificate in the PEM to record');
@@ -81,6 +87,33 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
           input.agentName, cert.sha256, cert.subjectText, cert.issuerText, cert.serial,
           cert.notBefore.toISOString(), cert.notAfter.toISOString(), toPem('CERTIFICATE', cert.der), ctx.now(), input.jobId ?? null,
         ]) as CertificateRow);
+      });
+    },
+    async recordInstalled(input) {
+      const cert = readCertificates(Buffer.from(input.pem))[0];
+      if (!cert) throw new MidcertError('CERT_MALFORMED', 'no certificate in the PEM to record');
+      checkAgentName(input.agentName);
+      const inserted = await sql.writeRows(async () => {
+        const now = ctx.now();
+        const row = await sql.get<CertificateRow>(`INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, installed_at, job_id)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'installed', ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING *`, [
+          input.agentName, cert.sha256, cert.subjectText, cert.issuerText, cert.serial,
+          cert.notBefore.toISOString(), cert.notAfter.toISOString(), toPem('CERTIFICATE', cert.der), now, now, input.jobId ?? null,
+        ]);
+        if (row) {
+          await audit.append([
+            { action: 'certificate.issue', target: `agent:${input.agentName.slice(0, 80)}`, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } },
+            { action: 'certificate.status', target: `certificate:${cert.sha256}`, params: { to: 'installed' } },
+          ]);
+        }
+        return row && toRecord(row);
+      });
+      if (inserted) return inserted;
+      return sql.writeRows(async () => {
+        const existing = await get(cert.sha256);
+        // Another agent's: recordIssued refuses it (RECORD_CONFLICT), audited.
+        const known = existing?.agentName === input.agentName ? existing : await repo.recordIssued(input);
+        return known.status === 'installed' ? known : repo.setStatus(known.sha256, 'installed', known.status);
       });
     },
     async setStatus(sha256, to, from) {
@@ -116,6 +149,7 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
     history: async (agentName, options = {}) => (await sql.all<CertificateRow>('SELECT * FROM certificates WHERE agent_name = ? ORDER BY issued_at DESC, id DESC LIMIT ?',
       [agentName, Math.min(Math.max(1, options.limit ?? 50), 10_000)])).map(toRecord),
   };
+  return repo;
 }
 
 function toRecord(r: CertificateRow): CertificateRecord {

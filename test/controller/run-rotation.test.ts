@@ -24,6 +24,8 @@ interface Fleet {
   leaf: Map<string, number | 'down'>;
   /** Runs inside the agent's first status call (the selection's), before it answers. */
   onStatus: Map<string, () => Promise<void>>;
+  /** Every install waits for this before it answers. */
+  installsHeld: Promise<void>;
 }
 
 function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
@@ -40,6 +42,7 @@ function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
     prepare: async () => ({ csrPem }),
     install: async (_id, certificatePem) => {
       fleet.log.push(`install ${agent.name}`);
+      await fleet.installsHeld;
       return { ok: true, failedStep: '', errorCode: '', errorMessage: '', rolledBack: false, currentSha256: firstCertificateSha256(Buffer.from(certificatePem)) ?? '' };
     },
     enableMutualAuth: async () => { throw new Error('unused'); },
@@ -71,7 +74,7 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     store = await openStore(dir, { actor: 'test' });
     ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 30 }, { dataDir: dir });
     for (const name of NAMES) await store.agents.add({ name, address: `${name}.example:7443` });
-    fleet = { log: [], leaf: new Map<string, number | 'down'>([['mid03', 'down'], ['mid05', 200]]), onStatus: new Map() };
+    fleet = { log: [], leaf: new Map<string, number | 'down'>([['mid03', 'down'], ['mid05', 200]]), onStatus: new Map(), installsHeld: Promise.resolve() };
   });
   afterEach(async () => {
     await store.close();
@@ -106,6 +109,40 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     assert.ok(installed('mid01') >= 0 && installed('mid01') < fleet.log.indexOf('status mid07'), fleet.log.join(' | '));
     assert.equal(report.summary.succeeded, 5);
     assert.ok(installed('mid02') > fleet.log.indexOf('status mid07'), 'the second wave waited for the whole plan');
+  });
+
+  it('asks a large first wave as it rotates: at most `concurrency` MIDs ahead of the rotations', async () => {
+    for (const name of ['mid08', 'mid09', 'mid10', 'mid11']) await store.agents.add({ name, address: `${name}.example:7443` });
+    let release: () => void = () => undefined;
+    fleet.installsHeld = new Promise<void>((r) => { release = r; });
+    const safety = setTimeout(release, 5000);
+    const asked = () => fleet.log.filter((l) => l.startsWith('status ')).length;
+    const installing = () => fleet.log.filter((l) => l.startsWith('install ')).length;
+    const running = rotate({ canary: 0, batch: 20, concurrency: 2 });
+    while (installing() < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 150)); // time enough to ask everyone, were it not held back
+    // Two installing (mid01, mid02), two answered and waiting for a slot (mid04, mid06); mid03
+    // (down) and mid05 (not due) were asked and skipped, so they held no place. No one else asked yet.
+    assert.deepEqual(fleet.log.filter((l) => l.startsWith('status ')), ['status mid01', 'status mid02', 'status mid03', 'status mid04', 'status mid05', 'status mid06'], fleet.log.join(' | '));
+    release();
+    clearTimeout(safety);
+    const report = await running;
+    assert.equal(asked(), 11);
+    assert.deepEqual(report.summary, { succeeded: 9, failed: 0, skipped: 2 });
+    assert.deepEqual(report.plan.waves, [['mid01', 'mid02', 'mid04', 'mid06', 'mid07', 'mid08', 'mid09', 'mid10', 'mid11']]);
+  });
+
+  it('after the first wave, asks the rest at full speed: later waves are planned from every answer', async () => {
+    let release: () => void = () => undefined;
+    fleet.installsHeld = new Promise<void>((r) => { release = r; });
+    const safety = setTimeout(release, 5000);
+    const running = rotate({ canary: 1, batch: 2, concurrency: 2 });
+    while (!fleet.log.includes('install mid01')) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(fleet.log.filter((l) => l.startsWith('status ')).length, 7, 'the canary installs while everyone else is asked');
+    release();
+    clearTimeout(safety);
+    assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
   it('stops after a failed canary and lists every MID it did not start as skipped', async () => {

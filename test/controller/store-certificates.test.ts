@@ -75,6 +75,34 @@ describe('controller/store: certificates', () => {
     await assert.rejects(store.certificates.setStatus('00'.repeat(32), 'installed', 'issued'), code('CERTIFICATE_NOT_FOUND'));
   });
 
+  it('records a rotated leaf issued and installed in one write, with the same audit rows as the two steps', async () => {
+    const pem = await leaf('mid01');
+    const job = await store.jobs.create({ kind: 'rotate' });
+    const rec = await store.certificates.recordInstalled({ agentName: 'mid01', pem, jobId: job.id });
+    assert.equal(rec.status, 'installed');
+    assert.ok(rec.installedAt);
+    assert.equal(rec.issuedAt, rec.installedAt);
+    assert.equal(rec.jobId, job.id);
+    assert.deepEqual(await store.certificates.get(rec.sha256), rec);
+    const issue = await store.audit.list({ target: 'agent:mid01', action: 'certificate.issue' });
+    assert.deepEqual(issue.map((a) => [a.result, a.params.sha256, a.params.jobId]), [['ok', rec.sha256, job.id]]);
+    const status = await store.audit.list({ target: `certificate:${rec.sha256}`, action: 'certificate.status' });
+    assert.deepEqual(status.map((a) => [a.result, a.params.to]), [['ok', 'installed']]);
+    // A resumed job records it again: the same record, no new audit rows.
+    assert.deepEqual(await store.certificates.recordInstalled({ agentName: 'mid01', pem, jobId: job.id }), rec);
+    assert.equal((await store.audit.list({ action: 'certificate.issue' })).length, 1);
+    await assert.rejects(store.certificates.recordInstalled({ agentName: 'mid02', pem }), code('RECORD_CONFLICT'));
+    await assert.rejects(store.certificates.recordInstalled({ agentName: 'mid01', pem: 'not a pem' }), code('CERT_MALFORMED'));
+    // Recorded as issued before (an older controller): it moves to installed.
+    const older = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
+    const moved = await store.certificates.recordInstalled({ agentName: 'mid01', pem: older.pem });
+    assert.equal(moved.status, 'installed');
+    assert.equal(moved.issuedAt, older.issuedAt);
+    // A retired one is not brought back.
+    await store.certificates.setStatus(moved.sha256, 'retired');
+    await assert.rejects(store.certificates.recordInstalled({ agentName: 'mid01', pem: older.pem }), code('STATE_TRANSITION_INVALID'));
+  });
+
   it('answers the latest certificate per agent, per status, and the history newest first', async () => {
     const r1 = await store.certificates.recordIssued({ agentName: 'mid01', pem: await leaf('mid01') });
     await store.certificates.setStatus(r1.sha256, 'installed');

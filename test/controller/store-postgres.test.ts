@@ -7,6 +7,7 @@ import { parseControllerConfig } from '../../controller/config.js';
 import { copyStore } from '../../controller/store/copy.js';
 import { MIGRATIONS, SCHEMA_VERSION, openDatabaseAt, openStore, storePath, type Store, type StoreConfig } from '../../controller/store/index.js';
 import { makeLabPki } from '../helpers/lab-pki.js';
+import { PROFILES } from '../../pki/issue.js';
 import { startPostgres, type PgDatabase, type PgPeer } from '../helpers/postgres.js';
 
 const code = (expected: string, text?: RegExp) => (err: MidcertError): boolean => {
@@ -95,6 +96,13 @@ describe('controller/store on PostgreSQL', function () {
     const snapshot = await store.metrics.snapshot();
     assert.deepEqual(snapshot.rotations.map((r) => [r.kind, r.result, r.count]).sort(), [['rotate', 'failed', 1], ['rotate', 'skipped', 1]]);
     assert.equal(snapshot.installed[0]?.record.sha256, cert.sha256);
+    // Issued and installed in one write (ON CONFLICT DO NOTHING), again for a repeat.
+    const second = (await pki.ca.issueIdentity('CN=mid10,O=Acme', PROFILES.client, { days: 30 })).certPem;
+    const rotated = await store.certificates.recordInstalled({ agentName: 'mid10', pem: second, jobId: job.id });
+    assert.deepEqual([rotated.status, rotated.issuedAt === rotated.installedAt], ['installed', true]);
+    assert.deepEqual(await store.certificates.recordInstalled({ agentName: 'mid10', pem: second, jobId: job.id }), rotated);
+    await assert.rejects(store.certificates.recordInstalled({ agentName: 'mid9', pem: second }), code('RECORD_CONFLICT'));
+    assert.equal((await store.audit.list({ target: `certificate:${rotated.sha256}`, action: 'certificate.status' })).length, 1);
   });
 
   it('opens at most store.maxConnections connections, by default rotation.concurrency + 2 (at least 10)', async () => {

@@ -179,9 +179,10 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     if (steps.length === 0) return current;
     const now = ctx.now();
     const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), current);
-    const row = await sql.get<JobAgentRow>(`${UPDATE_MEMBER} RETURNING *`, [...memberFields(next, now, ctx.owner.id), jobId, agentName, current.state]);
+    const update = updateMember(current, next, now, ctx.owner.id);
+    const row = await sql.get<{ state: string }>(`${update.sql} RETURNING state`, update.params);
     if (!row) throw new MidcertError('STATE_TRANSITION_INVALID', `agent ${agentName} in job ${jobId} changed state while being updated`);
-    return toJobAgent(row);
+    return update.written;
   });
   // One round trip on PostgreSQL: the ownership and job-state checks ride in the UPDATE's own
   // WHERE, the row's owner (the fence, see lockedMember) included.
@@ -190,11 +191,12 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     if (steps.length === 0) return expected;
     const now = ctx.now();
     const next = steps.reduce((from, step) => stepTo(from, step.to, step.patch ?? {}, now), expected);
-    const row = await sql.writeOne<JobAgentRow>(`${UPDATE_MEMBER} AND owner_id = ?
+    const update = updateMember(expected, next, now, ctx.owner.id);
+    const row = await sql.writeOne<{ state: string }>(`${update.sql} AND owner_id = ?
         AND EXISTS (SELECT 1 FROM jobs j JOIN owners o ON o.id = j.owner_id
           WHERE j.id = job_agents.job_id AND j.state = 'running' AND j.owner_id = ? AND ${ctx.owner.liveSql} = 1)
-      RETURNING *`, [...memberFields(next, now, ctx.owner.id), expected.jobId, expected.agentName, expected.state, ctx.owner.id, ctx.owner.id]);
-    return row ? toJobAgent(row) : advanceAlong(expected.jobId, expected.agentName, plan);
+      RETURNING state`, [...update.params, ctx.owner.id, ctx.owner.id]);
+    return row ? update.written : advanceAlong(expected.jobId, expected.agentName, plan);
   };
 
   return {
@@ -249,13 +251,20 @@ function historyEntry(r: HistoryRow): AgentHistoryEntry {
   };
 }
 
-const UPDATE_MEMBER = `UPDATE job_agents SET state = ?, renewal_id = ?, csr_pem = ?, ca_cookie = ?,
-    certificate_pem = ?, chain_pem = ?, outage_started_at = ?, outage_ended_at = ?, error_code = ?, error_message = ?, updated_at = ?, owner_id = ?
+/**
+ * The UPDATE of one MID's row from `from` (as it is in the store: just read under lock, or as this
+ * process last wrote it, which the WHERE's state and owner checks confirm) to `next`: only the
+ * columns that change are sent, so the PEMs a row carries are not written (nor TOASTed again on
+ * PostgreSQL) at every step, and the row is not read back: what it became is `written`.
+ */
+function updateMember(from: JobAgent, next: JobAgent, now: string, ownerId: string): { sql: string; params: SqlParam[]; written: JobAgent } {
+  const before = toRowFields(from);
+  const after = toRowFields(next);
+  const changed = (Object.keys(after) as Array<keyof typeof after>).filter((column) => after[column] !== before[column]);
+  const sql = `UPDATE job_agents SET state = ?, ${changed.map((column) => `${column} = ?, `).join('')}updated_at = ?, owner_id = ?
   WHERE job_id = ? AND agent_name = ? AND state = ?`;
-
-function memberFields(next: JobAgent, now: string, ownerId: string): SqlParam[] {
-  const f = toRowFields(next);
-  return [next.state, f.renewal_id, f.csr_pem, f.ca_cookie, f.certificate_pem, f.chain_pem, f.outage_started_at, f.outage_ended_at, f.error_code, f.error_message, now, ownerId];
+  const params: SqlParam[] = [next.state, ...changed.map((column) => after[column]), now, ownerId, from.jobId, from.agentName, from.state];
+  return { sql, params, written: { ...next, updatedAt: now, ownerId } };
 }
 
 /** One checked transition in memory: legal from `from.state`, stamps the outage, carries what the new state promises. */

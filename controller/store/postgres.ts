@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import pg from 'pg';
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import { pgpassPassword } from './pgpass.js';
+import { PreparedStatements, isStalePlan } from './pg-statements.js';
 import { TxScope, inSavepoint, type SessionLock, type SqlDatabase, type SqlParam } from './sql.js';
 
 /** Where a PostgreSQL store lives and how to reach it (`store:` in controller.yaml). */
@@ -37,12 +38,21 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
   // An idle connection that breaks (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const scope = new TxScope<pg.PoolClient>();
+  const statements = new PreparedStatements(numbered);
   const query = async (sql: string, params: readonly SqlParam[] = []): Promise<pg.QueryResult> => {
     const open = scope.current();
     try {
-      const text = numbered(sql);
-      return open ? await open.conn.query(text, params as SqlParam[]) : await pool.query(text, params as SqlParam[]);
+      if (open) return await open.conn.query(statements.config(sql, params));
+      try {
+        return await pool.query(statements.config(sql, params));
+      } catch (err) {
+        // Outside a transaction the statement can simply be prepared again under a new name.
+        if (!isStalePlan(err)) throw err;
+        statements.renew();
+        return await pool.query(statements.config(sql, params));
+      }
     } catch (err) {
+      if (isStalePlan(err)) statements.renew();
       throw mapPgError(err, location);
     }
   };

@@ -105,6 +105,25 @@ describe('controller/store on PostgreSQL', function () {
     assert.equal((await store.audit.list({ target: `certificate:${rotated.sha256}`, action: 'certificate.status' })).length, 1);
   });
 
+  it('prepares each statement once per connection, and prepares it again after another process changed the table under it', async () => {
+    const db = await peer.createDatabase('prepared');
+    const store = await open({ url: db.url, passwordFile: db.passwordFile, maxConnections: 1 });
+    await store.agents.add({ name: 'mid1', address: 'mid1.example:7443' });
+    const prepared = async (): Promise<number> => Number((await store.sql.get<{ n: number }>("SELECT count(*) AS n FROM pg_prepared_statements WHERE name LIKE 'midcert_%'"))?.n);
+    const before = await prepared();
+    assert.ok(before > 0, 'the statements so far are prepared');
+    for (let i = 0; i < 5; i++) await store.agents.get('mid1');
+    await store.agents.get('mid1');
+    const steady = await prepared();
+    for (let i = 0; i < 5; i++) await store.agents.get('mid1');
+    assert.equal(await prepared(), steady, 'asking again prepares nothing new');
+    // A newer controller adds a column: the cached plan of SELECT * no longer fits (0A000).
+    const other = await open({ url: db.url, passwordFile: db.passwordFile });
+    await other.sql.exec('ALTER TABLE agents ADD COLUMN extra_note TEXT');
+    assert.equal((await store.agents.get('mid1'))?.name, 'mid1');
+    assert.equal((await store.agents.list()).length, 1);
+  });
+
   it('opens at most store.maxConnections connections, by default rotation.concurrency + 2 (at least 10)', async () => {
     const defaults = (yaml: string) => parseControllerConfig(`ca: { type: local }\n${yaml}`, '/tmp/c.yaml').store.maxConnections;
     assert.equal(defaults(''), 12, 'rotation.concurrency defaults to 10');

@@ -20,6 +20,8 @@ export interface RotationRecord {
   errorCode?: string;
   errorMessage?: string;
   failedStep?: string;
+  /** The installed leaf as the store recorded it (rotate-agent.ts; not persisted in the row). */
+  issued?: { sha256: string; notAfter: string };
 }
 
 export interface RotationEvent {

@@ -1,5 +1,6 @@
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import type { StoreContext } from './db.js';
+import type { SqlParam } from './sql.js';
 
 /**
  * The append-only audit log: who did what to which target, when, and how it ended. Triggers in
@@ -47,6 +48,11 @@ export interface AuditRepo {
    * of the caller's write transaction (which then needs no savepoint per row).
    */
   append(entries: AuditEntry[]): Promise<void>;
+  /**
+   * The checked, sanitised values of rows (AUDIT_COLUMNS, in order) for a statement that inserts
+   * them itself, as one part of a larger statement.
+   */
+  rowsFor(entries: AuditEntry[]): SqlParam[][];
   list(query?: AuditQuery): Promise<AuditRecord[]>;
   /**
    * Runs a mutation and its `ok` audit row in one write transaction, so the log and the data
@@ -61,6 +67,9 @@ interface AuditRow {
   params: string; result: AuditResult; error_code: string | null;
 }
 
+/** The audit table's columns a row is written with, in the order rowsFor() gives their values. */
+export const AUDIT_COLUMNS = 'at, actor, action, target, params, result, error_code';
+
 const ACTION = /^[a-z][a-z0-9.-]{0,63}$/;
 const SECRET_KEY = /pass(word|wd|phrase)?$|secret|token|credential|private|^key$|keypem|key_pem|cookie/i;
 const MAX_STRING = 512;
@@ -72,21 +81,24 @@ export function createAuditRepo(ctx: StoreContext): AuditRepo {
     if (!ACTION.test(entry.action)) throw new MidcertError('INTERNAL', `audit action "${entry.action.slice(0, 80)}" is not a dotted lower-case verb`);
     return [at, (entry.actor ?? ctx.actor).slice(0, 128), entry.action, entry.target?.slice(0, 256) ?? null, sanitizeParams(entry.params ?? {}), entry.result ?? 'ok', entry.errorCode ?? null];
   };
-  const INSERT = 'INSERT INTO audit (at, actor, action, target, params, result, error_code) VALUES';
+  const INSERT = `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES`;
   const record = async (entry: AuditEntry): Promise<AuditRecord> => {
     const row = await sql.get<AuditRow>(`${INSERT} (?, ?, ?, ?, ?, ?, ?) RETURNING *`, values(entry, ctx.now()));
     return toRecord(row as AuditRow);
   };
+  const rowsFor = (entries: AuditEntry[]): SqlParam[][] => {
+    const at = ctx.now();
+    return entries.map((e) => values(e, at));
+  };
   const append = async (entries: AuditEntry[]): Promise<void> => {
     if (entries.length === 0) return;
-    const at = ctx.now();
-    const params = entries.flatMap((e) => values(e, at));
-    await sql.run(`${INSERT} ${entries.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, params);
+    await sql.run(`${INSERT} ${entries.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, rowsFor(entries).flat());
   };
 
   return {
     record: (entry) => sql.write(() => record(entry)),
     append,
+    rowsFor,
     async list(query = {}) {
       const where = ['id > ?'];
       const params: Array<string | number> = [query.afterId ?? 0];

@@ -1,7 +1,7 @@
 import { MidcertError } from '../../common/errors.js';
 import { readCertificates } from '../../pki/certificate.js';
 import { toPem } from '../../pki/pem.js';
-import type { AuditRepo } from './audit.js';
+import { AUDIT_COLUMNS, type AuditRepo } from './audit.js';
 import type { StoreContext } from './db.js';
 import { CERTIFICATE_TRANSITIONS, assertTransition, type CertificateStatus } from './states.js';
 import { checkAgentName } from './validate.js';
@@ -93,22 +93,29 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
       const cert = readCertificates(Buffer.from(input.pem))[0];
       if (!cert) throw new MidcertError('CERT_MALFORMED', 'no certificate in the PEM to record');
       checkAgentName(input.agentName);
-      const inserted = await sql.writeRows(async () => {
-        const now = ctx.now();
-        const row = await sql.get<CertificateRow>(`INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, installed_at, job_id)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'installed', ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING *`, [
-          input.agentName, cert.sha256, cert.subjectText, cert.issuerText, cert.serial,
-          cert.notBefore.toISOString(), cert.notAfter.toISOString(), toPem('CERTIFICATE', cert.der), now, now, input.jobId ?? null,
-        ]);
-        if (row) {
-          await audit.append([
-            { action: 'certificate.issue', target: `agent:${input.agentName.slice(0, 80)}`, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } },
-            { action: 'certificate.status', target: `certificate:${cert.sha256}`, params: { to: 'installed' } },
-          ]);
-        }
-        return row && toRecord(row);
-      });
-      if (inserted) return inserted;
+      const now = ctx.now();
+      const insert = `INSERT INTO certificates (agent_name, sha256, subject, issuer, serial, not_before, not_after, pem, status, issued_at, installed_at, job_id)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'installed', ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING *`;
+      const values = [
+        input.agentName, cert.sha256, cert.subjectText, cert.issuerText, cert.serial,
+        cert.notBefore.toISOString(), cert.notAfter.toISOString(), toPem('CERTIFICATE', cert.der), now, now, input.jobId ?? null,
+      ];
+      const audited = [
+        { action: 'certificate.issue', target: `agent:${input.agentName.slice(0, 80)}`, params: { sha256: cert.sha256, serial: cert.serial, notAfter: cert.notAfter.toISOString(), jobId: input.jobId ?? null } },
+        { action: 'certificate.status', target: `certificate:${cert.sha256}`, params: { to: 'installed' } },
+      ];
+      // PostgreSQL: the record and its audit rows in one statement (one round trip); SQLite has
+      // no INSERT inside WITH, so there it is a transaction of two.
+      const inserted = sql.dialect === 'postgresql'
+        ? await sql.writeOne<CertificateRow>(`WITH c AS (${insert}),
+            a AS (INSERT INTO audit (${AUDIT_COLUMNS}) SELECT v.* FROM (VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)) AS v(${AUDIT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM c))
+            SELECT * FROM c`, [...values, ...audit.rowsFor(audited).flat()])
+        : await sql.writeRows(async () => {
+          const row = await sql.get<CertificateRow>(insert, values);
+          if (row) await audit.append(audited);
+          return row;
+        });
+      if (inserted) return toRecord(inserted);
       return sql.writeRows(async () => {
         const existing = await get(cert.sha256);
         // Another agent's: recordIssued refuses it (RECORD_CONFLICT), audited.

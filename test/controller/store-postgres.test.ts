@@ -102,7 +102,8 @@ describe('controller/store on PostgreSQL', function () {
     assert.deepEqual([rotated.status, rotated.issuedAt === rotated.installedAt], ['installed', true]);
     assert.deepEqual(await store.certificates.recordInstalled({ agentName: 'mid10', pem: second, jobId: job.id }), rotated);
     await assert.rejects(store.certificates.recordInstalled({ agentName: 'mid9', pem: second }), code('RECORD_CONFLICT'));
-    assert.equal((await store.audit.list({ target: `certificate:${rotated.sha256}`, action: 'certificate.status' })).length, 1);
+    assert.deepEqual((await store.audit.list({ target: `certificate:${rotated.sha256}`, action: 'certificate.status' })).map((a) => [a.result, a.params.to]), [['ok', 'installed']]);
+    assert.deepEqual((await store.audit.list({ target: 'agent:mid10', action: 'certificate.issue' })).map((a) => [a.result, a.params.sha256, a.params.jobId, a.actor]), [['ok', rotated.sha256, job.id, 'user:test']]);
   });
 
   it('prepares each statement once per connection, and prepares it again after another process changed the table under it', async () => {

@@ -8,13 +8,19 @@ import type { RotationRecord, RotationState } from './rotate-one.js';
  * machine (pending → preparing → csr_ready → ca_pending|issued → published → installing →
  * succeeded|failed) so every transition is a compare-and-set the store checks.
  */
-export function jobRecord(store: Store, jobId: number, agentName: string): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
+export function jobRecord(store: Store, jobId: number, agentName: string, joinedInWave?: number): { load(): Promise<RotationRecord | undefined>; save(record: RotationRecord): Promise<void> } {
   // The row as this record last read or wrote it: the next save starts from it (one statement
   // when nothing else moved it), and a save that would not change its state (installed is still
   // `installing` in the store) costs no write at all.
   let written: JobAgent | undefined;
   return {
     load: async () => {
+      // Just added by this process: pending, owned by it. Not read back; the first save's UPDATE
+      // checks exactly that (state and owner) and, were it wrong, reads the row and decides again.
+      if (joinedInWave !== undefined) {
+        written = pendingMember(jobId, agentName, joinedInWave, store.owner.id);
+        return undefined;
+      }
       written = await store.jobAgents.require(jobId, agentName);
       return fromRow(written);
     },
@@ -25,6 +31,13 @@ export function jobRecord(store: Store, jobId: number, agentName: string): { loa
       const plan = (row: JobAgent) => pathTo(row.state, record).map((to) => ({ to, patch: patchFor(to, record) }));
       written = written ? await store.jobAgents.advanceFrom(written, plan) : await store.jobAgents.advanceAlong(jobId, agentName, plan);
     },
+  };
+}
+
+function pendingMember(jobId: number, agentName: string, wave: number, ownerId: string): JobAgent {
+  return {
+    jobId, agentName, state: 'pending', wave, renewalId: null, csrPem: null, caCookie: null, certificatePem: null, chainPem: null,
+    outageStartedAt: null, outageEndedAt: null, errorCode: null, errorMessage: null, updatedAt: '', ownerId,
   };
 }
 

@@ -58,19 +58,21 @@ export interface RotationReport {
 }
 
 /**
- * One MID inside a job; also what resuming an unfinished job calls. `open`: the selection's
- * connection to the agent, used (and closed) instead of dialling, with the leaf it just reported.
+ * One MID inside a job; also what resuming an unfinished job calls. `open.port`: the selection's
+ * connection to the agent, used (and closed) instead of dialling, with the leaf it just reported
+ * (`open.leafSha256`). `open.joinedInWave`: this process added the MID to the job a moment ago
+ * (pending, in that wave), so its row is not read first (see jobRecord).
  */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open?: { port: AgentPort; leafSha256: string }): Promise<RotationRecord> {
-  const port = open?.port ?? deps.dial(agent);
-  const record = jobRecord(deps.store, jobId, agent.name);
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number } = {}): Promise<RotationRecord> {
+  const port = open.port ?? deps.dial(agent);
+  const record = jobRecord(deps.store, jobId, agent.name, open.joinedInWave);
   try {
     const result = await rotateOne({
       agentName: agent.midName ?? agent.name,
       agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
       load: record.load, save: record.save,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
-      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open?.leafSha256, ...extra },
+      options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open.port ? open.leafSha256 : undefined, ...extra },
     });
     if (result.state !== 'verified' || !result.certificatePem) return result;
     const recorded = await recordCertificate(deps.store, agent.name, result.certificatePem, jobId);

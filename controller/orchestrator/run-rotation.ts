@@ -50,7 +50,8 @@ const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options,
   });
   await deps.store.jobs.transition(job.id, 'running');
   const byAgent = new Map(selected.map((c) => [c.agent.name, c]));
-  const run = await runWaves(waves, (t) => rotateKept(deps, job.id, byAgent.get(t.name) as Candidate, options, kept), (r) => r.state === 'failed', {
+  const waveOf = new Map(waves.flatMap((wave, index) => wave.map((t) => [t.name, index] as const)));
+  const run = await runWaves(waves, (t) => rotateKept(deps, job.id, byAgent.get(t.name) as Candidate, waveOf.get(t.name) as number, options, kept), (r) => r.state === 'failed', {
     concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
     onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
   });
@@ -59,10 +60,10 @@ const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options,
   return finishReport(job.id, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, run.reason);
 };
 
-/** Rotates one chosen MID over the selection's connection when it is still kept. */
-function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, options: RotationOptions, kept: KeptPorts) {
+/** Rotates one chosen MID, which just joined the job in `wave`, over the selection's connection when it is still kept. */
+function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, wave: number, options: RotationOptions, kept: KeptPorts) {
   const port = kept.take(candidate.agent.name);
-  return rotateAgent(deps, jobId, candidate.agent, options, {}, port && { port, leafSha256: candidate.leafSha256 });
+  return rotateAgent(deps, jobId, candidate.agent, options, {}, { port, leafSha256: candidate.leafSha256, joinedInWave: wave });
 }
 
 function selectOptions(options: RotationOptions) {
@@ -87,7 +88,7 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   }
   let run;
   try {
-    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), options, kept), (r) => r.state === 'failed', {
+    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), membership.waveOf(t.name), options, kept), (r) => r.state === 'failed', {
       concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
       onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
     });
@@ -243,6 +244,7 @@ class Membership {
   private job: { id: number } | undefined;
   private readonly joined: Joining[] = [];
   private readonly byName = new Map<string, Candidate>();
+  private readonly waveByName = new Map<string, number>();
   private readonly refused: Skip[] = [];
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -262,6 +264,7 @@ class Membership {
     try {
       await this.add(batch.map(({ candidate, wave }) => ({ name: candidate.agent.name, wave })));
       this.joined.push(...batch);
+      for (const { candidate, wave } of batch) this.waveByName.set(candidate.agent.name, wave);
       return batch.map((j) => j.candidate);
     } catch (err) {
       if (!isClaimed(err)) throw err;
@@ -292,6 +295,10 @@ class Membership {
 
   candidate(name: string): Candidate {
     return this.byName.get(name) as Candidate;
+  }
+
+  waveOf(name: string): number {
+    return this.waveByName.get(name) ?? 0;
   }
 
   started(): boolean {

@@ -16,7 +16,8 @@
  * PostgreSQL is the real throwaway cluster of test/helpers/postgres.ts, fsync off). While the
  * rotations run, every store call is timed through a wrapper on store.sql (count, time waiting
  * for the write lock, time holding it) and the CPU of the controller, the agent processes and
- * PostgreSQL is read from /proc, so a missed goal says where the time went.
+ * PostgreSQL is read from /proc, and each rotation step's mean time (its started → done events)
+ * is printed alone and in the fleet, so a missed goal says where the time went.
  *
  * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),

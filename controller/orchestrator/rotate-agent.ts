@@ -25,6 +25,8 @@ export interface RotationOptions {
   batch: number;
   maxFailures: number;
   concurrency: number;
+  /** How far the first wave's status calls may run ahead of its rotations (default max(concurrency, 64); run-rotation.ts). */
+  askAhead?: number;
   dryRun: boolean;
   caTimeoutMs: number;
   caPollMs: number;

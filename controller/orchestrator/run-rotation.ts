@@ -105,6 +105,12 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   return finishReport(jobId, false, { waves: membership.waves(), skipped }, report, run.stoppedEarly, jobId === null ? 'nothing to rotate' : run.reason);
 };
 
+/**
+ * The asking runs at least this far ahead of the first wave's rotations: a fleet this small is
+ * asked (and joins the job) at once, so a job killed early already holds all of its first wave.
+ */
+const MIN_ASKED_AHEAD = 64;
+
 /** How long the first wave gathers answers before they join the job (one store write per gathering). */
 const JOIN_GATHER_MS = 25;
 
@@ -113,15 +119,15 @@ const JOIN_GATHER_MS = 25;
  * per batch, while the next answers arrive) and go into `firstWave`, which ends when every MID
  * has answered; the MIDs chosen after them wait in `later`. `done` fails if the store does.
  *
- * While the first wave fills, the asking keeps at most `concurrency` MIDs ahead of the rotations
+ * While the first wave fills, the asking keeps at most max(`concurrency`, 64) MIDs ahead of the rotations
  * (asked, or answered and waiting for a free slot): a large first wave is asked as it rotates,
  * not all at once, so the handshakes of a thousand status calls do not crowd the first MIDs'
- * rotations off the event loop, and at most about 2 × concurrency connections are open. The MIDs
+ * rotations off the event loop, and at most about twice that many connections are open. The MIDs
  * after the first wave are asked as fast as they answer: later waves are planned from them.
  */
 function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void>; stop(): void } {
   const firstWaveSize = options.canary > 0 ? options.canary : Math.max(1, options.batch);
-  const pacing = new Pacing(Math.max(1, options.concurrency));
+  const pacing = new Pacing(options.askAhead ?? Math.max(MIN_ASKED_AHEAD, options.concurrency));
   const firstWave = new Feed<FleetTarget>(() => pacing.started());
   const later: Candidate[] = [];
   const joining: Candidate[] = [];
@@ -147,6 +153,7 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
       }
     } catch (error) {
       failure ??= { error };
+      pacing.stop(); // the rotation fails as a whole: ask no one else
     } finally {
       flushing = undefined;
     }

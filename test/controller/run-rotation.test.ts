@@ -111,14 +111,14 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     assert.ok(installed('mid02') > fleet.log.indexOf('status mid07'), 'the second wave waited for the whole plan');
   });
 
-  it('asks a large first wave as it rotates: at most `concurrency` MIDs ahead of the rotations', async () => {
+  it('asks a large first wave as it rotates: at most `askAhead` MIDs ahead of the rotations', async () => {
     for (const name of ['mid08', 'mid09', 'mid10', 'mid11']) await store.agents.add({ name, address: `${name}.example:7443` });
     let release: () => void = () => undefined;
     fleet.installsHeld = new Promise<void>((r) => { release = r; });
     const safety = setTimeout(release, 5000);
     const asked = () => fleet.log.filter((l) => l.startsWith('status ')).length;
     const installing = () => fleet.log.filter((l) => l.startsWith('install ')).length;
-    const running = rotate({ canary: 0, batch: 20, concurrency: 2 });
+    const running = rotate({ canary: 0, batch: 20, concurrency: 2, askAhead: 2 });
     while (installing() < 2) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 150)); // time enough to ask everyone, were it not held back
     // Two installing (mid01, mid02), two answered and waiting for a slot (mid04, mid06); mid03
@@ -132,11 +132,26 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     assert.deepEqual(report.plan.waves, [['mid01', 'mid02', 'mid04', 'mid06', 'mid07', 'mid08', 'mid09', 'mid10', 'mid11']]);
   });
 
+  it('asks a first wave of fewer than 64 at once, whatever the concurrency: a job killed early holds all of it', async () => {
+    let release: () => void = () => undefined;
+    fleet.installsHeld = new Promise<void>((r) => { release = r; });
+    const safety = setTimeout(release, 5000);
+    const running = rotate({ canary: 0, batch: 20, concurrency: 1 });
+    while (!fleet.log.includes('install mid01')) await new Promise((r) => setTimeout(r, 5));
+    const job = (await store.jobs.list({ states: ['running'] }))[0];
+    for (let i = 0; i < 100 && job && (await store.jobAgents.list(job.id)).length < 5; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(fleet.log.filter((l) => l.startsWith('status ')).length, 7);
+    assert.deepEqual((await store.jobAgents.list(job!.id)).map((r) => r.agentName), ['mid01', 'mid02', 'mid04', 'mid06', 'mid07']);
+    release();
+    clearTimeout(safety);
+    assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
+  });
+
   it('after the first wave, asks the rest at full speed: later waves are planned from every answer', async () => {
     let release: () => void = () => undefined;
     fleet.installsHeld = new Promise<void>((r) => { release = r; });
     const safety = setTimeout(release, 5000);
-    const running = rotate({ canary: 1, batch: 2, concurrency: 2 });
+    const running = rotate({ canary: 1, batch: 2, concurrency: 2, askAhead: 2 });
     while (!fleet.log.includes('install mid01')) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(fleet.log.filter((l) => l.startsWith('status ')).length, 7, 'the canary installs while everyone else is asked');

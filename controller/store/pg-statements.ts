@@ -11,6 +11,12 @@ import type { SqlParam } from './sql.js';
  * another process has changed the table under it (a newer midcert migrating the schema); then
  * `renew()` moves every text to new names, which the connections parse afresh.
  */
+/**
+ * Statements with more parameters are long `IN` lists (fleet-wide reads, one text per list
+ * length): rare, and each would hold a plan in every connection of the server, so they stay unnamed.
+ */
+const MAX_NAMED_PARAMS = 64;
+
 export class PreparedStatements {
   private readonly known = new Map<string, { text: string; name: string | undefined }>();
   private generation = 0;
@@ -26,7 +32,7 @@ export class PreparedStatements {
       entry = { text, name: kept ? `midcert_${this.generation}_${createHash('sha256').update(text).digest('hex').slice(0, 24)}` : undefined };
       if (kept) this.known.set(sql, entry);
     }
-    const name = params.length > 0 ? entry.name : undefined;
+    const name = params.length > 0 && params.length <= MAX_NAMED_PARAMS ? entry.name : undefined;
     return name ? { text: entry.text, name, values: [...params] } : { text: entry.text, values: [...params] };
   }
 

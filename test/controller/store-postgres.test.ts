@@ -118,6 +118,9 @@ describe('controller/store on PostgreSQL', function () {
     const steady = await prepared();
     for (let i = 0; i < 5; i++) await store.agents.get('mid1');
     assert.equal(await prepared(), steady, 'asking again prepares nothing new');
+    // Long IN lists (one text per length) are not kept as prepared statements.
+    await store.jobAgents.latestFor(Array.from({ length: 100 }, (_, i) => `mid${i}`));
+    assert.equal(await prepared(), steady, 'a 100-name IN list is not prepared');
     // A newer controller adds a column: the cached plan of SELECT * no longer fits (0A000).
     const other = await open({ url: db.url, passwordFile: db.passwordFile });
     await other.sql.exec('ALTER TABLE agents ADD COLUMN extra_note TEXT');

@@ -1,5 +1,5 @@
 import { readCertificates } from '../../pki/certificate.js';
-import type { Agent, CertificateRecord, Store } from '../store/index.js';
+import type { Agent, Store } from '../store/index.js';
 import { jobRecord, sha256Of } from './job-record.js';
 import type { AgentPort, CaPort, InstancePort } from './ports.js';
 import { rotateOne, type RotationEvent, type RotationRecord } from './rotate-one.js';
@@ -77,20 +77,13 @@ export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agen
       options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open.port ? open.leafSha256 : undefined, ...extra },
     });
     if (result.state !== 'verified' || !result.certificatePem) return result;
-    const recorded = await recordCertificate(deps.store, agent.name, result.certificatePem, jobId);
+    // Only this job's owner records its MID's certificate, and the record is safe by its unique
+    // fingerprint, so it need not queue for the store-wide write lock behind every other MID.
+    const recorded = await deps.store.certificates.recordInstalled({ agentName: agent.name, pem: result.certificatePem, jobId });
     return { ...result, issued: { sha256: recorded.sha256, notAfter: recorded.notAfter } };
   } finally {
     port.close();
   }
-}
-
-/**
- * Issued and installed in one write. Only this job's owner records its MID's certificate, and the
- * records are safe by their unique fingerprint and status compare-and-set, so it need not queue
- * for the store-wide write lock behind every other MID.
- */
-function recordCertificate(store: Store, agentName: string, pem: string, jobId: number): Promise<CertificateRecord> {
-  return store.certificates.recordInstalled({ agentName, pem, jobId });
 }
 
 export async function settleJob(store: Store, jobId: number, results: RotationResult[]): Promise<void> {
@@ -104,7 +97,7 @@ export async function settleJob(store: Store, jobId: number, results: RotationRe
 export function resultOf(name: string, record: RotationRecord | undefined, previousSha256: string, stopReason: string): RotationResult {
   if (!record) return skippedResult(name, `not started: ${stopReason || 'rollout stopped'}`);
   const ok = record.state === 'verified';
-  const issued = !ok ? { sha256: '', notAfter: '' } : record.issued ?? (record.certificatePem ? issuedFacts(record.certificatePem) : { sha256: '', notAfter: '' });
+  const issued = (ok && (record.issued ?? (record.certificatePem && issuedFacts(record.certificatePem)))) || { sha256: '', notAfter: '' };
   return {
     name,
     state: ok ? 'succeeded' : 'failed',

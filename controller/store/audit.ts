@@ -49,10 +49,10 @@ export interface AuditRepo {
    */
   append(entries: AuditEntry[]): Promise<void>;
   /**
-   * The checked, sanitised values of rows (AUDIT_COLUMNS, in order) for a statement that inserts
-   * them itself, as one part of a larger statement.
+   * `VALUES (…), (…)` of checked, sanitised rows (columns AUDIT_COLUMNS, in order) with their
+   * parameters, for a statement that inserts them itself as one part of a larger statement.
    */
-  rowsFor(entries: AuditEntry[]): SqlParam[][];
+  valuesOf(entries: AuditEntry[]): { sql: string; params: SqlParam[] };
   list(query?: AuditQuery): Promise<AuditRecord[]>;
   /**
    * Runs a mutation and its `ok` audit row in one write transaction, so the log and the data
@@ -67,7 +67,7 @@ interface AuditRow {
   params: string; result: AuditResult; error_code: string | null;
 }
 
-/** The audit table's columns a row is written with, in the order rowsFor() gives their values. */
+/** The audit table's columns a row is written with, in the order valuesOf() gives their values. */
 export const AUDIT_COLUMNS = 'at, actor, action, target, params, result, error_code';
 
 const ACTION = /^[a-z][a-z0-9.-]{0,63}$/;
@@ -81,24 +81,26 @@ export function createAuditRepo(ctx: StoreContext): AuditRepo {
     if (!ACTION.test(entry.action)) throw new MidcertError('INTERNAL', `audit action "${entry.action.slice(0, 80)}" is not a dotted lower-case verb`);
     return [at, (entry.actor ?? ctx.actor).slice(0, 128), entry.action, entry.target?.slice(0, 256) ?? null, sanitizeParams(entry.params ?? {}), entry.result ?? 'ok', entry.errorCode ?? null];
   };
-  const INSERT = `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES`;
-  const record = async (entry: AuditEntry): Promise<AuditRecord> => {
-    const row = await sql.get<AuditRow>(`${INSERT} (?, ?, ?, ?, ?, ?, ?) RETURNING *`, values(entry, ctx.now()));
-    return toRecord(row as AuditRow);
-  };
-  const rowsFor = (entries: AuditEntry[]): SqlParam[][] => {
+  const valuesOf = (entries: AuditEntry[]): { sql: string; params: SqlParam[] } => {
     const at = ctx.now();
-    return entries.map((e) => values(e, at));
+    return { sql: `VALUES ${entries.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, params: entries.flatMap((e) => values(e, at)) };
+  };
+  const INSERT = `INSERT INTO audit (${AUDIT_COLUMNS})`;
+  const record = async (entry: AuditEntry): Promise<AuditRecord> => {
+    const rows = valuesOf([entry]);
+    const row = await sql.get<AuditRow>(`${INSERT} ${rows.sql} RETURNING *`, rows.params);
+    return toRecord(row as AuditRow);
   };
   const append = async (entries: AuditEntry[]): Promise<void> => {
     if (entries.length === 0) return;
-    await sql.run(`${INSERT} ${entries.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`, rowsFor(entries).flat());
+    const rows = valuesOf(entries);
+    await sql.run(`${INSERT} ${rows.sql}`, rows.params);
   };
 
   return {
     record: (entry) => sql.write(() => record(entry)),
     append,
-    rowsFor,
+    valuesOf,
     async list(query = {}) {
       const where = ['id > ?'];
       const params: Array<string | number> = [query.afterId ?? 0];

@@ -106,10 +106,11 @@ export function createCertificateRepo(ctx: StoreContext, audit: AuditRepo): Cert
       ];
       // PostgreSQL: the record and its audit rows in one statement (one round trip); SQLite has
       // no INSERT inside WITH, so there it is a transaction of two.
+      const rows = audit.valuesOf(audited);
       const inserted = sql.dialect === 'postgresql'
         ? await sql.writeOne<CertificateRow>(`WITH c AS (${insert}),
-            a AS (INSERT INTO audit (${AUDIT_COLUMNS}) SELECT v.* FROM (VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)) AS v(${AUDIT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM c))
-            SELECT * FROM c`, [...values, ...audit.rowsFor(audited).flat()])
+            a AS (INSERT INTO audit (${AUDIT_COLUMNS}) SELECT v.* FROM (${rows.sql}) AS v(${AUDIT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM c))
+            SELECT * FROM c`, [...values, ...rows.params])
         : await sql.writeRows(async () => {
           const row = await sql.get<CertificateRow>(insert, values);
           if (row) await audit.append(audited);

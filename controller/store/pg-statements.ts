@@ -2,6 +2,12 @@ import { createHash } from 'node:crypto';
 import type { SqlParam } from './sql.js';
 
 /**
+ * Statements with more parameters are long `IN` lists (fleet-wide reads, one text per list
+ * length): rare, and each would hold a plan in every connection of the server, so they stay unnamed.
+ */
+const MAX_NAMED_PARAMS = 64;
+
+/**
  * The repositories' parameterised statements as PostgreSQL prepared statements: each text gets a
  * stable name, so a connection parses and plans it once and afterwards only binds and executes
  * it (a rotation sends the same dozen statements for every MID). A script without parameters
@@ -11,29 +17,24 @@ import type { SqlParam } from './sql.js';
  * another process has changed the table under it (a newer midcert migrating the schema); then
  * `renew()` moves every text to new names, which the connections parse afresh.
  */
-/**
- * Statements with more parameters are long `IN` lists (fleet-wide reads, one text per list
- * length): rare, and each would hold a plan in every connection of the server, so they stay unnamed.
- */
-const MAX_NAMED_PARAMS = 64;
-
 export class PreparedStatements {
-  private readonly known = new Map<string, { text: string; name: string | undefined }>();
+  private readonly known = new Map<string, { text: string; name: string }>();
   private generation = 0;
 
-  /** `limit`: distinct texts given names; later ones (none in our code today) run unnamed. */
+  /** `limit`: distinct texts given names; later ones (none in our code today) run unnamed, as do texts without parameters. */
   constructor(private readonly toDollars: (sql: string) => string, private readonly limit = 512) {}
 
   config(sql: string, params: readonly SqlParam[]): { text: string; name?: string; values: SqlParam[] } {
+    const values = [...params];
+    if (params.length === 0 || params.length > MAX_NAMED_PARAMS) return { text: this.toDollars(sql), values };
     let entry = this.known.get(sql);
     if (!entry) {
       const text = this.toDollars(sql);
-      const kept = this.known.size < this.limit;
-      entry = { text, name: kept ? `midcert_${this.generation}_${createHash('sha256').update(text).digest('hex').slice(0, 24)}` : undefined };
-      if (kept) this.known.set(sql, entry);
+      if (this.known.size >= this.limit) return { text, values };
+      entry = { text, name: `midcert_${this.generation}_${createHash('sha256').update(text).digest('hex').slice(0, 24)}` };
+      this.known.set(sql, entry);
     }
-    const name = params.length > 0 && params.length <= MAX_NAMED_PARAMS ? entry.name : undefined;
-    return name ? { text: entry.text, name, values: [...params] } : { text: entry.text, values: [...params] };
+    return { text: entry.text, name: entry.name, values };
   }
 
   renew(): void {

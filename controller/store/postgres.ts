@@ -52,8 +52,11 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
         return await pool.query(statements.config(sql, params));
       }
     } catch (err) {
-      if (isStalePlan(err)) statements.renew();
-      throw mapPgError(err, location);
+      if (!isStalePlan(err)) throw mapPgError(err, location);
+      // Inside a transaction the statement cannot simply run again: the transaction is aborted.
+      // (Outside one, a second stale plan right after renewing lands here too.)
+      statements.renew();
+      throw new MidcertError('STORE_UNAVAILABLE', `${location}: the schema changed under this controller (another midcert migrated the store?), so the statement did not run and its transaction was rolled back; try again`, { cause: err });
     }
   };
   const transaction = async <T>(begin: string[], fn: () => Promise<T>): Promise<T> => {

@@ -126,6 +126,11 @@ describe('controller/store on PostgreSQL', function () {
     await other.sql.exec('ALTER TABLE agents ADD COLUMN extra_note TEXT');
     assert.equal((await store.agents.get('mid1'))?.name, 'mid1');
     assert.equal((await store.agents.list()).length, 1);
+    // Inside a transaction it cannot run again: the transaction fails, saying why, and the next one works.
+    await other.sql.exec('ALTER TABLE agents ADD COLUMN other_note TEXT');
+    await assert.rejects(store.sql.write(() => store.sql.get('SELECT * FROM agents WHERE name = ?', ['mid1'])),
+      (err: MidcertError) => err.code === 'STORE_UNAVAILABLE' && /schema changed under this controller/.test(err.message));
+    assert.equal((await store.sql.write(() => store.sql.get<{ name: string }>('SELECT * FROM agents WHERE name = ?', ['mid1'])))?.name, 'mid1');
   });
 
   it('opens at most store.maxConnections connections, by default rotation.concurrency + 2 (at least 10)', async () => {

@@ -280,8 +280,23 @@ export function certificateToPem(cert: Certificate): string {
  * keyCertSign; the linter reports such CA defects as their own findings instead.
  */
 export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
-  return sameName(cert.issuer, issuer.subject) && verifiesWith(cert.x509, issuer.publicKey);
+  if (!sameName(cert.issuer, issuer.subject)) return false;
+  if (verifiedIssuers.get(cert)?.has(issuer)) return true;
+  const ok = verifiesWith(cert.x509, issuer.publicKey);
+  if (ok) {
+    const known = verifiedIssuers.get(cert) ?? new WeakSet<Certificate>();
+    known.add(issuer);
+    verifiedIssuers.set(cert, known);
+  }
+  return ok;
 }
+
+/**
+ * Signatures already verified, per certificate: its issuers that did sign it. Certificates are
+ * frozen and shared (parseCertificate), so a CA's own chain, checked under every leaf it issues,
+ * is verified once. Only successes are kept: a failure is checked again.
+ */
+const verifiedIssuers = new WeakMap<Certificate, WeakSet<Certificate>>();
 
 function verifiesWith(x509: X509Certificate, key: KeyObject): boolean {
   try {

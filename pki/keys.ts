@@ -171,5 +171,9 @@ function isPassphraseError(err: unknown): boolean {
 
 /** True when two keys (private or public) share the same public key. */
 export function publicKeysEqual(a: KeyObject, b: KeyObject): boolean {
-  return a === b || spkiDer(a).equals(spkiDer(b));
+  if (a === b) return true;
+  // Two public keys compare their key material without encoding it (the encoding is the costly
+  // part); a private key has to be encoded as its public half first.
+  if (a.type === 'public' && b.type === 'public') return a.equals(b);
+  return spkiDer(a).equals(spkiDer(b));
 }

@@ -133,7 +133,7 @@ async function retrieve(session: Session, requestId: number, keyId: string): Pro
   const reply = await call(session, `certnew.cer?ReqID=${requestId}&Enc=b64`);
   if (mediaType(reply.headers) === PKIX_CERT) {
     return verifyIssued(certificatesIn(reply.body, `certnew.cer?ReqID=${requestId}`), {
-      keyId, issuedUnder: `template ${session.template}`, moreIssuers: issuers(session),
+      key: { keyId }, issuedUnder: `template ${session.template}`, moreIssuers: issuers(session),
     });
   }
   const page = readRetrievalPage(reply.body.toString('utf8'));

@@ -38,7 +38,7 @@ export async function createCfsslAdapter(cfg: CaConfig): Promise<CaAdapter> {
       });
       const leaf = certificateFrom(reply, where);
       return verifyIssued(leaf, {
-        keyId: csr.keyId,
+        key: { publicKey: csr.publicKey },
         issuedUnder: cfg.profile ? `profile ${cfg.profile} (cfssl signs unknown profiles with its default profile)` : 'no profile sent: the cfssl default profile',
         moreIssuers: async () => ({ certs: await readCertificateFile(chainFile, 'chainFile'), source: `ca.chainFile ${chainFile}` }),
       });

@@ -58,7 +58,7 @@ async function enroll(est: Est, csr: SubmittedCsr): Promise<CaOutcome> {
   }
   assertSuccess(reply, est.where, authHint(est));
   if (reply.status !== 200) throw rejected(`the EST server at ${est.where} answered simpleenroll with HTTP ${reply.status}`);
-  return verifyIssued(pkcs7Certificates(reply, 'simpleenroll'), { keyId: csr.keyId, issuedUnder: 'the EST server\'s profile', moreIssuers: issuers(est) });
+  return verifyIssued(pkcs7Certificates(reply, 'simpleenroll'), { key: { publicKey: csr.publicKey }, issuedUnder: 'the EST server\'s profile', moreIssuers: issuers(est) });
 }
 
 /** The chain: ca.chainFile if set, else /cacerts (§4.1: the current CA certificates). */

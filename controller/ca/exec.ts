@@ -41,7 +41,7 @@ export async function createExecAdapter(cfg: CaConfig): Promise<CaAdapter> {
     const message = firstLine(result.stdout.toString('utf8')) || firstLine(result.stderr);
     switch (result.code) {
       case STATUS.ISSUED:
-        return verifyIssued(certificatesIn(result.stdout), { keyId: csr.keyId, issuedUnder: issuedUnder(cfg), moreIssuers: issuers(cfg, run) });
+        return verifyIssued(certificatesIn(result.stdout), { key: { publicKey: csr.publicKey }, issuedUnder: issuedUnder(cfg), moreIssuers: issuers(cfg, run) });
       case STATUS.WAIT:
       case STATUS.WAIT_WITH_DELAY:
         return waiting(result.code, result.stdout.toString('utf8'), csr);

@@ -66,7 +66,7 @@ export async function createLocalAdapter(cfg: CaConfig, ctx: { dataDir: string }
       const notBefore = new Date(Date.now() - 60_000);
       const notAfter = new Date(Math.min(notBefore.getTime() + cfg.validityDays * DAY, ca.intermediate.cert.notAfter.getTime()));
       const leafPem = ca.signCsr(csr.parsed, { profile: PROFILES.client, notBefore, notAfter });
-      return verifyIssued([...readCertificates(Buffer.from(leafPem)), ...chain], { keyId: csr.keyId, issuedUnder: 'local CA profile client' });
+      return verifyIssued([...readCertificates(Buffer.from(leafPem)), ...chain], { key: { publicKey: csr.publicKey }, issuedUnder: 'local CA profile client' });
     }),
     poll: async () => rejected('the local CA never leaves a request pending; there is nothing to poll').outcome,
   };

@@ -3,6 +3,7 @@ import { isMidcertError } from '../../common/errors.js';
 import { buildChain, type BuiltChain } from '../../pki/chain.js';
 import { type Certificate } from '../../pki/certificate.js';
 import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
+import { publicKeysEqual } from '../../pki/keys.js';
 import { toPem } from '../../pki/pem.js';
 import { spkiDer } from '../../pki/spki.js';
 import { rejected, type CaOutcome } from './adapter.js';
@@ -13,8 +14,8 @@ export interface SubmittedCsr {
   der: Buffer;
   subjectText: string;
   publicKey: KeyObject;
-  /** SHA-256 of the SubjectPublicKeyInfo DER, base64url: what "same public key" compares. */
-  keyId: string;
+  /** SHA-256 of the SubjectPublicKeyInfo DER, base64url: the key as a string (ADCS cookies); computed when first read. */
+  readonly keyId: string;
   /** All of it, for a CA that signs in process. */
   parsed: ParsedCsr;
 }
@@ -28,7 +29,8 @@ export function readSubmittedCsr(csrPemOrDer: string | Buffer): SubmittedCsr {
     throw rejected(`the CSR cannot be parsed${isMidcertError(err) ? `: ${err.message}` : ''}`);
   }
   if (!csr.signatureValid) throw rejected('the CSR signature does not verify (corrupted, or not signed by its own key)');
-  return { pem: toPem('CERTIFICATE REQUEST', csr.der), der: csr.der, subjectText: csr.subjectText, publicKey: csr.publicKey, keyId: keyIdOf(csr.publicKey), parsed: csr };
+  const { publicKey } = csr;
+  return { pem: toPem('CERTIFICATE REQUEST', csr.der), der: csr.der, subjectText: csr.subjectText, publicKey, get keyId() { return keyIdOf(publicKey); }, parsed: csr };
 }
 
 export function keyIdOf(key: KeyObject): string {
@@ -39,8 +41,11 @@ export function keyIdOf(key: KeyObject): string {
 export type IssuerSource = () => Promise<{ certs: Certificate[]; source: string }>;
 
 export interface IssuedCheck {
-  /** keyId of the CSR the certificate must carry. */
-  keyId: string;
+  /**
+   * The CSR's public key, which the certificate must carry: the key itself while the CSR is at
+   * hand (compared without encoding it), or its keyId (a request polled later, from its cookie).
+   */
+  key: { publicKey: KeyObject } | { keyId: string };
   /** How the leaf was asked for ("template WebServer", "profile client"): named when EKU is wrong. */
   issuedUnder?: string;
   /** Where missing chain certificates come from (chainFile, certnew.p7b, EST cacerts…). */
@@ -55,7 +60,8 @@ export interface IssuedCheck {
  */
 export async function verifyIssued(returned: Certificate[], check: IssuedCheck): Promise<CaOutcome> {
   if (returned.length === 0) throw rejected('the CA answer holds no certificate');
-  const leaf = returned.find((c) => keyIdOf(c.publicKey) === check.keyId);
+  const { key } = check;
+  const leaf = returned.find('publicKey' in key ? (c) => publicKeysEqual(c.publicKey, key.publicKey) : (c) => keyIdOf(c.publicKey) === key.keyId);
   if (!leaf) {
     const first = returned[0] as Certificate;
     throw rejected(`the CA returned a certificate for a different public key than the CSR's (${first.subjectText}, serial ${first.serial})`);

@@ -59,16 +59,18 @@ export interface RotateOneContext {
 
 /**
  * One MID through DESIGN.md §3: status → PrepareRenewal → CA → instance (chain, leaf) →
- * InstallCertificate → instance Up → retire the old leaf record. Each transition is saved first,
- * so calling this again after a crash continues where it stopped and never rotates twice.
+ * InstallCertificate → instance Up → retire the old leaf record. Each transition is saved before
+ * the next step, so calling this again after a crash continues where it stopped and never rotates
+ * twice; the two a resumed job redoes harmlessly (the CSR, asked again by renewal id; the
+ * publication, found again by fingerprint) ride in the next step's write instead of their own.
  */
 export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> {
   let record: RotationRecord = (await ctx.load()) ?? { state: 'pending', renewalId: ctx.options.renewalId };
-  const save = async (patch: Partial<RotationRecord>): Promise<RotationRecord> => {
+  const save: Save = async (patch, { deferred = false } = {}) => {
     // Updated before the write, so a failed write is reported from the state it tried to record.
     const next: RotationRecord = { ...record, ...patch };
     record = next;
-    await ctx.save(next);
+    if (!deferred) await ctx.save(next);
     return next;
   };
   try {
@@ -84,7 +86,8 @@ export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> 
   return record;
 }
 
-type Save = (patch: Partial<RotationRecord>) => Promise<RotationRecord>;
+/** `deferred`: the state is kept in memory and written with the next save (one write for both). */
+type Save = (patch: Partial<RotationRecord>, options?: { deferred?: boolean }) => Promise<RotationRecord>;
 
 async function advance(ctx: RotateOneContext, record: RotationRecord, save: Save): Promise<RotationRecord> {
   const step = nextStepName(record.state);
@@ -106,7 +109,9 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
     case 'pending': {
       const previousSha256 = ctx.options.knownLeafSha256 ?? (await ctx.agent.status()).leafSha256;
       const { csrPem } = await ctx.agent.prepare(record.renewalId);
-      return save({ state: 'prepared', csrPem, previousSha256 });
+      // Written with the CA's answer: until the CA has answered, a resumed job is no better off
+      // with the CSR stored, since PrepareRenewal gives the same CSR again for the same renewal id.
+      return save({ state: 'prepared', csrPem, previousSha256 }, { deferred: true });
     }
     case 'prepared':
       return settle(save, await ctx.ca.submit(record.csrPem as string, { subject: ctx.subject ?? '', midName: ctx.agentName }));
@@ -118,7 +123,9 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
         if (record.chainPem && ctx.options.publishChain !== false) await ctx.instance.ensureCaChain(record.chainPem);
         await ctx.instance.publishLeaf(ctx.agentName, record.certificatePem as string);
       }
-      return save({ state: 'published' });
+      // Publishing again is harmless (the instance keeps one record per leaf: publish.ts reuses
+      // it), so unless the job stops here `published` is written with the install's first write.
+      return save({ state: 'published' }, { deferred: ctx.options.stopAfter !== 'published' });
     }
     case 'published':
       return install(ctx, record, save);

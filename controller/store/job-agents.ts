@@ -161,7 +161,7 @@ export function createJobAgentRepo(ctx: StoreContext): JobAgentRepo {
     const row = await sql.get<JobAgentRow & { job_state: string; job_owner_id: string | null; live: number | boolean | null }>(
       `SELECT ja.*, j.state AS job_state, j.owner_id AS job_owner_id, ${ctx.owner.liveSql} AS live
         FROM job_agents ja JOIN jobs j ON j.id = ja.job_id LEFT JOIN owners o ON o.id = j.owner_id
-        WHERE ja.job_id = ? AND ja.agent_name = ?${sql.forUpdate ? ' FOR UPDATE OF ja' : ''}`, [jobId, agentName]);
+        WHERE ja.job_id = ? AND ja.agent_name = ?${sql.forUpdate ? `${sql.forUpdate} OF ja` : ''}`, [jobId, agentName]);
     if (!row) {
       await ctx.owner.assertOwns(jobId); // JOB_NOT_FOUND or JOB_CONFLICT before "not in it"
       throw new MidcertError('AGENT_NOT_FOUND', `agent "${agentName.slice(0, 80)}" is not part of job ${jobId}`);

@@ -96,7 +96,10 @@ export async function openPostgres(target: PostgresTarget): Promise<SqlDatabase>
     ], fn),
     writeRows: (fn) => transaction(['BEGIN', `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(target.busyTimeoutMs))}`], fn),
     writeOne: async (sql, params) => (await query(sql, params)).rows[0] as never,
-    forUpdate: ' FOR UPDATE',
+    // Serializes the writers of a row as FOR UPDATE does, but not the inserts that only reference
+    // it: a certificate record's or a new member's foreign key to its job takes FOR KEY SHARE,
+    // which FOR UPDATE would make wait for every job-row transaction (jobs.addAgents) in flight.
+    forUpdate: ' FOR NO KEY UPDATE',
     read: (fn) => transaction(['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'], fn),
     sessionLock: (key) => sessionLock(config, key, location),
     close: () => pool.end(),

@@ -40,7 +40,7 @@ export interface SqlDatabase extends SqlRunner {
    * open transaction it is just part of it.
    */
   writeOne<T>(sql: string, params?: readonly SqlParam[]): Promise<T | undefined>;
-  /** ` FOR UPDATE` on PostgreSQL (lock the rows a writeRows() transaction depends on), nothing on SQLite. */
+  /** ` FOR NO KEY UPDATE` on PostgreSQL (lock the rows a writeRows() transaction depends on; inserts referencing them do not wait), nothing on SQLite. */
   readonly forUpdate: string;
   /** One consistent snapshot for several reads. */
   read<T>(fn: () => Promise<T>): Promise<T>;

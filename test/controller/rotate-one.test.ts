@@ -33,7 +33,8 @@ class FakeAgent implements AgentPort {
   answers: Array<Partial<RenewalSnapshot> | MidcertError> = [];
   constructor(private readonly pki: LabPki, private readonly failInstall = false) {}
   async status() { return { midName: 'mid01', leafSha256: 'old', leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + 5 * 86_400_000).toISOString(), serviceActive: true, instanceUrl: '' }; }
-  async prepare() { this.prepares++; return { csrPem: (await import('../../pki/csr.js')).buildCsr(this.pki.leaf.key, { subject: 'CN=mid01' }) }; }
+  prepareIds: string[] = [];
+  async prepare(renewalId: string) { this.prepares++; this.prepareIds.push(renewalId); return { csrPem: (await import('../../pki/csr.js')).buildCsr(this.pki.leaf.key, { subject: 'CN=mid01' }) }; }
   allowSeen: Array<readonly string[] | undefined> = [];
   async install(renewalId: string, certificatePem: string, _chain = '', _progress: unknown = undefined, allowKeyTypes?: readonly string[]) {
     this.installCalls++;
@@ -203,10 +204,10 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     assert.match(record.errorMessage ?? '', /rolled back/);
   });
 
-  for (const killAt of ['prepared', 'issued', 'published', 'installed'] as const) {
+  for (const killAt of ['submitted', 'issued', 'published', 'installed'] as const) {
     it(`a controller killed after "${killAt}" resumes from the store without repeating earlier steps`, async () => {
       const agent = new FakeAgent(pki);
-      const ca = fakeCa(pki, ['issued']);
+      const ca = fakeCa(pki, killAt === 'submitted' ? ['pending', 'issued'] : ['issued']);
       const instance = fakeInstance();
       const jobId = await newJob();
       const ctx = context(agent, ca, instance, jobId);
@@ -227,6 +228,61 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
       assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'succeeded');
     });
   }
+
+  it('writes the CSR with the CA\'s answer and the publication with the install\'s start: three writes, each a state to resume from', async () => {
+    const jobId = await newJob();
+    const ctx = context(new FakeAgent(pki), fakeCa(pki, ['issued']), fakeInstance(), jobId);
+    const seen: string[] = [];
+    const updates: string[] = [];
+    const advanceFrom = store.jobAgents.advanceFrom;
+    store.jobAgents.advanceFrom = async (expected, plan) => {
+      updates.push(plan(expected).map((s) => s.to).join('→'));
+      return advanceFrom(expected, plan);
+    };
+    try {
+      const record = await rotateOne({ ...ctx, save: async (r) => { await ctx.save(r); seen.push(`${r.state}:${(await store.jobAgents.require(jobId, 'mid01')).state}`); } });
+      assert.equal(record.state, 'verified');
+    } finally {
+      store.jobAgents.advanceFrom = advanceFrom;
+    }
+    assert.deepEqual(seen, ['issued:issued', 'published:installing', 'installed:installing', 'verified:succeeded']);
+    assert.deepEqual(updates, ['preparing→csr_ready→issued', 'published→installing', 'succeeded']);
+  });
+
+  it('a controller killed before the CA answered asks the agent again for the same renewal (PrepareRenewal is idempotent by id)', async () => {
+    const agent = new FakeAgent(pki);
+    const instance = fakeInstance();
+    const jobId = await newJob();
+    const ctx = context(agent, fakeCa(pki, ['issued']), instance, jobId);
+    let dead = false;
+    const dying = async (r: RotationRecord): Promise<void> => { if (dead) throw new Error('killed'); await ctx.save(r); };
+    const killedCa: CaPort = { async submit() { dead = true; throw new Error('killed'); }, async poll() { throw new Error('unused'); } };
+    await assert.rejects(rotateOne({ ...ctx, ca: killedCa, save: dying }), /killed/);
+    assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'pending', 'nothing written before the CA answered');
+    const ca = fakeCa(pki, ['issued']);
+    assert.equal((await rotateOne(context(agent, ca, instance, jobId))).state, 'verified');
+    assert.deepEqual(agent.prepareIds, [`job${jobId}-mid01`, `job${jobId}-mid01`], 'the same renewal asked again');
+    assert.equal(ca.submits, 1);
+    assert.equal(agent.installs, 1);
+  });
+
+  it('a controller killed while publishing publishes again on resume, and asks the CA nothing new', async () => {
+    const agent = new FakeAgent(pki);
+    const ca = fakeCa(pki, ['issued']);
+    const instance = fakeInstance();
+    const jobId = await newJob();
+    const ctx = context(agent, ca, instance, jobId);
+    let dead = false;
+    const dying = async (r: RotationRecord): Promise<void> => { if (dead) throw new Error('killed'); await ctx.save(r); };
+    const dyingInstance: InstancePort = { ...instance, async publishLeaf() { dead = true; throw new Error('killed'); } };
+    await assert.rejects(rotateOne({ ...ctx, instance: dyingInstance, save: dying }), /killed/);
+    assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'issued');
+    assert.equal((await rotateOne(context(agent, ca, instance, jobId))).state, 'verified');
+    assert.deepEqual(instance.calls, ['chain', 'chain', 'leaf', 'up', 'retire'], 'the chain from both runs, the leaf from the second');
+    assert.equal(ca.submits, 1);
+    assert.equal(agent.prepares, 1);
+    assert.equal(agent.installs, 1);
+  });
 
   describe('an install stream that breaks: the controller asks the agent (GetRenewal) and records what the host did', () => {
     it('records success with the new leaf when the agent, back after two refused dials, says INSTALLED', async () => {

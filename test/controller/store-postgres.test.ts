@@ -106,6 +106,39 @@ describe('controller/store on PostgreSQL', function () {
     assert.deepEqual((await store.audit.list({ target: 'agent:mid10', action: 'certificate.issue' })).map((a) => [a.result, a.params.sha256, a.params.jobId, a.actor]), [['ok', rotated.sha256, job.id, 'user:test']]);
   });
 
+  it('locks rows FOR NO KEY UPDATE: a certificate record of a job does not wait for a transaction holding the job row', async () => {
+    const db = await peer.createDatabase('nokey');
+    const store = await open(pgConfig(db));
+    const other = await open(pgConfig(db), 'user:other');
+    await store.agents.add({ name: 'mid1', address: 'mid1.example:7443' });
+    const job = await store.jobs.create({ kind: 'rotate' });
+    const pki = await makeLabPki();
+    const pem = (await pki.ca.issueIdentity('CN=mid1,O=Acme', PROFILES.client, { days: 30 })).certPem;
+    const recorded = await store.sql.writeRows(async () => {
+      // What jobs.addAgents and jobs.transition hold while MIDs join or the job moves.
+      await store.sql.get(`SELECT id FROM jobs WHERE id = ?${store.sql.forUpdate}`, [job.id]);
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('the certificate record waited for the job row')), 3000); });
+      try {
+        return await Promise.race([other.certificates.recordInstalled({ agentName: 'mid1', pem, jobId: job.id }), waited]);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+    assert.deepEqual([recorded.status, recorded.jobId], ['installed', job.id]);
+    // Writers of the row still queue behind the holder.
+    const order: string[] = [];
+    let second: Promise<void> | undefined;
+    await store.sql.writeRows(async () => {
+      await store.sql.get(`SELECT id FROM jobs WHERE id = ?${store.sql.forUpdate}`, [job.id]);
+      second = other.sql.writeRows(async () => { await other.sql.get(`SELECT id FROM jobs WHERE id = ?${other.sql.forUpdate}`, [job.id]); order.push('second'); });
+      await new Promise((r) => setTimeout(r, 200));
+      order.push('first');
+    });
+    await second;
+    assert.deepEqual(order, ['first', 'second']);
+  });
+
   it('prepares each statement once per connection, and prepares it again after another process changed the table under it', async () => {
     const db = await peer.createDatabase('prepared');
     const store = await open({ url: db.url, passwordFile: db.passwordFile, maxConnections: 1 });

@@ -17,7 +17,9 @@
  * rotations run, every store call is timed through a wrapper on store.sql (count, time waiting
  * for the write lock, time holding it) and the CPU of the controller, the agent processes and
  * PostgreSQL is read from /proc, and each rotation step's mean time (its started → done events)
- * is printed alone and in the fleet, so a missed goal says where the time went.
+ * is printed alone and in the fleet, so a missed goal says where the time went; with the slot
+ * time lost before the last MID started (what the asking and the joins cost, apart from each
+ * MID's own time) and the controller's event-loop delay (mean and p99 beyond a 5 ms timer).
  *
  * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
@@ -29,7 +31,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createCaAdapter } from '../controller/ca/index.js';
 import { initLocalCa } from '../controller/ca/local.js';
 import { defaultConnections } from '../controller/config.js';
@@ -40,7 +42,7 @@ import { runRotation } from '../controller/orchestrator/run-rotation.js';
 import type { AgentPort } from '../controller/orchestrator/ports.js';
 import { fleetDialer, type AgentDialer } from '../controller/orchestrator/wiring.js';
 import { openStore, type Agent, type Store, type StoreConfig } from '../controller/store/index.js';
-import type { SqlDatabase } from '../controller/store/sql.js';
+import type { SqlDatabase, SqlParam } from '../controller/store/sql.js';
 import { buildCsr } from '../pki/csr.js';
 import { generateKey } from '../pki/keys.js';
 import { profiled } from './profile.js';
@@ -258,9 +260,12 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   stats.reset();
   const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
   const timing: { firstStep?: number } = {};
+  const lag = monitorEventLoopDelay({ resolution: 5 });
+  lag.enable();
   const t = performance.now();
   await profiled(`${id}-rotation`, () => rotate(agents, timing));
   const wall = performance.now() - t;
+  lag.disable();
   const cpu = cpuSplit(cpu0, agentPids, serverPid);
   const s = stats.snapshot();
   if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}-rotation\n${stats.breakdown()}\n`);
@@ -279,8 +284,12 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
     [`${r}: write lock held, total (ms; % of wall)`]: `${fmt(s.heldMs)} (${((s.heldMs / wall) * 100).toFixed(0)} %)`,
     [`${r}: write txn held, mean / p99 (ms)`]: `${(s.heldMs / Math.max(1, s.writes)).toFixed(2)} / ${s.heldP99.toFixed(2)}`,
     [`${r}: waiting for the write lock, mean (ms)`]: (s.waitMs / Math.max(1, s.writes)).toFixed(1),
+    [`${r}: one-statement writes (per MID; mean ms, call to answer)`]: `${(s.singles / agents.length).toFixed(2)}; ${(s.singlesMs / Math.max(1, s.singles)).toFixed(1)}`,
     [`${r}: CPU s: controller / agent processes / PostgreSQL`]: cpu,
     [`${r}: per step, mean ms alone → in the fleet`]: aloneSteps.compare(steps),
+    [`${r}: slots idle while MIDs had not started (slot-seconds; ${CONCURRENCY} slots × wall = ${((CONCURRENCY * wall) / 1000).toFixed(0)})`]: (steps.idleSlotMs(CONCURRENCY, agents.length, t) / 1000).toFixed(1),
+    // The histogram holds whole timer intervals: the 5 ms resolution is taken off.
+    [`${r}: controller event-loop delay, mean / p99 (ms)`]: `${(lag.mean / 1e6 - 5).toFixed(1)} / ${(lag.percentile(99) / 1e6 - 5).toFixed(1)}`,
   };
 }
 
@@ -308,6 +317,25 @@ class StepTimes {
     out.set('whole MID', whole.reduce((a, b) => a + b, 0) / Math.max(1, whole.length));
     return out;
   }
+  /**
+   * Slot time lost before the last MID started: from `since` to the last MID's first event, the
+   * integral of (slots − MIDs in flight), a MID being in flight from its first event to its last.
+   * What the feed (the asking, the joins) cost the rotation, apart from each MID's own time.
+   */
+  idleSlotMs(slots: number, total: number, since: number): number {
+    const edges = [...this.first].flatMap(([agent, t]) => [[t, 1], [this.last.get(agent) as number, -1]] as const).sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+    const lastStart = Math.max(...this.first.values());
+    let inFlight = 0; let at = since; let idle = 0; let started = 0;
+    for (const [t, d] of edges) {
+      if (at >= lastStart || started >= total) break;
+      const until = Math.min(t, lastStart);
+      idle += Math.max(0, slots - inFlight) * Math.max(0, until - at);
+      at = Math.max(at, until);
+      inFlight += d;
+      if (d > 0) started += 1;
+    }
+    return idle;
+  }
   compare(fleet: StepTimes): string {
     const theirs = fleet.means();
     return [...this.means()].map(([step, ms]) => `${step} ${ms.toFixed(1)} → ${(theirs.get(step) ?? 0).toFixed(1)}`).join('; ');
@@ -317,7 +345,7 @@ class StepTimes {
 interface StoreStats {
   reset(): void;
   /** writes: transactions under the store-wide lock (write()); rowWrites: row-locked ones (writeRows()), not in held/wait. */
-  snapshot(): { writes: number; rowWrites: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number };
+  snapshot(): { writes: number; rowWrites: number; statements: number; inTx: number; heldMs: number; waitMs: number; heldP99: number; singles: number; singlesMs: number };
   /** Per statement inside write transactions, and per kind of transaction (named by its first statement). */
   breakdown(): string;
 }
@@ -333,6 +361,8 @@ function instrument(sql: SqlDatabase): StoreStats {
   let writes = 0; let rowWrites = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let commitMs = 0; let held: number[] = [];
   let perStatement = new Map<string, { n: number; ms: number }>();
   let perTxn = new Map<string, { n: number; ms: number }>();
+  let perSingle = new Map<string, { n: number; ms: number }>();
+  let singles = 0; let singlesMs = 0;
   const add = (m: Map<string, { n: number; ms: number }>, key: string, ms: number): void => {
     const e = m.get(key) ?? { n: 0, ms: 0 };
     e.n += 1; e.ms += ms;
@@ -366,6 +396,19 @@ function instrument(sql: SqlDatabase): StoreStats {
     add(perTxn, tx.first ?? '(no statement)', done - started);
     return result;
   };
+  // One-statement writes (a MID's progress on PostgreSQL, its certificate record): by statement
+  // and the state it writes (its first parameter), from the call to the answer.
+  const writeOne = sql.writeOne.bind(sql);
+  mutable.writeOne = async <T>(text: string, params: readonly SqlParam[] = []): Promise<T | undefined> => {
+    if (inside.getStore()) return writeOne<T>(text, params);
+    const t = performance.now();
+    try {
+      return await writeOne<T>(text, params);
+    } finally {
+      singles += 1; singlesMs += performance.now() - t;
+      add(perSingle, `${String(text).replace(/\s+/g, ' ').trim().slice(0, 40)} … [${String(params[0]).slice(0, 16)}]`, performance.now() - t);
+    }
+  };
   for (const name of ['all', 'get', 'run'] as const) {
     const original = (sql[name] as (...args: unknown[]) => Promise<unknown>).bind(sql);
     (mutable as Record<string, unknown>)[name] = async (...args: unknown[]) => {
@@ -386,13 +429,14 @@ function instrument(sql: SqlDatabase): StoreStats {
   const table = (m: Map<string, { n: number; ms: number }>): string => [...m].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)
     .map(([k, e]) => `  ${String(e.n).padStart(6)} × ${(e.ms / e.n).toFixed(2).padStart(6)} ms = ${e.ms.toFixed(0).padStart(6)} ms  ${k}`).join('\n');
   return {
-    reset: () => { writes = 0; rowWrites = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; commitMs = 0; held = []; perStatement = new Map(); perTxn = new Map(); },
+    reset: () => { writes = 0; rowWrites = 0; statements = 0; inTx = 0; heldMs = 0; waitMs = 0; commitMs = 0; held = []; perStatement = new Map(); perTxn = new Map(); perSingle = new Map(); singles = 0; singlesMs = 0; },
     snapshot: () => {
       const sorted = [...held].sort((a, b) => a - b);
-      return { writes, rowWrites, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0 };
+      return { writes, rowWrites, statements, inTx, heldMs, waitMs, heldP99: sorted[Math.floor(sorted.length * 0.99)] ?? 0, singles, singlesMs };
     },
     breakdown: () => `write transactions by first statement (count × mean held = total):\n${table(perTxn)}\n`
       + `statements inside write transactions (count × mean = total):\n${table(perStatement)}\n`
+      + `one-statement writes, call to answer (count × mean = total):\n${table(perSingle)}\n`
       + `COMMIT (body end → write() resolved): ${writes} × ${(commitMs / Math.max(1, writes)).toFixed(2)} ms = ${commitMs.toFixed(0)} ms`,
   };
 }

@@ -68,29 +68,20 @@ export interface RotationReport {
 export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number } = {}): Promise<RotationRecord> {
   const port = open.port ?? deps.dial(agent);
   const record = jobRecord(deps.store, jobId, agent.name, open.joinedInWave);
-  // Only this job's owner records its MID's certificate, and the record is safe by its unique
-  // fingerprint, so it need not queue for the store-wide write lock behind every other MID; it is
-  // written alongside the `succeeded` row (either may land first: resuming a succeeded row records
-  // it again, and a second record of the same leaf changes nothing).
-  let recording: ReturnType<Store['certificates']['recordInstalled']> | undefined;
-  const recordInstalled = (pem: string) => deps.store.certificates.recordInstalled({ agentName: agent.name, pem, jobId });
-  const save = (r: RotationRecord): Promise<void> => {
-    if (r.state === 'verified' && r.certificatePem && !recording) {
-      recording = recordInstalled(r.certificatePem);
-      recording.catch(() => undefined); // awaited below once the MID is verified
-    }
-    return record.save(r);
-  };
   try {
     const result = await rotateOne({
       agentName: agent.midName ?? agent.name,
       agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
-      load: record.load, save,
+      load: record.load, save: record.save,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
       options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open.port ? open.leafSha256 : undefined, ...extra },
     });
     if (result.state !== 'verified' || !result.certificatePem) return result;
-    const recorded = await (recording ?? recordInstalled(result.certificatePem));
+    // Only this job's owner records its MID's certificate, and the record is safe by its unique
+    // fingerprint, so it need not queue for the store-wide write lock behind every other MID. Not
+    // written at the same time as the `succeeded` row: that measured slower on PostgreSQL with the
+    // in-process stand-ins and no faster over gRPC (bench/RESULTS.md "Fourth pass").
+    const recorded = await deps.store.certificates.recordInstalled({ agentName: agent.name, pem: result.certificatePem, jobId });
     return { ...result, issued: { sha256: recorded.sha256, notAfter: recorded.notAfter } };
   } finally {
     port.close();

@@ -12,8 +12,9 @@ import { makeLabPki, type LabPki } from '../helpers/lab-pki.js';
 import { fakeAgentPort } from '../helpers/serve-fixtures.js';
 
 /**
- * One MID inside a job (rotate-agent.ts): the rotated leaf's store record is written alongside the
- * MID's `succeeded` row, and a resumed or refused record is handled as before.
+ * One MID inside a job (rotate-agent.ts): the rotated leaf's store record is written after the
+ * MID's `succeeded` row; a record that never landed is written when the job is resumed; a leaf
+ * recorded for another agent is refused.
  */
 describe('controller rotateAgent: the installed leaf\'s record', () => {
   let pki: LabPki;
@@ -47,7 +48,7 @@ describe('controller rotateAgent: the installed leaf\'s record', () => {
     return job.id;
   }
 
-  it('writes the certificate record while the succeeded row is being written, not after it', async () => {
+  it('writes the certificate record once the succeeded row is written, and reports the leaf from it', async () => {
     const jobId = await newJob();
     const order: string[] = [];
     const advanceFrom = store.jobAgents.advanceFrom;
@@ -62,7 +63,7 @@ describe('controller rotateAgent: the installed leaf\'s record', () => {
     store.certificates.recordInstalled = async (input) => { order.push('record: start'); return recordInstalled(input); };
     const record = await rotateAgent(deps(), jobId, { name: 'mid01' } as never, OPTIONS);
     assert.equal(record.state, 'verified');
-    assert.deepEqual(order, ['record: start', 'succeeded: start', 'succeeded: done']);
+    assert.deepEqual(order, ['succeeded: start', 'succeeded: done', 'record: start']);
     const cert = await store.certificates.get(record.issued?.sha256 ?? '');
     assert.equal(cert?.status, 'installed');
     assert.equal(cert?.jobId, jobId);

@@ -287,7 +287,7 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
     [`${r}: one-statement writes (per MID; mean ms, call to answer)`]: `${(s.singles / agents.length).toFixed(2)}; ${(s.singlesMs / Math.max(1, s.singles)).toFixed(1)}`,
     [`${r}: CPU s: controller / agent processes / PostgreSQL`]: cpu,
     [`${r}: per step, mean ms alone → in the fleet`]: aloneSteps.compare(steps),
-    [`${r}: slots idle while MIDs had not started (slot-seconds; ${CONCURRENCY} slots × wall = ${((CONCURRENCY * wall) / 1000).toFixed(0)})`]: (steps.idleSlotMs(CONCURRENCY, agents.length, t) / 1000).toFixed(1),
+    [`${r}: slots idle while MIDs had not started (slot-seconds; ${CONCURRENCY} slots × wall = ${((CONCURRENCY * wall) / 1000).toFixed(0)})`]: (steps.idleSlotMs(CONCURRENCY, t) / 1000).toFixed(1),
     // The histogram holds whole timer intervals: the 5 ms resolution is taken off.
     [`${r}: controller event-loop delay, mean / p99 (ms)`]: `${(lag.mean / 1e6 - 5).toFixed(1)} / ${(lag.percentile(99) / 1e6 - 5).toFixed(1)}`,
   };
@@ -322,17 +322,16 @@ class StepTimes {
    * integral of (slots − MIDs in flight), a MID being in flight from its first event to its last.
    * What the feed (the asking, the joins) cost the rotation, apart from each MID's own time.
    */
-  idleSlotMs(slots: number, total: number, since: number): number {
+  idleSlotMs(slots: number, since: number): number {
     const edges = [...this.first].flatMap(([agent, t]) => [[t, 1], [this.last.get(agent) as number, -1]] as const).sort((a, b) => a[0] - b[0] || b[1] - a[1]);
     const lastStart = Math.max(...this.first.values());
-    let inFlight = 0; let at = since; let idle = 0; let started = 0;
+    let inFlight = 0; let at = since; let idle = 0;
     for (const [t, d] of edges) {
-      if (at >= lastStart || started >= total) break;
+      if (at >= lastStart) break;
       const until = Math.min(t, lastStart);
       idle += Math.max(0, slots - inFlight) * Math.max(0, until - at);
       at = Math.max(at, until);
       inFlight += d;
-      if (d > 0) started += 1;
     }
     return idle;
   }
@@ -396,8 +395,8 @@ function instrument(sql: SqlDatabase): StoreStats {
     add(perTxn, tx.first ?? '(no statement)', done - started);
     return result;
   };
-  // One-statement writes (a MID's progress on PostgreSQL, its certificate record): by statement
-  // and the state it writes (its first parameter), from the call to the answer.
+  // One-statement writes (a MID's progress on PostgreSQL, its certificate record), from the call
+  // to the answer: by statement, and a MID's progress also by the state it writes.
   const writeOne = sql.writeOne.bind(sql);
   mutable.writeOne = async <T>(text: string, params: readonly SqlParam[] = []): Promise<T | undefined> => {
     if (inside.getStore()) return writeOne<T>(text, params);
@@ -405,8 +404,9 @@ function instrument(sql: SqlDatabase): StoreStats {
     try {
       return await writeOne<T>(text, params);
     } finally {
-      singles += 1; singlesMs += performance.now() - t;
-      add(perSingle, `${String(text).replace(/\s+/g, ' ').trim().slice(0, 40)} … [${String(params[0]).slice(0, 16)}]`, performance.now() - t);
+      const ms = performance.now() - t;
+      singles += 1; singlesMs += ms;
+      add(perSingle, singleKey(text, params), ms);
     }
   };
   for (const name of ['all', 'get', 'run'] as const) {
@@ -439,6 +439,12 @@ function instrument(sql: SqlDatabase): StoreStats {
       + `one-statement writes, call to answer (count × mean = total):\n${table(perSingle)}\n`
       + `COMMIT (body end → write() resolved): ${writes} × ${(commitMs / Math.max(1, writes)).toFixed(2)} ms = ${commitMs.toFixed(0)} ms`,
   };
+}
+
+/** A one-statement write's line in the breakdown: its text's start; for job_agents, the state it writes (the first parameter). */
+function singleKey(text: string, params: readonly SqlParam[]): string {
+  const head = text.replace(/\s+/g, ' ').trim().slice(0, 40);
+  return head.startsWith('UPDATE job_agents') ? `${head} … [${String(params[0])}]` : head;
 }
 
 /** CPU seconds since `before`: this process / the agent-server processes / PostgreSQL. */

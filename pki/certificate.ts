@@ -283,7 +283,7 @@ export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
   if (!sameName(cert.issuer, issuer.subject)) return false;
   if (verifiedIssuers.get(cert)?.has(issuer)) return true;
   const ok = verifiesWith(cert.x509, issuer.publicKey);
-  if (ok) {
+  if (ok && Object.isFrozen(cert) && Object.isFrozen(issuer)) {
     const known = verifiedIssuers.get(cert) ?? new WeakSet<Certificate>();
     known.add(issuer);
     verifiedIssuers.set(cert, known);
@@ -292,9 +292,10 @@ export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
 }
 
 /**
- * Signatures already verified, per certificate: its issuers that did sign it. Certificates are
- * frozen and shared (parseCertificate), so a CA's own chain, checked under every leaf it issues,
- * is verified once. Only successes are kept: a failure is checked again.
+ * Signatures already verified, per certificate: its issuers that did sign it. Parsed certificates
+ * are frozen and shared (parseCertificate), so a CA's own chain, checked under every leaf it
+ * issues, is verified once. Only successes of frozen pairs are kept (an object that can still
+ * change, such as a spread copy, is checked every time), and a failure is checked again.
  */
 const verifiedIssuers = new WeakMap<Certificate, WeakSet<Certificate>>();
 

@@ -60,6 +60,11 @@ describe('pki/spki, key comparison, issuer checks and unparsed certificate finge
     assert.equal(verifies, 3);
     assert.equal(isIssuedBy(leaf, root), false, 'another name: not even verified');
     assert.equal(verifies, 3);
+    // A copy that can still change is not remembered, even when it did sign.
+    const copy = { ...intermediate } as Certificate;
+    assert.equal(isIssuedBy(leaf, copy), true);
+    assert.equal(isIssuedBy(leaf, copy), true);
+    assert.equal(verifies, 5);
   });
 
   it('fingerprints the first certificate without parsing it, as readCertificates and openssl do', async () => {

@@ -202,7 +202,7 @@ async function benchStatus(backend: Backend, store: Store, dialer: AgentDialer, 
   let peakFds = 0;
   for (let i = 0; i < STATUS_RUNS; i++) {
     const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds('self')); }, 20);
-    const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
+    const cpu0 = cpuBefore(agentPids, serverPid);
     const t = performance.now();
     const agents = await store.agents.list();
     const rows = await profiled(`${backend}-fleet-status-${i + 1}`, () => fleetStatus(store, agents, dialer, undefined));
@@ -258,7 +258,7 @@ async function benchRotation(id: string, label: string, deps: RotationDeps, agen
   if (process.env.BENCH_PROFILE) process.stderr.write(`\n## store during ${id}, ${ALONE_RUNS} MIDs alone\n${stats.breakdown()}\n`);
   const perMid = median(alone);
   stats.reset();
-  const cpu0 = { self: process.cpuUsage(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
+  const cpu0 = cpuBefore(agentPids, serverPid);
   const timing: { firstStep?: number } = {};
   const lag = monitorEventLoopDelay({ resolution: 5 });
   lag.enable();
@@ -448,17 +448,37 @@ function singleKey(text: string, params: readonly SqlParam[]): string {
 }
 
 /** CPU seconds since `before`: this process / the agent-server processes / PostgreSQL. */
-function cpuSplit(before: { self: NodeJS.CpuUsage; agents: number[]; pg: number }, agentPids: number[], serverPid: number | undefined): string {
+function cpuSplit(before: CpuBefore, agentPids: number[], serverPid: number | undefined): string {
   const self = process.cpuUsage(before.self);
+  const main = mainThreadCpuSeconds() - before.main;
   const agents = agentPids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - (before.agents[i] ?? 0), 0);
   const pg = serverPid ? treeCpuSeconds(serverPid) - before.pg : 0;
-  return `${((self.user + self.system) / 1e6).toFixed(1)} / ${agentPids.length ? agents.toFixed(1) : '–'} / ${serverPid ? pg.toFixed(1) : '–'}`;
+  return `${((self.user + self.system) / 1e6).toFixed(1)} (main thread ${main.toFixed(1)}) / ${agentPids.length ? agents.toFixed(1) : '–'} / ${serverPid ? pg.toFixed(1) : '–'}`;
+}
+
+interface CpuBefore { self: NodeJS.CpuUsage; main: number; agents: number[]; pg: number }
+
+function cpuBefore(agentPids: number[], serverPid: number | undefined): CpuBefore {
+  return { self: process.cpuUsage(), main: mainThreadCpuSeconds(), agents: agentPids.map(cpuSeconds), pg: serverPid ? treeCpuSeconds(serverPid) : 0 };
+}
+
+/**
+ * The controller's main thread alone (its event loop: JS, and the TLS and HTTP/2 work of its I/O
+ * callbacks), apart from V8's GC and compiler threads and libuv's pool: how near the one thread
+ * every await waits on is to saturation.
+ */
+function mainThreadCpuSeconds(): number {
+  return statCpuSeconds(`/proc/self/task/${process.pid}/stat`);
 }
 
 /** utime + stime of one process, in seconds. */
 function cpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+function statCpuSeconds(path: string): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const fields = readFileSync(path, 'utf8').split(') ')[1]?.split(' ') ?? [];
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return 0;

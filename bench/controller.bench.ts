@@ -21,7 +21,7 @@
  * time lost before the last MID started (what the asking and the joins cost, apart from each
  * MID's own time) and the controller's event-loop delay (mean and p99 beyond a 5 ms timer).
  *
- * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
+ * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_PG_CONNECTIONS (store.maxConnections), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
  * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts, and
  * the store's statements by cost), BENCH_PARTS=status,grpc,stand-in,rss (default all).
@@ -57,6 +57,8 @@ const INVENTORY = Number(process.env.BENCH_INVENTORY ?? 10_000);
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'status,grpc,stand-in,rss').split(',').map((p) => p.trim()));
 /** How the controller reaches the local PostgreSQL: its Unix socket (default; what a database on the same host uses) or TCP on 127.0.0.1. */
 const PG_TRANSPORT = process.env.BENCH_PG_TRANSPORT ?? 'socket';
+/** store.maxConnections for PostgreSQL (default: controller.yaml's, rotation.concurrency + 2). */
+const PG_CONNECTIONS = process.env.BENCH_PG_CONNECTIONS ? Number(process.env.BENCH_PG_CONNECTIONS) : undefined;
 const ALONE_RUNS = 5;
 const STATUS_RUNS = 3;
 /** File descriptors an agent-server process needs besides one listening socket per server. */
@@ -161,7 +163,7 @@ async function openBackend(backend: Backend, dir: string): Promise<Opened> {
     const db = await peer.createDatabase('bench');
     const url = PG_TRANSPORT === 'socket' ? db.url.replace('127.0.0.1', encodeURIComponent(join(peer.dir, 'sock'))) : db.url;
     // What controller.yaml gives with rotation.concurrency = C (store.maxConnections' default).
-    return { url, passwordFile: db.passwordFile, maxConnections: defaultConnections(CONCURRENCY) };
+    return { url, passwordFile: db.passwordFile, maxConnections: PG_CONNECTIONS ?? defaultConnections(CONCURRENCY) };
   };
   const config = await database();
   return {
@@ -177,7 +179,7 @@ async function benchBackend(backend: Backend, dir: string, ports: number[], agen
   const { store } = opened;
   const stats = instrument(store.sql);
   try {
-    const out: Record<string, string> = { 'store': backend === 'sqlite' ? 'SQLite (WAL, synchronous=NORMAL)' : `PostgreSQL (local peer over ${PG_TRANSPORT === 'socket' ? 'its Unix socket' : 'TCP 127.0.0.1'}, fsync off)` };
+    const out: Record<string, string> = { 'store': backend === 'sqlite' ? 'SQLite (WAL, synchronous=NORMAL)' : `PostgreSQL (local peer over ${PG_TRANSPORT === 'socket' ? 'its Unix socket' : 'TCP 127.0.0.1'}, fsync off, ${opened.config?.maxConnections ?? '?'} connections at most)` };
     await store.transaction(async () => {
       for (const [i, p] of ports.entries()) await store.agents.add({ name: `mid${String(i).padStart(4, '0')}`, address: `127.0.0.1:${p}`, serverName: 'bench-agent' });
     });
@@ -237,7 +239,7 @@ function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
 }
 
 async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
-  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000 };
+  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000, ...(process.env.BENCH_ASK_AHEAD ? { askAhead: Number(process.env.BENCH_ASK_AHEAD) } : {}) };
   let steps = new StepTimes();
   const rotate = async (subset: Agent[], timing?: { firstStep?: number }): Promise<void> => {
     const report = await runRotation({ ...deps, onEvent: (e) => { if (timing) timing.firstStep ??= performance.now(); steps.add(e); } }, subset, options);
@@ -360,7 +362,7 @@ function instrument(sql: SqlDatabase): StoreStats {
   let writes = 0; let rowWrites = 0; let statements = 0; let inTx = 0; let heldMs = 0; let waitMs = 0; let commitMs = 0; let held: number[] = [];
   let perStatement = new Map<string, { n: number; ms: number }>();
   let perTxn = new Map<string, { n: number; ms: number }>();
-  let perSingle = new Map<string, { n: number; ms: number }>();
+  let perSingle = new Map<string, number[]>();
   let singles = 0; let singlesMs = 0;
   const add = (m: Map<string, { n: number; ms: number }>, key: string, ms: number): void => {
     const e = m.get(key) ?? { n: 0, ms: 0 };
@@ -406,7 +408,10 @@ function instrument(sql: SqlDatabase): StoreStats {
     } finally {
       const ms = performance.now() - t;
       singles += 1; singlesMs += ms;
-      add(perSingle, singleKey(text, params), ms);
+      const key = singleKey(text, params);
+      const seen = perSingle.get(key) ?? [];
+      seen.push(ms);
+      perSingle.set(key, seen);
     }
   };
   for (const name of ['all', 'get', 'run'] as const) {
@@ -436,9 +441,22 @@ function instrument(sql: SqlDatabase): StoreStats {
     },
     breakdown: () => `write transactions by first statement (count × mean held = total):\n${table(perTxn)}\n`
       + `statements inside write transactions (count × mean = total):\n${table(perStatement)}\n`
-      + `one-statement writes, call to answer (count × mean = total):\n${table(perSingle)}\n`
+      + `one-statement writes, call to answer (count × mean = total; median, p90; the first ${FIRST} in call order, the rest):\n${singlesTable(perSingle)}\n`
       + `COMMIT (body end → write() resolved): ${writes} × ${(commitMs / Math.max(1, writes)).toFixed(2)} ms = ${commitMs.toFixed(0)} ms`,
   };
+}
+
+/** How many of a statement's first calls are told apart from the rest: a cold pool shows there. */
+const FIRST = 100;
+
+function singlesTable(m: Map<string, number[]>): string {
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  return [...m].sort((a, b) => mean(b[1]) * b[1].length - mean(a[1]) * a[1].length).slice(0, 15).map(([k, xs]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const at = (q: number): string => (sorted[Math.floor(sorted.length * q)] ?? 0).toFixed(1);
+    const split = xs.length > FIRST ? `; ${mean(xs.slice(0, FIRST)).toFixed(1)} / ${mean(xs.slice(FIRST)).toFixed(1)}` : '';
+    return `  ${String(xs.length).padStart(6)} × ${mean(xs).toFixed(2).padStart(6)} ms = ${(mean(xs) * xs.length).toFixed(0).padStart(6)} ms  (${at(0.5)}, ${at(0.9)}${split})  ${k}`;
+  }).join('\n');
 }
 
 /** A one-statement write's line in the breakdown: its text's start; for job_agents, the state it writes (the first parameter). */

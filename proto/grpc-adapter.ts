@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
  * status plus trailing metadata `midcert-error-code`, and come back as MidcertError (RpcError).
  */
 import { chmod, lstat, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, isIPv4, isIPv6 } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
@@ -397,6 +397,20 @@ function sslCredentials(tls: ClientTls): grpc.ChannelCredentials {
   return credentials;
 }
 
+/**
+ * The grpc-js target for `host:port`: an IP literal goes to grpc-js's `ipv4:`/`ipv6:` resolver,
+ * since its default DNS resolver opens a c-ares channel for every client, even for an address
+ * that needs no lookup (agents are mostly dialled by IP, one client per agent). Names, and
+ * `unix:` targets, are passed as they are.
+ */
+export function channelTarget(target: string): string {
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(target);
+  if (v6 && isIPv6(v6[1] as string)) return `ipv6:${target}`;
+  const v4 = /^([^:]+):(\d+)$/.exec(target);
+  if (v4 && isIPv4(v4[1] as string)) return `ipv4:${target}`;
+  return target;
+}
+
 /** A typed client: `target` is `host:port` or `unix:///absolute/path`. */
 export function createRpcClient<S extends AnyService>(service: S, target: string, options: RpcClientOptions): RpcClient<S> {
   if (!options.tls && !options.plaintext) throw new MidcertError('USAGE', 'an RPC client needs TLS material, or plaintext for a Unix socket');
@@ -405,12 +419,15 @@ export function createRpcClient<S extends AnyService>(service: S, target: string
   const channelOptions: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.enable_channelz': 0,
+    // Reconnects and resends are the orchestrator's (by renewal id, after asking GetRenewal), so
+    // grpc-js need not buffer every message of every call for a transparent retry.
+    'grpc.enable_retries': 0,
     // Each client owns its connection: closing it then does not sweep a process-wide pool, a
     // sweep whose cost grew with the number of agents a fleet status had dialled.
     'grpc.use_local_subchannel_pool': 1,
     ...(tls?.serverName ? { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName } : {}),
   };
-  const client = new grpc.Client(target, credentials, channelOptions);
+  const client = new grpc.Client(channelTarget(target), credentials, channelOptions);
   const out: Record<string, unknown> = { close: () => client.close() };
   for (const m of service.methods) {
     const def = methodDefinition(m);

@@ -114,9 +114,9 @@ async function runStep(ctx: RotateOneContext, record: RotationRecord, save: Save
       return save({ state: 'prepared', csrPem, previousSha256 }, { deferred: true });
     }
     case 'prepared':
-      return settle(save, await ctx.ca.submit(record.csrPem as string, { subject: ctx.subject ?? '', midName: ctx.agentName }));
+      return settle(save, await ctx.ca.submit(record.csrPem as string, { subject: ctx.subject ?? '', midName: ctx.agentName }), issuedIsDeferred(ctx));
     case 'submitted':
-      return settle(save, await pollUntilSettled(ctx, record.caCookie as string));
+      return settle(save, await pollUntilSettled(ctx, record.caCookie as string), issuedIsDeferred(ctx));
     case 'issued': {
       if (ctx.instance) {
         // A CA-chain rotation stages leaves first and swaps the chain once, for every MID at once.
@@ -161,10 +161,19 @@ async function updateInventory(ctx: RotateOneContext, record: RotationRecord): P
   }
 }
 
-function settle(save: Save, outcome: CaOutcome): Promise<RotationRecord> {
+/**
+ * With no instance to publish to, nothing happens between the CA's answer and the install's
+ * first write, so the certificate rides in that write: a controller killed before it lands has
+ * lost the certificate either way (it submits the CSR again), and one killed after finds both.
+ */
+function issuedIsDeferred(ctx: RotateOneContext): boolean {
+  return !ctx.instance && ctx.options.stopAfter !== 'published';
+}
+
+function settle(save: Save, outcome: CaOutcome, deferIssued: boolean): Promise<RotationRecord> {
   switch (outcome.kind) {
     case 'issued':
-      return save({ state: 'issued', certificatePem: outcome.certificatePem, chainPem: outcome.chainPem });
+      return save({ state: 'issued', certificatePem: outcome.certificatePem, chainPem: outcome.chainPem }, { deferred: deferIssued });
     case 'pending':
       return save({ state: 'submitted', caCookie: outcome.cookie });
     case 'rejected':

@@ -117,6 +117,22 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     return { agentName: 'mid01', agent, ca, instance, load: rec.load, save: rec.save, emit: (e: { step: string; state: string }) => events.push(`${e.step}:${e.state}`), options: { renewalId: `job${jobId}-mid01`, caPollMs: 1, caTimeoutMs: 2000, upTimeoutMs: 1000, reconnectMs: 2000, reconnectBackoffMs: 10 } };
   }
 
+  /** The one-statement writes `run` makes, each as the store states it passes through. */
+  async function writesOf(run: () => Promise<void>): Promise<string[]> {
+    const updates: string[] = [];
+    const advanceFrom = store.jobAgents.advanceFrom;
+    store.jobAgents.advanceFrom = async (expected, plan) => {
+      updates.push(plan(expected).map((s) => s.to).join('→'));
+      return advanceFrom(expected, plan);
+    };
+    try {
+      await run();
+    } finally {
+      store.jobAgents.advanceFrom = advanceFrom;
+    }
+    return updates;
+  }
+
   async function newJob(): Promise<number> {
     const job = await store.jobs.create({ kind: 'rotate', agents: ['mid01'] });
     await store.jobs.transition(job.id, 'running');
@@ -233,20 +249,45 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     const jobId = await newJob();
     const ctx = context(new FakeAgent(pki), fakeCa(pki, ['issued']), fakeInstance(), jobId);
     const seen: string[] = [];
-    const updates: string[] = [];
-    const advanceFrom = store.jobAgents.advanceFrom;
-    store.jobAgents.advanceFrom = async (expected, plan) => {
-      updates.push(plan(expected).map((s) => s.to).join('→'));
-      return advanceFrom(expected, plan);
-    };
-    try {
+    const updates = await writesOf(async () => {
       const record = await rotateOne({ ...ctx, save: async (r) => { await ctx.save(r); seen.push(`${r.state}:${(await store.jobAgents.require(jobId, 'mid01')).state}`); } });
       assert.equal(record.state, 'verified');
-    } finally {
-      store.jobAgents.advanceFrom = advanceFrom;
-    }
+    });
     assert.deepEqual(seen, ['issued:issued', 'published:installing', 'installed:installing', 'verified:succeeded']);
     assert.deepEqual(updates, ['preparing→csr_ready→issued', 'published→installing', 'succeeded']);
+  });
+
+  it('with no instance, writes the certificate with the install\'s start: two writes; killed in between, it submits once more and installs once', async () => {
+    const jobId = await newJob();
+    const ctx = { ...context(new FakeAgent(pki), fakeCa(pki, ['issued']), fakeInstance(), jobId), instance: undefined };
+    const updates = await writesOf(async () => { assert.equal((await rotateOne(ctx)).state, 'verified'); });
+    assert.deepEqual(updates, ['preparing→csr_ready→issued→published→installing', 'succeeded']);
+    const row = await store.jobAgents.require(jobId, 'mid01');
+    assert.match(row.certificatePem ?? '', /BEGIN CERTIFICATE/, 'the certificate is stored');
+
+    // Killed at that write: nothing stored, nothing sent to the host; the resumed run asks the CA again.
+    const agent = new FakeAgent(pki);
+    const ca = fakeCa(pki, ['issued', 'issued']);
+    const second = await newJob();
+    const base = { ...context(agent, ca, fakeInstance(), second), instance: undefined };
+    let dead = false;
+    const dying = async (r: RotationRecord): Promise<void> => { dead ||= r.state === 'published'; if (dead) throw new Error('killed'); await base.save(r); };
+    await assert.rejects(rotateOne({ ...base, save: dying }), /killed/);
+    assert.equal((await store.jobAgents.require(second, 'mid01')).state, 'pending');
+    assert.equal(agent.installs, 0, 'no install before its write');
+    assert.equal((await rotateOne({ ...context(agent, ca, fakeInstance(), second), instance: undefined })).state, 'verified');
+    assert.equal(ca.submits, 2, 'the lost certificate is asked for again');
+    assert.equal(agent.installs, 1);
+  });
+
+  it('a CA-chain rotation\'s staging without an instance still writes its certificate before stopping', async () => {
+    const jobId = await newJob();
+    const ctx = { ...context(new FakeAgent(pki), fakeCa(pki, ['issued']), fakeInstance(), jobId), instance: undefined };
+    const record = await rotateOne({ ...ctx, options: { ...ctx.options, stopAfter: 'published' as const } });
+    assert.equal(record.state, 'published');
+    const row = await store.jobAgents.require(jobId, 'mid01');
+    assert.equal(row.state, 'published');
+    assert.match(row.certificatePem ?? '', /BEGIN CERTIFICATE/);
   });
 
   it('a controller killed before the CA answered asks the agent again for the same renewal (PrepareRenewal is idempotent by id)', async () => {

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { MidcertError } from '../../common/errors.js';
 import { createLabCa, type Identity, type LabCa } from '../../lab/lab-ca.js';
 import { PROFILES } from '../../pki/issue.js';
 import { AgentService, InstallCertificateRequestSchema, type InstallProgress } from '../../proto/gen/midcert/v1/agent_pb.js';
 import {
-  RpcError, createRpcClient, startRpcServer, toServiceDefinition,
+  RpcError, channelTarget, createRpcClient, startRpcServer, toServiceDefinition,
   type CallContext, type Handlers, type RpcClient, type RpcServer, type ServerTls,
 } from '../../proto/grpc-adapter.js';
 
@@ -18,6 +19,12 @@ function aborted(signal: AbortSignal, ms = 5000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the handler signal never aborted')), ms);
     signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+function canListen(host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer().once('error', () => resolve(false)).listen(0, host, () => probe.close(() => resolve(true)));
   });
 }
 
@@ -185,6 +192,38 @@ describe('proto/grpc-adapter', () => {
     assert.ok(Date.now() - started < 5000);
     assert.ok(held.signal);
     await aborted(held.signal);
+  });
+
+  it('dials IP literals through grpc-js\'s IP resolver and names through DNS', () => {
+    assert.equal(channelTarget('10.0.0.7:50051'), 'ipv4:10.0.0.7:50051');
+    assert.equal(channelTarget('[fd00::7]:50051'), 'ipv6:[fd00::7]:50051');
+    assert.equal(channelTarget('mid01.example.com:50051'), 'mid01.example.com:50051');
+    assert.equal(channelTarget('unix:///run/midcert/agent.sock'), 'unix:///run/midcert/agent.sock');
+    // Not host:port, or not an address: left for grpc-js to parse (and refuse) as before.
+    assert.equal(channelTarget('10.0.0.7'), '10.0.0.7');
+    assert.equal(channelTarget('999.0.0.1:1'), '999.0.0.1:1');
+    assert.equal(channelTarget('[not-v6]:1'), '[not-v6]:1');
+  });
+
+  it('reaches the agent by IPv6 literal and by host name as well as by IPv4 literal', async () => {
+    const targets = [`localhost:${server.port}`];
+    // A container without an IPv6 loopback cannot serve on [::1]; the name is still tried.
+    if (await canListen('::1')) {
+      const v6 = await startRpcServer({
+        service: AgentService, handlers: fakeHandlers(seen, held), tls: serverTls, address: '[::1]:0',
+        authorize: () => 'operator', logger: () => undefined, shutdownGraceMs: 500,
+      });
+      cleanup.push(() => v6.close());
+      targets.push(`[::1]:${v6.port}`);
+    }
+    for (const target of targets) {
+      const c = createRpcClient(AgentService, target, {
+        tls: { caPem: ca.root.certPem, certChainPem: clientId.certPem + ca.intermediate.certPem, keyPem: clientId.keyPem, serverName: SERVER_NAME },
+        unaryDeadlineMs: 10_000,
+      });
+      cleanup.push(() => c.close());
+      assert.equal((await c.getStatus({})).midName, 'mid01', target);
+    }
   });
 
   it('verifies the server certificate against the expected server name', async () => {

@@ -419,9 +419,6 @@ export function createRpcClient<S extends AnyService>(service: S, target: string
   const channelOptions: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     'grpc.enable_channelz': 0,
-    // Reconnects and resends are the orchestrator's (by renewal id, after asking GetRenewal), so
-    // grpc-js need not buffer every message of every call for a transparent retry.
-    'grpc.enable_retries': 0,
     // Each client owns its connection: closing it then does not sweep a process-wide pool, a
     // sweep whose cost grew with the number of agents a fleet status had dialled.
     'grpc.use_local_subchannel_pool': 1,

@@ -21,7 +21,8 @@
  * time lost before the last MID started (what the asking and the joins cost, apart from each
  * MID's own time) and the controller's event-loop delay (mean and p99 beyond a 5 ms timer).
  *
- * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_PG_CONNECTIONS (store.maxConnections), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
+ * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
+ * BENCH_PG_CONNECTIONS (store.maxConnections), BENCH_ASK_AHEAD (the rotation's askAhead),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
  * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts, and
  * the store's statements by cost), BENCH_PARTS=status,grpc,stand-in,rss (default all).
@@ -59,6 +60,8 @@ const PARTS = new Set((process.env.BENCH_PARTS ?? 'status,grpc,stand-in,rss').sp
 const PG_TRANSPORT = process.env.BENCH_PG_TRANSPORT ?? 'socket';
 /** store.maxConnections for PostgreSQL (default: controller.yaml's, rotation.concurrency + 2). */
 const PG_CONNECTIONS = process.env.BENCH_PG_CONNECTIONS ? Number(process.env.BENCH_PG_CONNECTIONS) : undefined;
+/** The rotation's askAhead (default: the product's, max(64, C)). */
+const ASK_AHEAD = process.env.BENCH_ASK_AHEAD ? Number(process.env.BENCH_ASK_AHEAD) : undefined;
 const ALONE_RUNS = 5;
 const STATUS_RUNS = 3;
 /** File descriptors an agent-server process needs besides one listening socket per server. */
@@ -239,7 +242,7 @@ function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
 }
 
 async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
-  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000, ...(process.env.BENCH_ASK_AHEAD ? { askAhead: Number(process.env.BENCH_ASK_AHEAD) } : {}) };
+  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000, ...(ASK_AHEAD !== undefined ? { askAhead: ASK_AHEAD } : {}) };
   let steps = new StepTimes();
   const rotate = async (subset: Agent[], timing?: { firstStep?: number }): Promise<void> => {
     const report = await runRotation({ ...deps, onEvent: (e) => { if (timing) timing.firstStep ??= performance.now(); steps.add(e); } }, subset, options);
@@ -450,12 +453,13 @@ function instrument(sql: SqlDatabase): StoreStats {
 const FIRST = 100;
 
 function singlesTable(m: Map<string, number[]>): string {
-  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  return [...m].sort((a, b) => mean(b[1]) * b[1].length - mean(a[1]) * a[1].length).slice(0, 15).map(([k, xs]) => {
+  const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+  const mean = (xs: number[]): number => sum(xs) / Math.max(1, xs.length);
+  return [...m].map(([k, xs]) => ({ k, xs, total: sum(xs) })).sort((a, b) => b.total - a.total).slice(0, 15).map(({ k, xs, total }) => {
     const sorted = [...xs].sort((a, b) => a - b);
     const at = (q: number): string => (sorted[Math.floor(sorted.length * q)] ?? 0).toFixed(1);
     const split = xs.length > FIRST ? `; ${mean(xs.slice(0, FIRST)).toFixed(1)} / ${mean(xs.slice(FIRST)).toFixed(1)}` : '';
-    return `  ${String(xs.length).padStart(6)} × ${mean(xs).toFixed(2).padStart(6)} ms = ${(mean(xs) * xs.length).toFixed(0).padStart(6)} ms  (${at(0.5)}, ${at(0.9)}${split})  ${k}`;
+    return `  ${String(xs.length).padStart(6)} × ${mean(xs).toFixed(2).padStart(6)} ms = ${total.toFixed(0).padStart(6)} ms  (${at(0.5)}, ${at(0.9)}${split})  ${k}`;
   }).join('\n');
 }
 

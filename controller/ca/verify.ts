@@ -14,7 +14,7 @@ export interface SubmittedCsr {
   der: Buffer;
   subjectText: string;
   publicKey: KeyObject;
-  /** SHA-256 of the SubjectPublicKeyInfo DER, base64url: the key as a string (ADCS cookies); computed when first read. */
+  /** SHA-256 of the SubjectPublicKeyInfo DER, base64url: the key as a string (ADCS cookies); computed only when read. */
   readonly keyId: string;
   /** All of it, for a CA that signs in process. */
   parsed: ParsedCsr;

@@ -23,6 +23,7 @@
  *
  * Env: BENCH_AGENTS (N), BENCH_CONCURRENCY (C), BENCH_INSTALL_MS (400), BENCH_INVENTORY (10000),
  * BENCH_PG_CONNECTIONS (store.maxConnections), BENCH_ASK_AHEAD (the rotation's askAhead),
+ * BENCH_PREPARING (the rotation's preparing: MIDs between first step and install at once),
  * BENCH_STORE, BENCH_AGENT_PROCS (minimum number of agent-server processes, default 1),
  * BENCH_PROFILE=DIR (CPU profiles of each fleet status and full rotation, bench/profile.ts, and
  * the store's statements by cost), BENCH_PARTS=status,grpc,stand-in,rss (default all).
@@ -62,6 +63,7 @@ const PG_TRANSPORT = process.env.BENCH_PG_TRANSPORT ?? 'socket';
 const PG_CONNECTIONS = process.env.BENCH_PG_CONNECTIONS ? Number(process.env.BENCH_PG_CONNECTIONS) : undefined;
 /** The rotation's askAhead (default: the product's, max(64, C)). */
 const ASK_AHEAD = process.env.BENCH_ASK_AHEAD ? Number(process.env.BENCH_ASK_AHEAD) : undefined;
+const PREPARING = process.env.BENCH_PREPARING ? Number(process.env.BENCH_PREPARING) : undefined;
 const ALONE_RUNS = 5;
 const STATUS_RUNS = 3;
 /** File descriptors an agent-server process needs besides one listening socket per server. */
@@ -242,7 +244,7 @@ function standInDialer(agents: Agent[]): (agent: Agent) => AgentPort {
 }
 
 async function benchRotation(id: string, label: string, deps: RotationDeps, agents: Agent[], stats: StoreStats, agentPids: number[], serverPid: number | undefined): Promise<Record<string, string>> {
-  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000, ...(ASK_AHEAD !== undefined ? { askAhead: ASK_AHEAD } : {}) };
+  const options: RotationOptions = { force: true, expiringWithinDays: 30, canary: 0, batch: agents.length, maxFailures: 0, concurrency: CONCURRENCY, dryRun: false, caTimeoutMs: 10_000, caPollMs: 100, upTimeoutMs: 10_000, ...(ASK_AHEAD !== undefined ? { askAhead: ASK_AHEAD } : {}), ...(PREPARING !== undefined ? { preparing: PREPARING } : {}) };
   let steps = new StepTimes();
   const rotate = async (subset: Agent[], timing?: { firstStep?: number }): Promise<void> => {
     const report = await runRotation({ ...deps, onEvent: (e) => { if (timing) timing.firstStep ??= performance.now(); steps.add(e); } }, subset, options);

@@ -1,6 +1,7 @@
 import { readCertificates } from '../../pki/certificate.js';
 import type { Agent, Store } from '../store/index.js';
 import { jobRecord, sha256Of } from './job-record.js';
+import type { Permits } from './permits.js';
 import type { AgentPort, CaPort, InstancePort } from './ports.js';
 import { rotateOne, type RotationEvent, type RotationRecord } from './rotate-one.js';
 
@@ -27,6 +28,8 @@ export interface RotationOptions {
   concurrency: number;
   /** How far the first wave's status calls may run ahead of its rotations (default max(concurrency, 64); run-rotation.ts). */
   askAhead?: number;
+  /** MIDs between their first step and their install's start at once (default preparingLimit(concurrency); run-rotation.ts). */
+  preparing?: number;
   dryRun: boolean;
   caTimeoutMs: number;
   caPollMs: number;
@@ -63,16 +66,17 @@ export interface RotationReport {
  * One MID inside a job; also what resuming an unfinished job calls. `open.port`: the selection's
  * connection to the agent, used (and closed) instead of dialling, with the leaf it just reported
  * (`open.leafSha256`). `open.joinedInWave`: this process added the MID to the job a moment ago
- * (pending, in that wave), so its row is not read first (see jobRecord).
+ * (pending, in that wave), so its row is not read first (see jobRecord). `open.preparing`: the
+ * fleet rotation's permits for the steps before the install (RotateOneContext.preparing).
  */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number } = {}): Promise<RotationRecord> {
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number; preparing?: Permits } = {}): Promise<RotationRecord> {
   const port = open.port ?? deps.dial(agent);
   const record = jobRecord(deps.store, jobId, agent.name, open.joinedInWave);
   try {
     const result = await rotateOne({
       agentName: agent.midName ?? agent.name,
       agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
-      load: record.load, save: record.save,
+      load: record.load, save: record.save, preparing: open.preparing,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
       options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open.port ? open.leafSha256 : undefined, ...extra },
     });

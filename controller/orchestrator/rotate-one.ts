@@ -1,6 +1,7 @@
 import { MidcertError, isMidcertError } from '../../common/errors.js';
 import { firstCertificateSha256 } from '../../pki/certificate.js';
 import type { CaOutcome } from '../ca/adapter.js';
+import type { Permits } from './permits.js';
 import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot } from './ports.js';
 
 /** How far one MID's rotation got; persisted after every transition so a killed controller resumes. */
@@ -44,6 +45,12 @@ export interface RotateOneContext {
   /** Resolves once the record is stored; the next step starts only then. */
   save(record: RotationRecord): Promise<void>;
   emit(event: RotationEvent): void;
+  /**
+   * Shared by the MIDs of one fleet rotation (run-rotation.ts): a MID starting afresh holds one
+   * from its first step until its install is on its way, the CA has parked its request, or it
+   * ends, so that at most a few MIDs are between PrepareRenewal and InstallCertificate at once.
+   */
+  preparing?: Permits;
   options: {
     renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string;
     /** How long to keep asking an agent that went away mid-install what became of the renewal (default: upTimeoutMs). */
@@ -66,11 +73,14 @@ export interface RotateOneContext {
  */
 export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> {
   let record: RotationRecord = (await ctx.load()) ?? { state: 'pending', renewalId: ctx.options.renewalId };
+  // A MID resumed further along goes straight on: only a fresh start queues for a permit.
+  const permit = ctx.preparing && record.state === 'pending' ? await ctx.preparing.acquire() : undefined;
   const save: Save = async (patch, { deferred = false } = {}) => {
     // Updated before the write, so a failed write is reported from the state it tried to record.
     const next: RotationRecord = { ...record, ...patch };
     record = next;
     if (!deferred) await ctx.save(next);
+    if (preparationOver(next)) permit?.release();
     return next;
   };
   try {
@@ -82,8 +92,19 @@ export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> 
     const e = isMidcertError(err) ? err : new MidcertError('INTERNAL', (err as Error).message);
     ctx.emit({ agent: ctx.agentName, step: record.state, state: 'failed', message: e.message });
     return save({ state: 'failed', failedStep: record.failedStep ?? nextStepName(record.state), errorCode: e.code, errorMessage: e.message });
+  } finally {
+    permit?.release();
   }
   return record;
+}
+
+/**
+ * The preparation ends with the install's first write (the install is sent right after it) or
+ * with a request the CA keeps pending: polling it may take hours (manual approval) and must not
+ * hold back the MIDs behind it.
+ */
+function preparationOver(record: RotationRecord): boolean {
+  return record.outageStartedAt !== undefined || record.state === 'submitted';
 }
 
 /** `deferred`: the state is kept in memory and written with the next save (one write for both). */

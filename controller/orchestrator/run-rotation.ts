@@ -2,6 +2,7 @@ import { isMidcertError } from '../../common/errors.js';
 import type { Agent } from '../store/index.js';
 import { Feed } from './feed.js';
 import { KeptPorts } from './kept-ports.js';
+import { Permits } from './permits.js';
 import {
   finishReport, planned, resultOf, rotateAgent, settleJob, skippedResult,
   type RotationDeps, type RotationOptions, type RotationReport, type RotationResult,
@@ -25,15 +26,34 @@ export async function runRotation(deps: RotationDeps, agents: Agent[], options: 
   const kept = new KeptPorts();
   try {
     const streamed = !options.dryRun && !candidates.some((a) => a.cluster) && (await deps.store.jobs.holders(candidates.map((a) => a.name))).size === 0;
-    return await (streamed ? rotateWhileSelecting : rotateAfterSelecting)(deps, candidates, excluded, options, kept);
+    return await (streamed ? rotateWhileSelecting : rotateAfterSelecting)(deps, candidates, excluded, options, { kept, preparing: new Permits(options.preparing ?? preparingLimit(options.concurrency)) });
   } finally {
     kept.closeAll();
   }
 }
 
-type Rotate = (deps: RotationDeps, candidates: Agent[], excluded: Skip[], options: RotationOptions, kept: KeptPorts) => Promise<RotationReport>;
+/**
+ * How many MIDs may be between their first step (status, PrepareRenewal, the CA, the instance)
+ * and their install's start at once: a quarter of the slots, at least 4. Preparing takes seconds
+ * and an install minutes (a MID restart), so this keeps every slot fed; what it prevents is a
+ * whole wave preparing at the same moment (at the start, and wherever many installs end
+ * together), which asks every agent, the CA and the store at once and delays all of them, where
+ * in turn the first of them would have been installing already (bench/RESULTS.md "Sixth pass").
+ */
+export function preparingLimit(concurrency: number): number {
+  return Math.max(4, Math.ceil(concurrency / 4));
+}
 
-const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options, kept) => {
+/** What one rotation's MIDs share: the selection's connections, and the preparation permits. */
+interface Shared {
+  kept: KeptPorts;
+  preparing: Permits;
+}
+
+type Rotate = (deps: RotationDeps, candidates: Agent[], excluded: Skip[], options: RotationOptions, shared: Shared) => Promise<RotationReport>;
+
+const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options, shared) => {
+  const { kept } = shared;
   const selected: Candidate[] = [];
   const skipped: Skip[] = [...excluded];
   await probeInOrder(deps.dial, candidates, selectOptions(options), kept, (p) => { if ('selected' in p) selected.push(p.selected); else skipped.push(p.skipped); });
@@ -51,7 +71,7 @@ const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options,
   await deps.store.jobs.transition(job.id, 'running');
   const byAgent = new Map(selected.map((c) => [c.agent.name, c]));
   const waveOf = new Map(waves.flatMap((wave, index) => wave.map((t) => [t.name, index] as const)));
-  const run = await runWaves(waves, (t) => rotateKept(deps, job.id, byAgent.get(t.name) as Candidate, waveOf.get(t.name) as number, options, kept), (r) => r.state === 'failed', {
+  const run = await runWaves(waves, (t) => rotateKept(deps, job.id, byAgent.get(t.name) as Candidate, waveOf.get(t.name) as number, options, shared), (r) => r.state === 'failed', {
     concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
     onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
   });
@@ -61,9 +81,9 @@ const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options,
 };
 
 /** Rotates one chosen MID, which just joined the job in `wave`, over the selection's connection when it is still kept. */
-function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, wave: number, options: RotationOptions, kept: KeptPorts) {
-  const port = kept.take(candidate.agent.name);
-  return rotateAgent(deps, jobId, candidate.agent, options, {}, { port, leafSha256: candidate.leafSha256, joinedInWave: wave });
+function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, wave: number, options: RotationOptions, shared: Shared) {
+  const port = shared.kept.take(candidate.agent.name);
+  return rotateAgent(deps, jobId, candidate.agent, options, {}, { port, leafSha256: candidate.leafSha256, joinedInWave: wave, preparing: shared.preparing });
 }
 
 function selectOptions(options: RotationOptions) {
@@ -75,7 +95,8 @@ function selectOptions(options: RotationOptions) {
  * is known once every MID before it has answered: first-wave MIDs join the job and start as they
  * are chosen, and the later waves join once all answered.
  */
-const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options, kept) => {
+const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options, shared) => {
+  const { kept } = shared;
   const membership = new Membership(deps, options);
   const selection = selectIntoFirstWave(deps, candidates, options, kept, membership);
   async function* waves(): AsyncGenerator<Wave> {
@@ -88,7 +109,7 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   }
   let run;
   try {
-    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), membership.waveOf(t.name), options, kept), (r) => r.state === 'failed', {
+    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), membership.waveOf(t.name), options, shared), (r) => r.state === 'failed', {
       concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
       onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
     });

@@ -8,6 +8,7 @@ import { jobRecord } from '../../controller/orchestrator/job-record.js';
 import { MidcertError } from '../../common/errors.js';
 import type { AgentPort, CaPort, InstallOutcome, InstancePort, RenewalSnapshot } from '../../controller/orchestrator/ports.js';
 import { readCertificates } from '../../pki/certificate.js';
+import { Permits } from '../../controller/orchestrator/permits.js';
 import { rotateOne, type RotationRecord } from '../../controller/orchestrator/rotate-one.js';
 import pino from 'pino';
 import { inMaintenanceWindow, renewalDue, serve } from '../../controller/serve.js';
@@ -288,6 +289,75 @@ describe('controller rotation of one MID (state machine, resume, store mapping)'
     const row = await store.jobAgents.require(jobId, 'mid01');
     assert.equal(row.state, 'published');
     assert.match(row.certificatePem ?? '', /BEGIN CERTIFICATE/);
+  });
+
+  describe('the preparation permit (run-rotation.ts: at most a few MIDs between first step and install at once)', () => {
+    /** An agent that notes, at each call, how many permits are out. */
+    class WatchedAgent extends FakeAgent {
+      out: string[] = [];
+      constructor(private readonly permits: Permits) { super(pki); }
+      override async prepare(renewalId: string) { this.out.push(`prepare:${this.permits.inUse}`); return super.prepare(renewalId); }
+      override async install(renewalId: string, certificatePem: string, chain = '', progress: unknown = undefined, allow?: readonly string[]) { this.out.push(`install:${this.permits.inUse}`); return super.install(renewalId, certificatePem, chain, progress, allow); }
+    }
+
+    it('is held from the first step and given back with the install\'s first write, before the install is sent', async () => {
+      const permits = new Permits(1);
+      const agent = new WatchedAgent(permits);
+      const record = await rotateOne({ ...context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob()), preparing: permits });
+      assert.equal(record.state, 'verified');
+      assert.deepEqual(agent.out, ['prepare:1', 'install:0']);
+      assert.equal(permits.inUse, 0);
+    });
+
+    it('waits for a free permit before asking anything of the agent', async () => {
+      const permits = new Permits(1);
+      const other = await permits.acquire();
+      const agent = new WatchedAgent(permits);
+      const running = rotateOne({ ...context(agent, fakeCa(pki, ['issued']), fakeInstance(), await newJob()), preparing: permits });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(agent.out, [], 'nothing asked while the only permit is out');
+      other.release();
+      assert.equal((await running).state, 'verified');
+      assert.deepEqual(agent.out, ['prepare:1', 'install:0']);
+    });
+
+    it('is given back while a request the CA keeps pending is polled (approval may take hours)', async () => {
+      const permits = new Permits(1);
+      const ca = fakeCa(pki, ['pending', 'pending', 'issued']);
+      const inUseAtPoll: number[] = [];
+      const watchedCa: CaPort = { submit: (csr, req) => ca.submit(csr, req), poll: async (cookie) => { inUseAtPoll.push(permits.inUse); return ca.poll(cookie); } };
+      const record = await rotateOne({ ...context(new FakeAgent(pki), watchedCa, fakeInstance(), await newJob()), preparing: permits });
+      assert.equal(record.state, 'verified');
+      assert.deepEqual(inUseAtPoll, [0, 0]);
+    });
+
+    it('is given back when the MID fails before its install, or the step throws', async () => {
+      const permits = new Permits(1);
+      const rejectedRun = await rotateOne({ ...context(new FakeAgent(pki), fakeCa(pki, ['rejected']), fakeInstance(), await newJob()), preparing: permits });
+      assert.equal(rejectedRun.state, 'failed');
+      assert.equal(permits.inUse, 0);
+      const broken = new FakeAgent(pki);
+      broken.prepare = async () => { throw lost(); };
+      const lostRun = await rotateOne({ ...context(broken, fakeCa(pki, ['issued']), fakeInstance(), await newJob()), preparing: permits });
+      assert.equal(lostRun.errorCode, 'UNAVAILABLE');
+      assert.equal(permits.inUse, 0);
+    });
+
+    it('is not asked for by a MID resumed past its preparation', async () => {
+      const permits = new Permits(1);
+      const held = await permits.acquire();
+      const jobId = await newJob();
+      const agent = new FakeAgent(pki);
+      const ctx = context(agent, fakeCa(pki, ['issued']), fakeInstance(), jobId);
+      let dead = false;
+      const dying = async (r: RotationRecord): Promise<void> => { if (dead) throw new Error('killed'); dead = r.state === 'published'; await ctx.save(r); };
+      await assert.rejects(rotateOne({ ...ctx, save: dying }), /killed/); // stored `installing`, killed before the install's end
+      assert.equal((await store.jobAgents.require(jobId, 'mid01')).state, 'installing');
+      const resumed = await rotateOne({ ...context(agent, fakeCa(pki, []), fakeInstance(), jobId), preparing: permits });
+      assert.equal(resumed.state, 'verified', 'went on although every permit was out');
+      assert.equal(agent.installs, 1);
+      held.release();
+    });
   });
 
   it('a controller killed before the CA answered asks the agent again for the same renewal (PrepareRenewal is idempotent by id)', async () => {

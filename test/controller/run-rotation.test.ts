@@ -9,7 +9,7 @@ import type { CaAdapter } from '../../controller/ca/adapter.js';
 import { initDataDir } from '../../controller/data-dir.js';
 import type { AgentPort } from '../../controller/orchestrator/ports.js';
 import type { RotationOptions, RotationReport } from '../../controller/orchestrator/rotate-agent.js';
-import { runRotation } from '../../controller/orchestrator/run-rotation.js';
+import { preparingLimit, runRotation } from '../../controller/orchestrator/run-rotation.js';
 import { openStore, type Agent, type Store } from '../../controller/store/index.js';
 import { firstCertificateSha256 } from '../../pki/certificate.js';
 import { buildCsr } from '../../pki/csr.js';
@@ -26,6 +26,8 @@ interface Fleet {
   onStatus: Map<string, () => Promise<void>>;
   /** Every install waits for this before it answers. */
   installsHeld: Promise<void>;
+  /** Every PrepareRenewal waits for this before it answers. */
+  preparesHeld: Promise<void>;
 }
 
 function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
@@ -39,7 +41,11 @@ function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
       if (leaf === 'down') throw Object.assign(new Error('connection refused'), { code: 'UNAVAILABLE' });
       return { midName: agent.name, leafSha256: `old-${agent.name}`, leafSubject: '', leafIssuer: '', notBefore: undefined, notAfter: new Date(Date.now() + leaf * DAY).toISOString(), serviceActive: true, instanceUrl: '' };
     },
-    prepare: async () => ({ csrPem }),
+    prepare: async () => {
+      fleet.log.push(`prepare ${agent.name}`);
+      await fleet.preparesHeld;
+      return { csrPem };
+    },
     install: async (_id, certificatePem) => {
       fleet.log.push(`install ${agent.name}`);
       await fleet.installsHeld;
@@ -74,7 +80,7 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     store = await openStore(dir, { actor: 'test' });
     ca = await createCaAdapter({ type: 'local', timeoutSeconds: 30, validityDays: 30 }, { dataDir: dir });
     for (const name of NAMES) await store.agents.add({ name, address: `${name}.example:7443` });
-    fleet = { log: [], leaf: new Map<string, number | 'down'>([['mid03', 'down'], ['mid05', 200]]), onStatus: new Map(), installsHeld: Promise.resolve() };
+    fleet = { log: [], leaf: new Map<string, number | 'down'>([['mid03', 'down'], ['mid05', 200]]), onStatus: new Map(), installsHeld: Promise.resolve(), preparesHeld: Promise.resolve() };
   });
   afterEach(async () => {
     await store.close();
@@ -145,6 +151,30 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     release();
     clearTimeout(safety);
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
+  });
+
+  it('lets at most `preparing` MIDs prepare at once, though slots are free; each gives its place back as its install starts', async () => {
+    let releasePrepares: () => void = () => undefined;
+    fleet.preparesHeld = new Promise<void>((r) => { releasePrepares = r; });
+    let releaseInstalls: () => void = () => undefined;
+    fleet.installsHeld = new Promise<void>((r) => { releaseInstalls = r; });
+    const safety = setTimeout(() => { releasePrepares(); releaseInstalls(); }, 5000);
+    const seen = (what: string) => fleet.log.filter((l) => l.startsWith(`${what} `));
+    const running = rotate({ canary: 0, batch: 20, concurrency: 8, preparing: 2 });
+    while (seen('prepare').length < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 150)); // time enough for the other three to start, were they not held back
+    assert.deepEqual(seen('prepare'), ['prepare mid01', 'prepare mid02'], fleet.log.join(' | '));
+    releasePrepares();
+    // Installs still held: the permits came back with each install's start, so all five prepared.
+    while (seen('install').length < 5) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(seen('prepare'), ['prepare mid01', 'prepare mid02', 'prepare mid04', 'prepare mid06', 'prepare mid07']);
+    releaseInstalls();
+    clearTimeout(safety);
+    assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
+  });
+
+  it('gives a quarter of the slots, at least 4, to MIDs preparing', () => {
+    assert.deepEqual([1, 16, 17, 50, 200].map(preparingLimit), [4, 4, 5, 13, 50]);
   });
 
   it('after the first wave, asks the rest at full speed: later waves are planned from every answer', async () => {

@@ -67,16 +67,17 @@ export interface RotationReport {
  * connection to the agent, used (and closed) instead of dialling, with the leaf it just reported
  * (`open.leafSha256`). `open.joinedInWave`: this process added the MID to the job a moment ago
  * (pending, in that wave), so its row is not read first (see jobRecord). `open.preparing`: the
- * fleet rotation's permits for the steps before the install (RotateOneContext.preparing).
+ * fleet rotation's permits for the steps before the install, `open.onPrepared` told when they
+ * are over (RotateOneContext).
  */
-export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number; preparing?: Permits } = {}): Promise<RotationRecord> {
+export async function rotateAgent(deps: RotationDeps, jobId: number, agent: Agent, options: Pick<RotationOptions, 'caTimeoutMs' | 'caPollMs' | 'upTimeoutMs' | 'reconnectMs' | 'allowKeyTypes'>, extra: { stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string; mode?: 'install' | 'enable-mutual' } = {}, open: { port?: AgentPort; leafSha256?: string; joinedInWave?: number; preparing?: Permits; onPrepared?: () => void } = {}): Promise<RotationRecord> {
   const port = open.port ?? deps.dial(agent);
   const record = jobRecord(deps.store, jobId, agent.name, open.joinedInWave);
   try {
     const result = await rotateOne({
       agentName: agent.midName ?? agent.name,
       agent: port, redial: () => deps.dial(agent), ca: deps.ca, instance: deps.instance,
-      load: record.load, save: record.save, preparing: open.preparing,
+      load: record.load, save: record.save, preparing: open.preparing, onPrepared: open.onPrepared,
       emit: (e) => deps.onEvent({ ...e, agent: agent.name }),
       options: { renewalId: `job${jobId}-${agent.name}`, caPollMs: options.caPollMs, caTimeoutMs: options.caTimeoutMs, upTimeoutMs: options.upTimeoutMs, reconnectMs: options.reconnectMs, allowKeyTypes: options.allowKeyTypes, knownLeafSha256: open.port ? open.leafSha256 : undefined, ...extra },
     });

@@ -51,6 +51,8 @@ export interface RotateOneContext {
    * ends, so that at most a few MIDs are between PrepareRenewal and InstallCertificate at once.
    */
   preparing?: Permits;
+  /** Called once the MID is through those steps (or, resumed, was already); not if it ends earlier. */
+  onPrepared?(): void;
   options: {
     renewalId: string; caPollMs: number; caTimeoutMs: number; upTimeoutMs: number; mode?: 'install' | 'enable-mutual'; stopAfter?: 'published'; publishChain?: boolean; outageStartedAt?: string;
     /** How long to keep asking an agent that went away mid-install what became of the renewal (default: upTimeoutMs). */
@@ -74,13 +76,20 @@ export interface RotateOneContext {
 export async function rotateOne(ctx: RotateOneContext): Promise<RotationRecord> {
   let record: RotationRecord = (await ctx.load()) ?? { state: 'pending', renewalId: ctx.options.renewalId };
   // A MID resumed further along goes straight on: only a fresh start queues for a permit.
-  const permit = ctx.preparing && record.state === 'pending' ? await ctx.preparing.acquire() : undefined;
+  const fresh = record.state === 'pending';
+  const permit = ctx.preparing && fresh ? await ctx.preparing.acquire() : undefined;
+  if (!fresh) ctx.onPrepared?.();
+  let preparing = fresh;
   const save: Save = async (patch, { deferred = false } = {}) => {
     // Updated before the write, so a failed write is reported from the state it tried to record.
     const next: RotationRecord = { ...record, ...patch };
     record = next;
     if (!deferred) await ctx.save(next);
-    if (preparationOver(next)) permit?.release();
+    if (preparing && preparationOver(next)) {
+      preparing = false;
+      permit?.release();
+      ctx.onPrepared?.();
+    }
     return next;
   };
   try {

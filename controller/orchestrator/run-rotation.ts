@@ -80,10 +80,17 @@ const rotateAfterSelecting: Rotate = async (deps, candidates, excluded, options,
   return finishReport(job.id, false, plan, [...results, ...skipped.map((s) => skippedResult(s.name, s.reason))], run.stoppedEarly, run.reason);
 };
 
-/** Rotates one chosen MID, which just joined the job in `wave`, over the selection's connection when it is still kept. */
-function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, wave: number, options: RotationOptions, shared: Shared) {
+/**
+ * Rotates one chosen MID, which just joined the job in `wave`, over the selection's connection
+ * when it is still kept. `onPrepared` is called once: when the MID's preparation is over, or
+ * when its rotation ends without one.
+ */
+function rotateKept(deps: RotationDeps, jobId: number, candidate: Candidate, wave: number, options: RotationOptions, shared: Shared, onPrepared?: () => void) {
   const port = shared.kept.take(candidate.agent.name);
-  return rotateAgent(deps, jobId, candidate.agent, options, {}, { port, leafSha256: candidate.leafSha256, joinedInWave: wave, preparing: shared.preparing });
+  let called = false;
+  const prepared = onPrepared && ((): void => { if (!called) { called = true; onPrepared(); } });
+  return rotateAgent(deps, jobId, candidate.agent, options, {}, { port, leafSha256: candidate.leafSha256, joinedInWave: wave, preparing: shared.preparing, onPrepared: prepared })
+    .finally(() => prepared?.());
 }
 
 function selectOptions(options: RotationOptions) {
@@ -109,7 +116,11 @@ const rotateWhileSelecting: Rotate = async (deps, candidates, excluded, options,
   }
   let run;
   try {
-    run = await runWaves(waves(), (t) => rotateKept(deps, membership.jobId(), membership.candidate(t.name), membership.waveOf(t.name), options, shared), (r) => r.state === 'failed', {
+    const rotate = (t: FleetTarget) => {
+      const wave = membership.waveOf(t.name);
+      return rotateKept(deps, membership.jobId(), membership.candidate(t.name), wave, options, shared, wave === 0 ? selection.prepared : undefined);
+    };
+    run = await runWaves(waves(), rotate, (r) => r.state === 'failed', {
       concurrency: options.concurrency, maxFailures: options.maxFailures, canaryWave: options.canary > 0,
       onWave: (i, w) => deps.onWave?.(i, w.map((t) => t.name)),
     });
@@ -140,16 +151,19 @@ const JOIN_GATHER_MS = 25;
  * per batch, while the next answers arrive) and go into `firstWave`, which ends when every MID
  * has answered; the MIDs chosen after them wait in `later`. `done` fails if the store does.
  *
- * While the first wave fills, the asking keeps at most max(`concurrency`, 64) MIDs ahead of the rotations
- * (asked, or answered and waiting for a free slot): a large first wave is asked as it rotates,
- * not all at once, so the handshakes of a thousand status calls do not crowd the first MIDs'
- * rotations off the event loop, and at most about twice that many connections are open. The MIDs
- * after the first wave are asked as fast as they answer: later waves are planned from them.
+ * While the first wave fills, the asking keeps at most max(`concurrency`, 64) MIDs ahead of the
+ * installs (asked, answered and waiting for a free slot, or preparing: `prepared` is called for
+ * each first-wave MID whose preparation is over): a large first wave is asked as it rotates, not
+ * all at once, so the handshakes of a thousand status calls do not crowd the first MIDs'
+ * rotations off the event loop, and at most about twice that many connections are open. Counting
+ * the MIDs preparing keeps the next asks from competing with them: the preparations are on the
+ * way to every install, the next answers are needed only once a slot frees (an install later).
+ * The MIDs after the first wave are asked as fast as they answer: later waves are planned from them.
  */
-function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void>; stop(): void } {
+function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: RotationOptions, kept: KeptPorts, membership: Membership): { firstWave: Feed<FleetTarget>; later: Candidate[]; done: Promise<void>; stop(): void; prepared(): void } {
   const firstWaveSize = options.canary > 0 ? options.canary : Math.max(1, options.batch);
   const pacing = new Pacing(options.askAhead ?? Math.max(MIN_ASKED_AHEAD, options.concurrency));
-  const firstWave = new Feed<FleetTarget>(() => pacing.started());
+  const firstWave = new Feed<FleetTarget>();
   const later: Candidate[] = [];
   const joining: Candidate[] = [];
   let chosen = 0;
@@ -201,12 +215,13 @@ function selectIntoFirstWave(deps: RotationDeps, candidates: Agent[], options: R
     deps.onWave?.(0, membership.inWave(0));
   })();
   done.catch(() => undefined); // awaited by the caller; a store failure surfaces there
-  return { firstWave, later, done, stop: () => pacing.stop() };
+  return { firstWave, later, done, stop: () => pacing.stop(), prepared: () => pacing.prepared() };
 }
 
 /**
- * How far the asking may run ahead of the rotations: `ahead` counts the MIDs being asked plus the
- * first-wave MIDs answered but not yet started; a new ask waits while it is at the limit.
+ * How far the asking may run ahead of the installs: `ahead` counts the MIDs being asked plus the
+ * first-wave MIDs answered and not yet through their preparation; a new ask waits while it is at
+ * the limit.
  */
 class Pacing {
   private ahead = 0;
@@ -223,7 +238,7 @@ class Pacing {
     return !this.stopped;
   }
 
-  /** An answer came in: it stays ahead only if it waits to start in the first wave. */
+  /** An answer came in: it stays ahead only if it waits to rotate in the first wave. */
   answered(waitsToStart: boolean): void {
     if (!waitsToStart) this.less();
   }
@@ -233,8 +248,8 @@ class Pacing {
     for (let i = 0; i < count; i++) this.less();
   }
 
-  /** A first-wave MID started rotating. */
-  started(): void {
+  /** A first-wave MID is through its preparation (its install is on its way), or ended without one. */
+  prepared(): void {
     this.less();
   }
 

@@ -173,6 +173,19 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
+  it('counts a first-wave MID as asked ahead until its install is on its way: no new asks compete with its preparation', async () => {
+    let releasePrepares: () => void = () => undefined;
+    fleet.preparesHeld = new Promise<void>((r) => { releasePrepares = r; });
+    const safety = setTimeout(releasePrepares, 5000);
+    const running = rotate({ canary: 0, batch: 20, concurrency: 8, askAhead: 2 });
+    while (fleet.log.filter((l) => l.startsWith('prepare ')).length < 2) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 150)); // time enough to ask more, were the two preparing not counted
+    assert.deepEqual(fleet.log.filter((l) => l.startsWith('status ')), ['status mid01', 'status mid02'], fleet.log.join(' | '));
+    releasePrepares();
+    clearTimeout(safety);
+    assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
+  });
+
   it('gives a quarter of the slots, at least 4, to MIDs preparing', () => {
     assert.deepEqual([1, 16, 17, 50, 200].map(preparingLimit), [4, 4, 5, 13, 50]);
   });

@@ -58,6 +58,14 @@ function dialer(fleet: Fleet, csrPem: string): (agent: Agent) => AgentPort {
   });
 }
 
+/** A promise the test releases, or a safety timer does, so a failed assertion never leaves the rotation hanging. */
+function held(safetyMs = 5000): { promise: Promise<void>; release(): void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((r) => { resolve = r; });
+  const timer = setTimeout(() => resolve(), safetyMs);
+  return { promise, release: () => { clearTimeout(timer); resolve(); } };
+}
+
 const options: RotationOptions = { force: false, expiringWithinDays: 30, canary: 1, batch: 2, maxFailures: 0, concurrency: 2, dryRun: false, caTimeoutMs: 5000, caPollMs: 10, upTimeoutMs: 5000 };
 const NAMES = ['mid01', 'mid02', 'mid03', 'mid04', 'mid05', 'mid06', 'mid07'];
 
@@ -103,14 +111,11 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
   });
 
   it('installs the canary before the last MID has answered its status', async () => {
-    let release: () => void = () => undefined;
-    const released = new Promise<void>((r) => { release = r; });
-    const timeout = setTimeout(release, 3000);
-    fleet.onStatus.set('mid07', () => released);
+    const status = held(3000);
+    fleet.onStatus.set('mid07', () => status.promise);
     const installed = (name: string) => fleet.log.indexOf(`install ${name}`);
-    const waitForCanary = (async () => { while (installed('mid01') < 0) await new Promise((r) => setTimeout(r, 10)); release(); })();
+    const waitForCanary = (async () => { while (installed('mid01') < 0) await new Promise((r) => setTimeout(r, 10)); status.release(); })();
     const report = await rotate();
-    clearTimeout(timeout);
     await waitForCanary;
     assert.ok(installed('mid01') >= 0 && installed('mid01') < fleet.log.indexOf('status mid07'), fleet.log.join(' | '));
     assert.equal(report.summary.succeeded, 5);
@@ -119,9 +124,8 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
 
   it('asks a large first wave as it rotates: at most `askAhead` MIDs ahead of the rotations', async () => {
     for (const name of ['mid08', 'mid09', 'mid10', 'mid11']) await store.agents.add({ name, address: `${name}.example:7443` });
-    let release: () => void = () => undefined;
-    fleet.installsHeld = new Promise<void>((r) => { release = r; });
-    const safety = setTimeout(release, 5000);
+    const installs = held();
+    fleet.installsHeld = installs.promise;
     const asked = () => fleet.log.filter((l) => l.startsWith('status ')).length;
     const installing = () => fleet.log.filter((l) => l.startsWith('install ')).length;
     const running = rotate({ canary: 0, batch: 20, concurrency: 2, askAhead: 2 });
@@ -130,8 +134,7 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
     // Two installing (mid01, mid02), two answered and waiting for a slot (mid04, mid06); mid03
     // (down) and mid05 (not due) were asked and skipped, so they held no place. No one else asked yet.
     assert.deepEqual(fleet.log.filter((l) => l.startsWith('status ')), ['status mid01', 'status mid02', 'status mid03', 'status mid04', 'status mid05', 'status mid06'], fleet.log.join(' | '));
-    release();
-    clearTimeout(safety);
+    installs.release();
     const report = await running;
     assert.equal(asked(), 11);
     assert.deepEqual(report.summary, { succeeded: 9, failed: 0, skipped: 2 });
@@ -139,50 +142,44 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
   });
 
   it('asks a first wave of fewer than 64 at once, whatever the concurrency: a job killed early holds all of it', async () => {
-    let release: () => void = () => undefined;
-    fleet.installsHeld = new Promise<void>((r) => { release = r; });
-    const safety = setTimeout(release, 5000);
+    const installs = held();
+    fleet.installsHeld = installs.promise;
     const running = rotate({ canary: 0, batch: 20, concurrency: 1 });
     while (!fleet.log.includes('install mid01')) await new Promise((r) => setTimeout(r, 5));
     const job = (await store.jobs.list({ states: ['running'] }))[0];
     for (let i = 0; i < 100 && job && (await store.jobAgents.list(job.id)).length < 5; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(fleet.log.filter((l) => l.startsWith('status ')).length, 7);
     assert.deepEqual((await store.jobAgents.list(job!.id)).map((r) => r.agentName), ['mid01', 'mid02', 'mid04', 'mid06', 'mid07']);
-    release();
-    clearTimeout(safety);
+    installs.release();
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
   it('lets at most `preparing` MIDs prepare at once, though slots are free; each gives its place back as its install starts', async () => {
-    let releasePrepares: () => void = () => undefined;
-    fleet.preparesHeld = new Promise<void>((r) => { releasePrepares = r; });
-    let releaseInstalls: () => void = () => undefined;
-    fleet.installsHeld = new Promise<void>((r) => { releaseInstalls = r; });
-    const safety = setTimeout(() => { releasePrepares(); releaseInstalls(); }, 5000);
+    const prepares = held();
+    fleet.preparesHeld = prepares.promise;
+    const installs = held();
+    fleet.installsHeld = installs.promise;
     const seen = (what: string) => fleet.log.filter((l) => l.startsWith(`${what} `));
     const running = rotate({ canary: 0, batch: 20, concurrency: 8, preparing: 2 });
     while (seen('prepare').length < 2) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 150)); // time enough for the other three to start, were they not held back
     assert.deepEqual(seen('prepare'), ['prepare mid01', 'prepare mid02'], fleet.log.join(' | '));
-    releasePrepares();
+    prepares.release();
     // Installs still held: the permits came back with each install's start, so all five prepared.
     while (seen('install').length < 5) await new Promise((r) => setTimeout(r, 5));
     assert.deepEqual(seen('prepare'), ['prepare mid01', 'prepare mid02', 'prepare mid04', 'prepare mid06', 'prepare mid07']);
-    releaseInstalls();
-    clearTimeout(safety);
+    installs.release();
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
   it('counts a first-wave MID as asked ahead until its install is on its way: no new asks compete with its preparation', async () => {
-    let releasePrepares: () => void = () => undefined;
-    fleet.preparesHeld = new Promise<void>((r) => { releasePrepares = r; });
-    const safety = setTimeout(releasePrepares, 5000);
+    const prepares = held();
+    fleet.preparesHeld = prepares.promise;
     const running = rotate({ canary: 0, batch: 20, concurrency: 8, askAhead: 2 });
     while (fleet.log.filter((l) => l.startsWith('prepare ')).length < 2) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 150)); // time enough to ask more, were the two preparing not counted
     assert.deepEqual(fleet.log.filter((l) => l.startsWith('status ')), ['status mid01', 'status mid02'], fleet.log.join(' | '));
-    releasePrepares();
-    clearTimeout(safety);
+    prepares.release();
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
@@ -191,15 +188,13 @@ describe('controller/orchestrator/run-rotation: the first wave starts while the 
   });
 
   it('after the first wave, asks the rest at full speed: later waves are planned from every answer', async () => {
-    let release: () => void = () => undefined;
-    fleet.installsHeld = new Promise<void>((r) => { release = r; });
-    const safety = setTimeout(release, 5000);
+    const installs = held();
+    fleet.installsHeld = installs.promise;
     const running = rotate({ canary: 1, batch: 2, concurrency: 2, askAhead: 2 });
     while (!fleet.log.includes('install mid01')) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(fleet.log.filter((l) => l.startsWith('status ')).length, 7, 'the canary installs while everyone else is asked');
-    release();
-    clearTimeout(safety);
+    installs.release();
     assert.deepEqual((await running).summary, { succeeded: 5, failed: 0, skipped: 2 });
   });
 
